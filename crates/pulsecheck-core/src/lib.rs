@@ -1,0 +1,26 @@
+//! pulsecheck-core: the engine behind `pulsecheck scan` and `pulsecheck serve`.
+//!
+//! - [`Target`] is one line of input parsed into a [`TargetSpec`] (or an [`InvalidTarget`]).
+//! - [`Engine`] owns the shared resources (resolver, TLS clients, ICMP sockets), the global
+//!   and per-host [`limiter`], and the [`ledger`]; [`Engine::check`] turns one target into
+//!   exactly one [`CheckResult`] under a deadline, and [`Engine::scan`] does that for a batch.
+//! - [`CheckResult`] is data: an [`Outcome`] (up, down, cancelled), a closed [`Reason`] when
+//!   down, and the [`Timings`] of every phase.
+//! - [`probe`] holds one module per kind of check (HTTP, TCP, TLS, DNS, ICMP).
+
+pub mod engine;
+pub mod ledger;
+pub mod limiter;
+pub mod options;
+pub mod probe;
+pub mod resolve;
+pub mod result;
+pub mod rlimit;
+pub mod target;
+pub mod tls;
+
+pub use engine::{Engine, EngineSetup};
+pub use ledger::LedgerCounts;
+pub use options::{CheckOptions, EngineOptions, StatusMatcher};
+pub use result::{CertificateInfo, CheckResult, DnsAnswer, Outcome, ProbeKind, Reason, Timings};
+pub use target::{parse_spec, InvalidTarget, Target, TargetSpec};

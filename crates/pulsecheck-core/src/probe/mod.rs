@@ -1,0 +1,220 @@
+//! Probes: how each kind of target is checked. A probe fills in an [`Attempt`] as it
+//! goes, so that when the deadline cuts it short the phases it finished are kept.
+
+pub mod dns;
+pub mod http;
+pub mod icmp;
+pub mod tcp;
+pub mod tls;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+use tokio_util::task::TaskTracker;
+
+use crate::options::CheckOptions;
+use crate::resolve::Resolver;
+use crate::result::{CheckResult, Reason, Timings};
+use crate::target::{Host, TargetSpec};
+use crate::tls::{certificate_info, classify_tls_error, server_name, TlsClients};
+
+/// Shared, read-only resources every probe uses.
+pub struct ProbeContext {
+    pub resolver: Resolver,
+    pub tls: TlsClients,
+    pub icmp: icmp::Pingers,
+    /// Runs the few background tasks hyper needs (HTTP/2), tracked like every other task.
+    pub executor: TrackedExecutor,
+}
+
+/// A hyper executor that spawns onto a [`TaskTracker`], so no task is fire-and-forget.
+#[derive(Clone, Default)]
+pub struct TrackedExecutor(pub TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for TrackedExecutor
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.0.spawn(future);
+    }
+}
+
+/// The phase a check is in, named in timeout messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Dns,
+    Connect,
+    Tls,
+    WaitingForResponse,
+    ReadingBody,
+    Query,
+    Echo,
+}
+
+impl Phase {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Dns => "resolving the name",
+            Phase::Connect => "connecting",
+            Phase::Tls => "the TLS handshake",
+            Phase::WaitingForResponse => "waiting for the response headers",
+            Phase::ReadingBody => "reading the body",
+            Phase::Query => "waiting for the DNS answer",
+            Phase::Echo => "waiting for the echo reply",
+        }
+    }
+}
+
+/// A check in progress: the result being filled in and the phase it has reached.
+pub struct Attempt {
+    pub result: CheckResult,
+    pub phase: Phase,
+}
+
+/// Why a probe decided the target is down.
+#[derive(Debug)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the probe for `spec`. `Ok` means up.
+pub async fn run(
+    ctx: &ProbeContext,
+    spec: &TargetSpec,
+    options: &CheckOptions,
+    attempt: &mut Attempt,
+) -> Result<(), Failure> {
+    match spec {
+        TargetSpec::Http { url } => http::probe(ctx, url, options, attempt).await,
+        TargetSpec::Tcp { host, port } => tcp::probe(ctx, host, *port, attempt).await,
+        TargetSpec::Tls { host, port } => tls::probe(ctx, host, *port, options, attempt).await,
+        TargetSpec::Dns { name, record, server } => {
+            dns::probe(ctx, name, *record, *server, attempt).await
+        }
+        TargetSpec::Icmp { host } => icmp::probe(ctx, host, attempt).await,
+    }
+}
+
+/// Maps a socket error to a reason. Local resource exhaustion is our failure, not the target's.
+pub fn classify_io_error(error: &io::Error) -> Reason {
+    use io::ErrorKind::*;
+    if let Some((reason, _)) = classify_tls_error(error) {
+        return reason;
+    }
+    match error.kind() {
+        ConnectionRefused | HostUnreachable | NetworkUnreachable => Reason::Refused,
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => Reason::Reset,
+        TimedOut => Reason::Timeout,
+        AddrNotAvailable | OutOfMemory => Reason::Internal,
+        InvalidData => Reason::Protocol,
+        _ if error.raw_os_error() == Some(libc::EMFILE) || error.raw_os_error() == Some(libc::ENFILE) => {
+            Reason::Internal
+        }
+        _ => Reason::Reset,
+    }
+}
+
+/// Resolves `host`, recording the DNS phase when a lookup actually happened.
+pub async fn resolve(ctx: &ProbeContext, host: &Host, attempt: &mut Attempt) -> Result<Vec<IpAddr>, Failure> {
+    if let Host::Ip(ip) = host {
+        return Ok(vec![*ip]);
+    }
+    attempt.phase = Phase::Dns;
+    let started = Instant::now();
+    let result = ctx.resolver.resolve(host).await;
+    Timings::add(&mut attempt.result.timings.dns_ms, started.elapsed());
+    result.map_err(|e| Failure::new(Reason::Dns, e.0))
+}
+
+/// Connects to the first address that accepts, recording the connect phase and the IP used.
+pub async fn connect(addrs: &[IpAddr], port: u16, attempt: &mut Attempt) -> Result<TcpStream, Failure> {
+    attempt.phase = Phase::Connect;
+    let started = Instant::now();
+    let mut last_error = None;
+    for ip in addrs {
+        let addr = SocketAddr::new(*ip, port);
+        attempt.result.ip = Some(*ip);
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                Timings::add(&mut attempt.result.timings.connect_ms, started.elapsed());
+                // Health checks are tiny request/response exchanges: Nagle only adds latency.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some((addr, e)),
+        }
+    }
+    Timings::add(&mut attempt.result.timings.connect_ms, started.elapsed());
+    Err(match last_error {
+        Some((addr, error)) => Failure::new(classify_io_error(&error), format!("connect to {addr} failed: {error}")),
+        None => Failure::new(Reason::Dns, "the name resolved to no address"),
+    })
+}
+
+/// Performs a TLS handshake, recording its phase and the certificate seen.
+pub async fn handshake(
+    ctx: &ProbeContext,
+    stream: TcpStream,
+    host: &Host,
+    insecure: bool,
+    attempt: &mut Attempt,
+) -> Result<TlsStream<TcpStream>, Failure> {
+    attempt.phase = Phase::Tls;
+    let name = server_name(&host.server_name()).map_err(|m| Failure::new(Reason::Tls, m))?;
+    let connector = tokio_rustls::TlsConnector::from(ctx.tls.config(insecure));
+    let started = Instant::now();
+    let outcome = connector.connect(name, stream).await;
+    Timings::add(&mut attempt.result.timings.tls_ms, started.elapsed());
+    let stream = outcome.map_err(|e| match classify_tls_error(&e) {
+        Some((reason, message)) => Failure::new(reason, message),
+        None => Failure::new(classify_io_error(&e), format!("TLS handshake failed: {e}")),
+    })?;
+    if let Some(chain) = stream.get_ref().1.peer_certificates() {
+        attempt.result.certificate = certificate_info(chain);
+    }
+    Ok(stream)
+}
+
+/// Fails when the certificate expires sooner than `min_days`.
+pub fn check_certificate_days(attempt: &Attempt, min_days: Option<i64>) -> Result<(), Failure> {
+    let (Some(min_days), Some(cert)) = (min_days, &attempt.result.certificate) else {
+        return Ok(());
+    };
+    if cert.days_left < min_days {
+        return Err(Failure::new(
+            Reason::Certificate,
+            format!(
+                "certificate expires in {} days (on {}), less than the required {min_days}",
+                cert.days_left, cert.not_after
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Rounds a duration for messages.
+pub fn human(duration: Duration) -> String {
+    if duration >= Duration::from_secs(1) {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}

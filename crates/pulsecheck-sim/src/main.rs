@@ -1,0 +1,215 @@
+//! `pulsecheck-sim`: run the target simulator until SIGINT/SIGTERM.
+//!
+//! Prints one JSON line (`{"event":"ready",...}`, see `pulsecheck_sim::ReadyInfo`)
+//! to stdout once every listener is up, and a human summary to stderr.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use pulsecheck_sim::{ReadyInfo, SimConfig};
+
+/// Most addresses one --bind-range may expand to.
+const MAX_RANGE: u32 = 4096;
+/// How long a clean shutdown may take before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A target simulator for pulsecheck: HTTP routes with chosen delays, status
+/// codes, redirects and bodies, plus listeners that blackhole, reset or refuse
+/// connections, HTTPS with valid, expired and self-signed certificates, and a
+/// DNS server for *.pulsecheck.test. Listens on loopback only.
+///
+/// Once ready it prints one JSON line to stdout with every address
+/// ({"event":"ready","http":[...],"blackhole":...,"ca_pem":...}) and runs
+/// until SIGINT or SIGTERM.
+#[derive(Parser, Debug)]
+#[command(name = "pulsecheck-sim", version, max_term_width = 100)]
+struct Cli {
+    /// Loopback address for a plain HTTP listener; repeat for more. The special
+    /// listeners (blackhole, reset, TLS, DNS...) use the first address.
+    /// [default: 127.0.0.1 unless --bind-range is given]
+    #[arg(long, value_name = "IP", value_parser = parse_loopback)]
+    bind: Vec<IpAddr>,
+
+    /// An inclusive range of IPv4 loopback addresses, one HTTP listener each
+    /// (at most 4096), e.g. 127.0.0.1-127.0.0.200. Lets a benchmark spread
+    /// targets over many hosts. Repeatable; added after the --bind addresses.
+    #[arg(long, value_name = "START-END", value_parser = parse_range)]
+    bind_range: Vec<BindRange>,
+
+    /// Port of the plain HTTP listeners; 0 picks an ephemeral port per listener.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    port: u16,
+
+    /// Directory to write the CA certificate to (as ca.pem), so clients can
+    /// trust the tls_valid listener. Created if missing.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+}
+
+fn parse_loopback(s: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not an IP address"))?;
+    if !ip.is_loopback() {
+        return Err(format!(
+            "{ip} is not a loopback address; the simulator only listens on 127.0.0.0/8 and ::1"
+        ));
+    }
+    Ok(ip)
+}
+
+/// The addresses of one `--bind-range`.
+#[derive(Clone, Debug)]
+struct BindRange(Vec<IpAddr>);
+
+fn parse_range(s: &str) -> Result<BindRange, String> {
+    let (start, end) = s.split_once('-').ok_or_else(|| {
+        format!("`{s}` is not a range; expected START-END, e.g. 127.0.0.1-127.0.0.200")
+    })?;
+    let parse_v4 = |part: &str| -> Result<Ipv4Addr, String> {
+        match parse_loopback(part)? {
+            IpAddr::V4(v4) => Ok(v4),
+            IpAddr::V6(_) => Err("--bind-range takes IPv4 addresses only".to_owned()),
+        }
+    };
+    let (start, end) = (u32::from(parse_v4(start)?), u32::from(parse_v4(end)?));
+    if start > end {
+        return Err(format!("range start is after its end in `{s}`"));
+    }
+    if end - start >= MAX_RANGE {
+        return Err(format!(
+            "`{s}` has {} addresses; at most {MAX_RANGE} are allowed",
+            u64::from(end - start) + 1
+        ));
+    }
+    Ok(BindRange(
+        (start..=end)
+            .map(|ip| IpAddr::V4(Ipv4Addr::from(ip)))
+            .collect(),
+    ))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+
+    let mut bind = cli.bind;
+    for ip in cli.bind_range.into_iter().flat_map(|range| range.0) {
+        if !bind.contains(&ip) {
+            bind.push(ip);
+        }
+    }
+    if bind.is_empty() {
+        bind.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    let config = SimConfig {
+        bind,
+        port: cli.port,
+        cert_dir: cli.cert_dir,
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("pulsecheck-sim: cannot start the tokio runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("pulsecheck-sim: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: SimConfig) -> anyhow::Result<()> {
+    let nofile = pulsecheck_sim::raise_nofile_limit();
+    let listeners = config.bind.len();
+    let sim = pulsecheck_sim::start(config).await?;
+
+    // A closed stdout (e.g. piped into `head`) is not a reason to stop serving.
+    let mut stdout = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut stdout, &sim.info)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(stdout))
+        .and_then(|()| stdout.flush());
+    drop(stdout);
+    print_summary(&sim.info, listeners, nofile.ok());
+
+    wait_for_signal().await?;
+    eprintln!("pulsecheck-sim: shutting down");
+    if tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("pulsecheck-sim: some connections did not close within {SHUTDOWN_GRACE:?}");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn print_summary(info: &ReadyInfo, listeners: usize, nofile: Option<u64>) {
+    let http = info.http[0];
+    let more = match listeners {
+        1 => String::new(),
+        n => format!(" (+{} more HTTP listeners, see the JSON line)", n - 1),
+    };
+    let nofile = nofile.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+    let ca = info.ca_file.as_ref().map_or_else(
+        || "not written (use --cert-dir DIR)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    eprintln!(
+        "pulsecheck-sim ready (open files limit {nofile})
+  http          http://{http}{more}
+                routes: /ok /delay/{{ms}} /status/{{code}} /redirect/{{n}} /redirect-loop /json
+                        /bytes/{{n}} /endless /headers /trickle /header-flood /malformed
+  blackhole     {blackhole}   (accepts, never answers)
+  reset         {reset}   (accepts, then TCP RST)
+  refused       {refused}   (nothing listens)
+  tls valid     https://{tls_valid}/ok   (CA: {ca})
+  tls expired   https://{tls_expired}/ok
+  tls self-sig  https://{tls_self}/ok
+  dns (udp)     {dns}   (*.pulsecheck.test -> 127.0.0.1/::1; nx. servfail. slow. empty.)
+
+try:
+  pulsecheck scan http://{http}/ok http://{http}/status/503 http://{http}/delay/3000
+  pulsecheck scan http://{blackhole}/ http://{reset}/ http://{refused}/ http://{http}/trickle
+  pulsecheck scan https://{tls_valid}/ok https://{tls_expired}/ok https://{tls_self}/ok
+
+Ctrl+C to stop.",
+        blackhole = info.blackhole,
+        reset = info.reset,
+        refused = info.refused,
+        tls_valid = info.tls_valid,
+        tls_expired = info.tls_expired,
+        tls_self = info.tls_self_signed,
+        dns = info.dns,
+    );
+}
