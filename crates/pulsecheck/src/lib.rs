@@ -1,1 +1,33 @@
+//! The `pulsecheck` command: parses arguments, runs the engine, maps the outcome to a
+//! documented exit code. The work itself is in `pulsecheck-core`.
 
+pub mod cli;
+pub mod exit;
+pub mod inputs;
+pub mod output;
+pub mod scan;
+pub mod signals;
+pub mod summary;
+
+use clap::Parser;
+
+pub use exit::Exit;
+
+/// Runs the command line `args` (including the program name).
+pub fn run<I, T>(args: I) -> Exit
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with 0; usage errors to stderr with 2.
+            let _ = e.print();
+            return if e.use_stderr() { Exit::BadInput } else { Exit::AllUp };
+        }
+    };
+    match cli.command {
+        cli::Command::Scan(args) => scan::run(args),
+    }
+}

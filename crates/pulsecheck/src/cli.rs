@@ -1,0 +1,171 @@
+//! Command-line interface definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pulsecheck",
+    version,
+    about = "Health-check and uptime engine: probe thousands of endpoints under strict deadlines",
+    long_about = None,
+    after_help = "Exit codes: 0 all up · 1 any down · 2 bad usage or input · 3 internal error (ledger did not balance) · 130 interrupted"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check every target once and report which are up and which are down, and why.
+    Scan(ScanArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_long_help = SCAN_AFTER_HELP)]
+pub struct ScanArgs {
+    /// Targets, files of targets (one per line), or `-` for stdin. An argument with `://`
+    /// is a target; otherwise it is a file if one exists at that path, else a bare target.
+    #[arg(value_name = "TARGET|FILE|-")]
+    pub inputs: Vec<String>,
+
+    /// Read targets from this file (repeatable); `-` is stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Output format. `auto` is a table on a terminal and JSON Lines when piped.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+
+    /// Write results to this file instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Row order of the table (JSON and CSV stream in completion order).
+    #[arg(long, value_enum, default_value_t = Order::DownFirst)]
+    pub order: Order,
+
+    /// Deadline per check, covering every phase; starts when the check gets its slot.
+    #[arg(short, long, default_value = "5s", value_parser = duration)]
+    pub timeout: std::time::Duration,
+
+    /// Checks in flight at once (clamped to the open-file limit).
+    #[arg(short, long, default_value_t = pulsecheck_core::options::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+
+    /// Checks in flight at once against one host.
+    #[arg(long, default_value_t = pulsecheck_core::options::DEFAULT_PER_HOST)]
+    pub per_host: usize,
+
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+
+    /// Extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// HTTP statuses that count as up, after redirects: e.g. `200`, `200-399`, `2xx,301`.
+    #[arg(long, default_value = "2xx", value_name = "CODES")]
+    pub expect_status: String,
+
+    /// Down unless the body contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub body_contains: Option<String>,
+
+    /// Down unless the body matches this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub body_regex: Option<String>,
+
+    /// Down (reason `latency`) when a check that succeeded took longer than this.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
+    pub max_latency: Option<std::time::Duration>,
+
+    /// Redirects followed at most; phases are summed across hops.
+    #[arg(long, default_value_t = pulsecheck_core::options::DEFAULT_MAX_REDIRECTS)]
+    pub max_redirects: u32,
+
+    /// Body bytes read at most per response; the rest is not downloaded.
+    #[arg(long, default_value_t = pulsecheck_core::options::DEFAULT_MAX_BODY_BYTES, value_name = "BYTES")]
+    pub max_body: usize,
+
+    /// Skip certificate verification (the certificate is still recorded).
+    #[arg(short = 'k', long)]
+    pub insecure: bool,
+
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// TLS and HTTPS checks are down when the certificate expires in fewer days.
+    #[arg(long, value_name = "DAYS")]
+    pub min_cert_days: Option<i64>,
+
+    /// Resolve names with this nameserver (`IP` or `IP:PORT`) instead of /etc/resolv.conf.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub nameserver: Option<String>,
+
+    /// User-Agent header.
+    #[arg(long, value_name = "TEXT")]
+    pub user_agent: Option<String>,
+
+    /// Do not show the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+
+    /// Do not print the summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Colour the table: `auto` colours only on a terminal.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+const SCAN_AFTER_HELP: &str = "\
+Targets:
+  http://HOST[:PORT]/PATH, https://…   HTTP(S) request, expected status 2xx after redirects
+  tcp://HOST:PORT                      TCP connect
+  tls://HOST[:PORT]                    TLS handshake and certificate (port 443 by default)
+  dns://NAME?type=AAAA&server=IP:PORT  DNS query (type A, system nameserver by default)
+  icmp://HOST                          ICMP echo (needs root or CAP_NET_RAW here)
+  HOST or HOST/PATH                    same as https://HOST/PATH
+  HOST:PORT                            same as tcp://HOST:PORT
+In files: one target per line; blank lines and lines starting with # are skipped.
+
+Exit codes:
+  0    every target is up
+  1    at least one target is down
+  2    bad usage or input (unknown flag, unreadable file, an invalid target line);
+       every valid target is still checked and reported
+  3    internal error: the ledger of started and finished checks did not balance
+  130  interrupted (Ctrl+C or SIGTERM); finished results are printed, the rest are cancelled";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Auto,
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Order {
+    /// Down first, then cancelled, then up; input order within each group.
+    DownFirst,
+    /// The order the targets were given in.
+    Input,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    pulsecheck_core::options::parse_duration(text)
+}

@@ -1,0 +1,18 @@
+//! Documented exit codes (README, "Exit codes").
+
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    AllUp = 0,
+    SomeDown = 1,
+    BadInput = 2,
+    Internal = 3,
+    Interrupted = 130,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}

@@ -1,0 +1,124 @@
+//! The end-of-scan summary: counts by outcome and reason, wall time, latency percentiles
+//! and the ledger. Printed to stderr so stdout stays clean for pipes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use pulsecheck_core::{CheckResult, LedgerCounts, Outcome, Reason};
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub targets: usize,
+    pub up: usize,
+    pub down: usize,
+    pub cancelled: usize,
+    pub reasons: BTreeMap<Reason, usize>,
+    pub wall: Duration,
+    pub p50: Option<Duration>,
+    pub p95: Option<Duration>,
+    pub max: Option<Duration>,
+    pub max_queue: Duration,
+    pub ledger: Option<LedgerCounts>,
+    /// Targets that got no result, or more than one (must both be zero).
+    pub missing: usize,
+    pub duplicated: usize,
+}
+
+impl Summary {
+    pub fn new(results: &[&CheckResult], wall: Duration) -> Summary {
+        let mut summary = Summary {
+            targets: results.len(),
+            wall,
+            ..Summary::default()
+        };
+        let mut latencies = Vec::new();
+        for r in results {
+            match r.outcome {
+                Outcome::Up => {
+                    summary.up += 1;
+                    latencies.push(r.duration_ms);
+                }
+                Outcome::Down => summary.down += 1,
+                Outcome::Cancelled => summary.cancelled += 1,
+            }
+            if let Some(reason) = r.reason {
+                *summary.reasons.entry(reason).or_default() += 1;
+            }
+            summary.max_queue = summary.max_queue.max(r.queue_ms);
+        }
+        latencies.sort_unstable();
+        summary.p50 = percentile(&latencies, 0.50);
+        summary.p95 = percentile(&latencies, 0.95);
+        summary.max = latencies.last().copied();
+        summary
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let rate = self.targets as f64 / self.wall.as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            out,
+            "{} targets in {:.2}s ({:.0} checks/s): {} up, {} down, {} cancelled",
+            self.targets,
+            self.wall.as_secs_f64(),
+            rate,
+            self.up,
+            self.down,
+            self.cancelled
+        );
+        if !self.reasons.is_empty() {
+            let reasons: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let _ = writeln!(out, "down by reason: {}", reasons.join(" · "));
+        }
+        if let (Some(p50), Some(p95), Some(max)) = (self.p50, self.p95, self.max) {
+            let _ = writeln!(
+                out,
+                "latency of up checks: p50 {} · p95 {} · max {} (queue wait max {})",
+                fmt_ms(p50),
+                fmt_ms(p95),
+                fmt_ms(max),
+                fmt_ms(self.max_queue)
+            );
+        }
+        if let Some(ledger) = self.ledger {
+            let verdict = if self.balanced() { "balanced" } else { "NOT BALANCED" };
+            let _ = write!(out, "ledger: {} started, {} finished, {verdict}", ledger.started, ledger.finished);
+            if self.missing + self.duplicated > 0 {
+                let _ = write!(out, " ({} targets without a result, {} duplicated)", self.missing, self.duplicated);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Every check finished, and every target has exactly one result.
+    pub fn balanced(&self) -> bool {
+        self.ledger.is_none_or(|l| l.balanced()) && self.missing == 0 && self.duplicated == 0
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((sorted.len() as f64) * q).ceil() as usize;
+    sorted.get(rank.saturating_sub(1).min(sorted.len() - 1)).copied()
+}
+
+fn fmt_ms(d: Duration) -> String {
+    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 0.5), Some(Duration::from_millis(50)));
+        assert_eq!(percentile(&v, 0.95), Some(Duration::from_millis(95)));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+}
