@@ -139,6 +139,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: SimConfig) -> anyhow::Result<()> {
+    // Registered first so a signal that arrives while starting is not lost.
+    let signals = Signals::new()?;
     let nofile = pulsecheck_sim::raise_nofile_limit();
     let listeners = config.bind.len();
     let sim = pulsecheck_sim::start(config).await?;
@@ -152,7 +154,7 @@ async fn run(config: SimConfig) -> anyhow::Result<()> {
     drop(stdout);
     print_summary(&sim.info, listeners, nofile.ok());
 
-    wait_for_signal().await?;
+    signals.wait().await;
     eprintln!("pulsecheck-sim: shutting down");
     if tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown())
         .await
@@ -163,15 +165,27 @@ async fn run(config: SimConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGINT and SIGTERM, the two ways to stop the simulator.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
 fn print_summary(info: &ReadyInfo, listeners: usize, nofile: Option<u64>) {
@@ -184,6 +198,10 @@ fn print_summary(info: &ReadyInfo, listeners: usize, nofile: Option<u64>) {
     let ca = info.ca_file.as_ref().map_or_else(
         || "not written (use --cert-dir DIR)".to_owned(),
         |p| p.display().to_string(),
+    );
+    let cacert = info.ca_file.as_ref().map_or_else(
+        || "--cacert <sim CA, see --cert-dir> ".to_owned(),
+        |p| format!("--cacert {} ", p.display()),
     );
     eprintln!(
         "pulsecheck-sim ready (open files limit {nofile})
@@ -199,9 +217,11 @@ fn print_summary(info: &ReadyInfo, listeners: usize, nofile: Option<u64>) {
   dns (udp)     {dns}   (*.pulsecheck.test -> 127.0.0.1/::1; nx. servfail. slow. empty.)
 
 try:
-  pulsecheck scan http://{http}/ok http://{http}/status/503 http://{http}/delay/3000
-  pulsecheck scan http://{blackhole}/ http://{reset}/ http://{refused}/ http://{http}/trickle
-  pulsecheck scan https://{tls_valid}/ok https://{tls_expired}/ok https://{tls_self}/ok
+  pulsecheck scan --timeout 2s http://{http}/ok http://{http}/status/503 http://{http}/delay/3000
+  pulsecheck scan --timeout 2s http://{blackhole}/ http://{reset}/ http://{refused}/ http://{http}/trickle
+  pulsecheck scan {cacert}https://{tls_valid}/ok https://{tls_expired}/ok https://{tls_self}/ok
+  pulsecheck scan --nameserver {dns} http://ok.pulsecheck.test:{port}/ok http://nx.pulsecheck.test:{port}/ok
+  pulsecheck scan dns://ok.pulsecheck.test?server={dns} dns://servfail.pulsecheck.test?server={dns}
 
 Ctrl+C to stop.",
         blackhole = info.blackhole,
@@ -211,5 +231,40 @@ Ctrl+C to stop.",
         tls_expired = info.tls_expired,
         tls_self = info.tls_self_signed,
         dns = info.dns,
+        port = http.port(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bind_range_expands_loopback_only() {
+        let range = parse_range("127.0.0.254-127.0.1.1").unwrap();
+        assert_eq!(range.0.len(), 4);
+        assert_eq!(range.0[3], IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1)));
+        assert_eq!(parse_range("127.0.0.1-127.0.16.0").unwrap().0.len(), 4096);
+        assert!(parse_range("127.0.0.1-127.0.16.1").is_err());
+        assert!(parse_range("127.0.0.2-127.0.0.1").is_err());
+        assert!(parse_range("10.0.0.1-10.0.0.2")
+            .unwrap_err()
+            .contains("loopback"));
+        assert!(parse_range("::1-::1").is_err());
+        assert!(parse_loopback("0.0.0.0").is_err());
+        assert!(parse_loopback("::1").is_ok());
+    }
+
+    #[test]
+    fn non_loopback_bind_exits_2() {
+        let err = Cli::try_parse_from(["pulsecheck-sim", "--bind", "192.168.1.1"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
 }

@@ -196,7 +196,8 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
     };
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    if let Err(e) = crate::signals::watch(cancel.clone(), &tasks) {
+    let finished = CancellationToken::new();
+    if let Err(e) = crate::signals::watch(cancel.clone(), finished.clone(), &tasks) {
         eprintln!("warning: cannot watch for Ctrl+C: {e}");
     }
     let total = targets.len();
@@ -240,7 +241,7 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
     }
     let wall = started.elapsed();
     progress.finish_and_clear();
-    cancel.cancel();
+    finished.cancel();
     tasks.close();
     tasks.wait().await;
 

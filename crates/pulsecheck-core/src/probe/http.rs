@@ -126,9 +126,9 @@ async fn hop(
     if https {
         let tls = handshake(ctx, stream, &host, options.insecure, attempt).await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        exchange(ctx, tls, h2, url, method, options, attempt).await
+        Box::pin(exchange(ctx, tls, h2, url, method, options, attempt)).await
     } else {
-        exchange(ctx, stream, false, url, method, options, attempt).await
+        Box::pin(exchange(ctx, stream, false, url, method, options, attempt)).await
     }
 }
 
@@ -148,17 +148,23 @@ where
     let io = TokioIo::new(io);
     let keep_body = options.body_contains.is_some() || options.body_regex.is_some();
     if h2 {
-        let (mut sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
-            .handshake(io)
-            .await
-            .map_err(|e| hyper_failure(&e))?;
-        drive(conn, sender.send_request(request), options.max_body_bytes, keep_body, attempt).await
+        Box::pin(async {
+            let (mut sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
+                .handshake(io)
+                .await
+                .map_err(|e| hyper_failure(&e))?;
+            drive(conn, sender.send_request(request), options.max_body_bytes, keep_body, attempt).await
+        })
+        .await
     } else {
-        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| hyper_failure(&e))?;
-        drive(conn, sender.send_request(request), options.max_body_bytes, keep_body, attempt).await
+        let exchange = async {
+            let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| hyper_failure(&e))?;
+            drive(conn, sender.send_request(request), options.max_body_bytes, keep_body, attempt).await
+        };
+        Box::pin(exchange).await
     }
 }
 

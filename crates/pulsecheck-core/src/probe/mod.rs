@@ -102,14 +102,16 @@ pub async fn run(
     options: &CheckOptions,
     attempt: &mut Attempt,
 ) -> Result<(), Failure> {
+    // Each probe's future is boxed so a check waiting for its slot stays small, and a
+    // running one only holds the state of the probe it actually runs.
     match spec {
-        TargetSpec::Http { url } => http::probe(ctx, url, options, attempt).await,
-        TargetSpec::Tcp { host, port } => tcp::probe(ctx, host, *port, attempt).await,
-        TargetSpec::Tls { host, port } => tls::probe(ctx, host, *port, options, attempt).await,
+        TargetSpec::Http { url } => Box::pin(http::probe(ctx, url, options, attempt)).await,
+        TargetSpec::Tcp { host, port } => Box::pin(tcp::probe(ctx, host, *port, attempt)).await,
+        TargetSpec::Tls { host, port } => Box::pin(tls::probe(ctx, host, *port, options, attempt)).await,
         TargetSpec::Dns { name, record, server } => {
-            dns::probe(ctx, name, *record, *server, attempt).await
+            Box::pin(dns::probe(ctx, name, *record, *server, attempt)).await
         }
-        TargetSpec::Icmp { host } => icmp::probe(ctx, host, attempt).await,
+        TargetSpec::Icmp { host } => Box::pin(icmp::probe(ctx, host, attempt)).await,
     }
 }
 
