@@ -107,18 +107,7 @@ impl Engine {
         };
         attempt.result.queue_ms = enqueued.elapsed();
         let started = Instant::now();
-        let verdict = {
-            let probe = AssertUnwindSafe(probe::run(&self.ctx, spec, options, &mut attempt)).catch_unwind();
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => Verdict::Cancelled,
-                finished = tokio::time::timeout(options.timeout, probe) => match finished {
-                    Err(_) => Verdict::TimedOut,
-                    Ok(Err(panic)) => Verdict::Panicked(panic_message(panic.as_ref())),
-                    Ok(Ok(outcome)) => Verdict::Finished(outcome),
-                },
-            }
-        };
+        let verdict = guarded(probe::run(&self.ctx, spec, options, &mut attempt), options.timeout, cancel).await;
         let duration = started.elapsed();
         let mut result = attempt.result;
         result.duration_ms = duration;
@@ -208,6 +197,24 @@ impl Engine {
     }
 }
 
+/// Runs a probe under its deadline, catching a panic and giving way to cancellation.
+async fn guarded<F>(probe: F, timeout: std::time::Duration, cancel: &CancellationToken) -> Verdict
+where
+    F: std::future::Future<Output = Result<(), Failure>>,
+{
+    let probe = AssertUnwindSafe(probe).catch_unwind();
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Verdict::Cancelled,
+        finished = tokio::time::timeout(timeout, probe) => match finished {
+            Err(_) => Verdict::TimedOut,
+            Ok(Err(panic)) => Verdict::Panicked(panic_message(panic.as_ref())),
+            Ok(Ok(outcome)) => Verdict::Finished(outcome),
+        },
+    }
+}
+
+#[derive(Debug)]
 enum Verdict {
     Finished(Result<(), Failure>),
     TimedOut,
@@ -256,5 +263,31 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "unknown panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_panicking_probe_becomes_a_verdict() {
+        let cancel = CancellationToken::new();
+        let verdict = guarded(async { panic!("probe exploded") }, Duration::from_secs(1), &cancel).await;
+        match verdict {
+            Verdict::Panicked(message) => assert_eq!(message, "probe exploded"),
+            other => panic!("expected a panic verdict, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_and_cancellation_end_a_hanging_probe() {
+        let cancel = CancellationToken::new();
+        let verdict = guarded(std::future::pending(), Duration::from_secs(5), &cancel).await;
+        assert!(matches!(verdict, Verdict::TimedOut), "{verdict:?}");
+        cancel.cancel();
+        let verdict = guarded(std::future::pending(), Duration::from_secs(5), &cancel).await;
+        assert!(matches!(verdict, Verdict::Cancelled), "{verdict:?}");
     }
 }

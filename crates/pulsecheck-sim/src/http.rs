@@ -101,7 +101,9 @@ async fn route(req: Request<Incoming>) -> Response<SimBody> {
     }
     if let Some(n) = path.strip_prefix("/redirect/") {
         return match n.parse::<u64>() {
-            Ok(0) => redirect("/ok"),
+            // n redirects in all, like httpbin: /redirect/1 goes straight to /ok.
+            Ok(0) => text(StatusCode::OK, "ok\n"),
+            Ok(1) => redirect("/ok"),
             Ok(n) => redirect(&format!("/redirect/{}", n - 1)),
             Err(_) => text(StatusCode::BAD_REQUEST, "bad count; use /redirect/{n}\n"),
         };

@@ -50,7 +50,12 @@ impl Certs {
         }
 
         let valid_key = KeyPair::generate().context("server key")?;
-        let valid_cert = leaf_params("pulsecheck-sim valid", names.clone())
+        // A realistic lifetime, so --min-cert-days has something to measure: 90 days left.
+        let mut valid_params = leaf_params("pulsecheck-sim valid", names.clone());
+        let now = time::OffsetDateTime::now_utc();
+        valid_params.not_before = now - time::Duration::days(1);
+        valid_params.not_after = now + time::Duration::days(90);
+        let valid_cert = valid_params
             .signed_by(&valid_key, &ca)
             .context("valid certificate")?;
 

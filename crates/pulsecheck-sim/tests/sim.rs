@@ -81,7 +81,7 @@ async fn http_routes() {
     let redirect = get(http, "/redirect/2").await;
     assert_eq!(redirect.status, 302);
     assert_eq!(redirect.header("location"), Some("/redirect/1"));
-    let last = get(http, "/redirect/0").await;
+    let last = get(http, "/redirect/1").await;
     assert_eq!(last.header("location"), Some("/ok"));
     let looped = get(http, "/redirect-loop").await;
     assert_eq!(looped.header("location"), Some("/redirect-loop"));

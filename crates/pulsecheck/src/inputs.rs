@@ -31,7 +31,7 @@ pub fn classify(inputs: &[String], files: &[PathBuf]) -> Vec<Source> {
                 Source::Stdin
             } else if input.contains("://") {
                 Source::Literal(input.clone())
-            } else if Path::new(input).is_file() {
+            } else if Path::new(input).is_file() || looks_like_a_path(input) {
                 Source::File(PathBuf::from(input))
             } else {
                 Source::Literal(input.clone())
@@ -46,6 +46,13 @@ pub fn classify(inputs: &[String], files: &[PathBuf]) -> Vec<Source> {
         }
     }));
     sources
+}
+
+/// `./x`, `/x`, `~/x` or `x.txt` is meant as a file even when it does not exist, so a
+/// typo in a file name is an error rather than a check of a host called `definitely`.
+fn looks_like_a_path(input: &str) -> bool {
+    const FILE_EXTENSIONS: [&str; 5] = [".txt", ".list", ".lst", ".csv", ".conf"];
+    input.starts_with(['/', '.', '~']) || FILE_EXTENSIONS.iter().any(|ext| input.ends_with(ext))
 }
 
 /// Reads every source. Lines keep their 1-based line numbers; a line that does not
