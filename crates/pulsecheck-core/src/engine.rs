@@ -107,7 +107,12 @@ impl Engine {
         };
         attempt.result.queue_ms = enqueued.elapsed();
         let started = Instant::now();
-        let verdict = guarded(probe::run(&self.ctx, spec, options, &mut attempt), options.timeout, cancel).await;
+        let verdict = guarded(
+            probe::run(&self.ctx, spec, options, &mut attempt),
+            options.timeout,
+            cancel,
+        )
+        .await;
         let duration = started.elapsed();
         let mut result = attempt.result;
         result.duration_ms = duration;
@@ -115,14 +120,22 @@ impl Engine {
             Verdict::Finished(Ok(())) => match options.max_latency {
                 Some(limit) if duration > limit => Some(Failure::new(
                     Reason::Latency,
-                    format!("answered in {}, over the {} limit", probe::human(duration), probe::human(limit)),
+                    format!(
+                        "answered in {}, over the {} limit",
+                        probe::human(duration),
+                        probe::human(limit)
+                    ),
                 )),
                 _ => None,
             },
             Verdict::Finished(Err(failure)) => Some(failure),
             Verdict::TimedOut => Some(Failure::new(
                 Reason::Timeout,
-                format!("no verdict within {} (while {})", probe::human(options.timeout), attempt.phase.describe()),
+                format!(
+                    "no verdict within {} (while {})",
+                    probe::human(options.timeout),
+                    attempt.phase.describe()
+                ),
             )),
             Verdict::Panicked(message) => Some(Failure::new(Reason::Internal, format!("probe panicked: {message}"))),
             Verdict::Cancelled => {

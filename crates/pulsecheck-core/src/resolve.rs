@@ -47,9 +47,11 @@ impl Resolver {
             }),
         };
         Resolver {
-            inner: built
-                .map(Arc::new)
-                .map_err(|e| Arc::from(format!("cannot set up DNS resolution: {e}; pass --nameserver IP[:PORT]"))),
+            inner: built.map(Arc::new).map_err(|e| {
+                Arc::from(format!(
+                    "cannot set up DNS resolution: {e}; pass --nameserver IP[:PORT]"
+                ))
+            }),
             nameserver,
             system_nameservers: system_nameservers().into(),
         }
@@ -78,9 +80,7 @@ impl Resolver {
                 }
             }
             Err(e) if e.is_nx_domain() => Err(ResolveError(format!("{name} does not exist (NXDOMAIN)"))),
-            Err(e) if e.is_no_records_found() => {
-                Err(ResolveError(format!("{name} has no A or AAAA records")))
-            }
+            Err(e) if e.is_no_records_found() => Err(ResolveError(format!("{name} has no A or AAAA records"))),
             Err(e) => Err(ResolveError(format!("cannot resolve {name}: {e}"))),
         }
     }

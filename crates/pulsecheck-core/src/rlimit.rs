@@ -24,7 +24,7 @@ pub fn raise_nofile_limit() -> std::io::Result<u64> {
             }
         }
     }
-    Ok(limit.rlim_cur as u64)
+    Ok(limit.rlim_cur)
 }
 
 /// The most checks that can run at once under a file limit (one socket each).

@@ -26,7 +26,7 @@ impl Host {
         match url.host()? {
             url::Host::Ipv4(ip) => Some(Host::Ip(IpAddr::V4(ip))),
             url::Host::Ipv6(ip) => Some(Host::Ip(IpAddr::V6(ip))),
-            url::Host::Domain(name) if name.is_empty() => None,
+            url::Host::Domain("") => None,
             url::Host::Domain(name) => Some(match name.parse::<IpAddr>() {
                 Ok(ip) => Host::Ip(ip),
                 Err(_) => Host::Name(name.to_ascii_lowercase()),
@@ -117,9 +117,7 @@ impl TargetSpec {
     pub fn host_key(&self) -> String {
         match self {
             TargetSpec::Http { url } => url.host_str().unwrap_or_default().to_ascii_lowercase(),
-            TargetSpec::Tcp { host, .. } | TargetSpec::Tls { host, .. } | TargetSpec::Icmp { host } => {
-                host.to_string()
-            }
+            TargetSpec::Tcp { host, .. } | TargetSpec::Tls { host, .. } | TargetSpec::Icmp { host } => host.to_string(),
             TargetSpec::Dns { server, .. } => match server {
                 Some(addr) => addr.ip().to_string(),
                 None => "system-resolver".to_owned(),
@@ -187,9 +185,7 @@ pub fn parse_spec(input: &str) -> Result<TargetSpec, InvalidTarget> {
     };
     let scheme = scheme.to_ascii_lowercase();
     let url = Url::parse(input).map_err(|e| invalid(format!("'{input}' is not a valid URL: {e}")))?;
-    let host = || {
-        Host::from_url(&url).ok_or_else(|| invalid(format!("'{input}' has no host; write {scheme}://HOST…")))
-    };
+    let host = || Host::from_url(&url).ok_or_else(|| invalid(format!("'{input}' has no host; write {scheme}://HOST…")));
     match scheme.as_str() {
         "http" | "https" => {
             host()?;
@@ -197,9 +193,9 @@ pub fn parse_spec(input: &str) -> Result<TargetSpec, InvalidTarget> {
         }
         "tcp" => {
             let host = host()?;
-            let port = url.port().ok_or_else(|| {
-                invalid(format!("'{input}' has no port; write tcp://{host}:PORT"))
-            })?;
+            let port = url
+                .port()
+                .ok_or_else(|| invalid(format!("'{input}' has no port; write tcp://{host}:PORT")))?;
             Ok(TargetSpec::Tcp { host, port })
         }
         "tls" => Ok(TargetSpec::Tls {
@@ -284,15 +280,24 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert!(matches!(parse_spec("http://127.0.0.1:8080/ok"), Ok(TargetSpec::Http { .. })));
+        assert!(matches!(
+            parse_spec("http://127.0.0.1:8080/ok"),
+            Ok(TargetSpec::Http { .. })
+        ));
         assert!(matches!(parse_spec("HTTPS://Example.COM"), Ok(TargetSpec::Http { .. })));
         assert_eq!(
             parse_spec("tcp://127.0.0.1:22"),
-            Ok(TargetSpec::Tcp { host: Host::Ip("127.0.0.1".parse().unwrap()), port: 22 })
+            Ok(TargetSpec::Tcp {
+                host: Host::Ip("127.0.0.1".parse().unwrap()),
+                port: 22
+            })
         );
         assert_eq!(
             parse_spec("tls://localhost"),
-            Ok(TargetSpec::Tls { host: Host::Name("localhost".into()), port: 443 })
+            Ok(TargetSpec::Tls {
+                host: Host::Name("localhost".into()),
+                port: 443
+            })
         );
         assert_eq!(
             parse_spec("dns://example.com?type=AAAA&server=127.0.0.1:5353"),
@@ -304,7 +309,9 @@ mod tests {
         );
         assert_eq!(
             parse_spec("icmp://[::1]"),
-            Ok(TargetSpec::Icmp { host: Host::Ip("::1".parse().unwrap()) })
+            Ok(TargetSpec::Icmp {
+                host: Host::Ip("::1".parse().unwrap())
+            })
         );
     }
 
@@ -312,11 +319,17 @@ mod tests {
     fn bare_forms() {
         assert_eq!(
             parse_spec("example.com:25"),
-            Ok(TargetSpec::Tcp { host: Host::Name("example.com".into()), port: 25 })
+            Ok(TargetSpec::Tcp {
+                host: Host::Name("example.com".into()),
+                port: 25
+            })
         );
         assert_eq!(
             parse_spec("[::1]:25"),
-            Ok(TargetSpec::Tcp { host: Host::Ip("::1".parse().unwrap()), port: 25 })
+            Ok(TargetSpec::Tcp {
+                host: Host::Ip("::1".parse().unwrap()),
+                port: 25
+            })
         );
         match parse_spec("example.com/health") {
             Ok(TargetSpec::Http { url }) => assert_eq!(url.as_str(), "https://example.com/health"),

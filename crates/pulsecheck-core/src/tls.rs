@@ -76,7 +76,9 @@ pub fn load_pem_certificates(path: &std::path::Path) -> Result<Vec<CertificateDe
         .collect::<Result<_, _>>()
         .map_err(|e| fail(format!("not a PEM certificate file: {e}")))?;
     if certs.is_empty() {
-        return Err(fail("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)".into()));
+        return Err(fail(
+            "holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)".into(),
+        ));
     }
     Ok(certs)
 }

@@ -16,7 +16,9 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let sim = pulsecheck_sim::start(SimConfig::default()).await.expect("simulator starts");
+    let sim = pulsecheck_sim::start(SimConfig::default())
+        .await
+        .expect("simulator starts");
     let ca = CertificateDer::pem_slice_iter(sim.info.ca_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .expect("sim CA parses");
@@ -180,8 +182,14 @@ async fn bodies_are_capped_and_endless_bodies_end() {
 #[tokio::test]
 async fn connection_failures_have_their_own_reasons() {
     let f = fixture().await;
-    assert_down(&f.check(&format!("http://{}/", f.sim.info.refused)).await, Reason::Refused);
-    assert_down(&f.check(&format!("tcp://{}", f.sim.info.refused)).await, Reason::Refused);
+    assert_down(
+        &f.check(&format!("http://{}/", f.sim.info.refused)).await,
+        Reason::Refused,
+    );
+    assert_down(
+        &f.check(&format!("tcp://{}", f.sim.info.refused)).await,
+        Reason::Refused,
+    );
     assert_down(&f.check(&format!("http://{}/", f.sim.info.reset)).await, Reason::Reset);
     assert_down(&f.check(&f.http("/malformed")).await, Reason::Protocol);
     assert_down(&f.check(&f.http("/header-flood")).await, Reason::Protocol);
@@ -195,12 +203,19 @@ async fn hanging_targets_time_out_at_the_deadline() {
         timeout: Duration::from_millis(700),
         ..opts()
     };
-    for target in [format!("http://{}/", f.sim.info.blackhole), f.http("/trickle"), f.http("/delay/5000")] {
+    for target in [
+        format!("http://{}/", f.sim.info.blackhole),
+        f.http("/trickle"),
+        f.http("/delay/5000"),
+    ] {
         let started = Instant::now();
         let r = f.check_with(&target, &options).await;
         assert_down(&r, Reason::Timeout);
         assert!(r.duration_ms >= Duration::from_millis(690), "{r:#?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "the deadline holds for {target}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the deadline holds for {target}"
+        );
         assert!(r.timings.connect_ms.is_some(), "finished phases are kept: {r:#?}");
     }
 }
@@ -216,8 +231,14 @@ async fn tls_certificates_are_verified_and_reported() {
     assert!(matches!(r.http_version.as_deref(), Some("HTTP/2") | Some("HTTP/1.1")));
 
     assert_down(&f.check(&f.https(info.tls_expired, "/ok")).await, Reason::Certificate);
-    assert_down(&f.check(&f.https(info.tls_self_signed, "/ok")).await, Reason::Certificate);
-    assert_down(&f.check(&format!("tls://localhost:{}", info.tls_expired.port())).await, Reason::Certificate);
+    assert_down(
+        &f.check(&f.https(info.tls_self_signed, "/ok")).await,
+        Reason::Certificate,
+    );
+    assert_down(
+        &f.check(&format!("tls://localhost:{}", info.tls_expired.port())).await,
+        Reason::Certificate,
+    );
 
     // --insecure accepts the certificate but still records it.
     let insecure = CheckOptions {
@@ -236,12 +257,17 @@ async fn tls_certificates_are_verified_and_reported() {
         min_cert_days: Some(30),
         ..opts()
     };
-    assert_up(&f.check_with(&format!("tls://localhost:{}", info.tls_valid.port()), &relaxed).await);
+    assert_up(
+        &f.check_with(&format!("tls://localhost:{}", info.tls_valid.port()), &relaxed)
+            .await,
+    );
     let demanding = CheckOptions {
         min_cert_days: Some(120),
         ..opts()
     };
-    let r = f.check_with(&format!("tls://localhost:{}", info.tls_valid.port()), &demanding).await;
+    let r = f
+        .check_with(&format!("tls://localhost:{}", info.tls_valid.port()), &demanding)
+        .await;
     assert_down(&r, Reason::Certificate);
 
     // A TLS client talking to a plain HTTP server: a handshake failure, not a certificate one.
@@ -265,22 +291,40 @@ async fn names_resolve_through_the_configured_nameserver() {
 async fn dns_probe_reports_rcode_and_answers() {
     let f = fixture().await;
     let server = f.sim.info.dns;
-    let r = f.check(&format!("dns://ok.pulsecheck.test?type=A&server={server}")).await;
+    let r = f
+        .check(&format!("dns://ok.pulsecheck.test?type=A&server={server}"))
+        .await;
     assert_up(&r);
     let answer = r.dns.unwrap();
     assert_eq!(answer.rcode, "No Error");
     assert!(answer.answers.iter().any(|a| a.contains("127.0.0.1")), "{answer:?}");
-    let r = f.check(&format!("dns://ok.pulsecheck.test?type=AAAA&server={server}")).await;
+    let r = f
+        .check(&format!("dns://ok.pulsecheck.test?type=AAAA&server={server}"))
+        .await;
     assert_up(&r);
 
-    assert_down(&f.check(&format!("dns://nx.pulsecheck.test?server={server}")).await, Reason::Dns);
-    assert_down(&f.check(&format!("dns://servfail.pulsecheck.test?server={server}")).await, Reason::Dns);
-    assert_down(&f.check(&format!("dns://empty.pulsecheck.test?server={server}")).await, Reason::Dns);
+    assert_down(
+        &f.check(&format!("dns://nx.pulsecheck.test?server={server}")).await,
+        Reason::Dns,
+    );
+    assert_down(
+        &f.check(&format!("dns://servfail.pulsecheck.test?server={server}"))
+            .await,
+        Reason::Dns,
+    );
+    assert_down(
+        &f.check(&format!("dns://empty.pulsecheck.test?server={server}")).await,
+        Reason::Dns,
+    );
     let quick = CheckOptions {
         timeout: Duration::from_millis(500),
         ..opts()
     };
-    assert_down(&f.check_with(&format!("dns://slow.pulsecheck.test?server={server}"), &quick).await, Reason::Timeout);
+    assert_down(
+        &f.check_with(&format!("dns://slow.pulsecheck.test?server={server}"), &quick)
+            .await,
+        Reason::Timeout,
+    );
 }
 
 #[tokio::test]

@@ -45,10 +45,22 @@ async fn five_thousand_mixed_targets_one_result_each() {
     for i in 0..5000 {
         let http = info.http[i % info.http.len()];
         let (target, want) = match i % 20 {
-            0 => (format!("http://{http}/status/500?i={i}"), (Outcome::Down, Some(Reason::Status))),
-            1 => (format!("http://{}/?i={i}", info.refused), (Outcome::Down, Some(Reason::Refused))),
-            2 => (format!("http://{}/?i={i}", info.reset), (Outcome::Down, Some(Reason::Reset))),
-            3 => (format!("http://{}/?i={i}", info.blackhole), (Outcome::Down, Some(Reason::Timeout))),
+            0 => (
+                format!("http://{http}/status/500?i={i}"),
+                (Outcome::Down, Some(Reason::Status)),
+            ),
+            1 => (
+                format!("http://{}/?i={i}", info.refused),
+                (Outcome::Down, Some(Reason::Refused)),
+            ),
+            2 => (
+                format!("http://{}/?i={i}", info.reset),
+                (Outcome::Down, Some(Reason::Reset)),
+            ),
+            3 => (
+                format!("http://{}/?i={i}", info.blackhole),
+                (Outcome::Down, Some(Reason::Timeout)),
+            ),
             4 => (format!("tcp://{http}"), (Outcome::Up, None)),
             5 => ("not a target".to_owned(), (Outcome::Down, Some(Reason::InvalidTarget))),
             _ => (format!("http://{http}/delay/20?i={i}"), (Outcome::Up, None)),
@@ -74,11 +86,19 @@ async fn five_thousand_mixed_targets_one_result_each() {
     for (index, want) in expected.iter().enumerate() {
         let got = &seen[&index];
         if (got.outcome, got.reason) != *want {
-            wrong.push(format!("{}: {:?}/{:?} {:?}", got.target, got.outcome, got.reason, got.error));
+            wrong.push(format!(
+                "{}: {:?}/{:?} {:?}",
+                got.target, got.outcome, got.reason, got.error
+            ));
         }
         assert_eq!(got.line, Some(index + 1));
     }
-    assert!(wrong.is_empty(), "{} misclassified, e.g. {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
+    assert!(
+        wrong.is_empty(),
+        "{} misclassified, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
     let ledger = engine.ledger();
     assert!(ledger.balanced(), "{ledger:?}");
     assert_eq!(ledger.started, 5000);
@@ -112,7 +132,10 @@ async fn a_blackhole_batch_finishes_within_its_timeout() {
     assert_eq!(results.len(), 500);
     assert!(results.iter().all(|(_, r)| r.reason == Some(Reason::Timeout)));
     assert!(elapsed >= Duration::from_secs(1));
-    assert!(elapsed < Duration::from_secs(4), "500 blackholes at 1 s took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "500 blackholes at 1 s took {elapsed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +169,10 @@ async fn cancellation_ends_the_scan_promptly_and_keeps_every_target() {
     };
     let (results, cancelled_at) = tokio::join!(run_scan(engine.clone(), targets, options, cancel), stop);
     let after_cancel = cancelled_at.elapsed();
-    assert!(after_cancel < Duration::from_secs(1), "scan ended {after_cancel:?} after cancellation");
+    assert!(
+        after_cancel < Duration::from_secs(1),
+        "scan ended {after_cancel:?} after cancellation"
+    );
     assert_eq!(results.len(), 2020);
     let up = results.iter().filter(|(_, r)| r.outcome == Outcome::Up).count();
     let cancelled = results.iter().filter(|(_, r)| r.outcome == Outcome::Cancelled).count();

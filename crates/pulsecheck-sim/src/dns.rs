@@ -10,8 +10,7 @@ use tokio::net::UdpSocket;
 
 const TTL: u32 = 60;
 
-static ZONE: LazyLock<Name> =
-    LazyLock::new(|| Name::from_ascii(crate::DNS_ZONE).expect("valid zone name"));
+static ZONE: LazyLock<Name> = LazyLock::new(|| Name::from_ascii(crate::DNS_ZONE).expect("valid zone name"));
 
 /// Answers queries until the future is dropped.
 pub(crate) async fn serve(socket: UdpSocket) {

@@ -121,10 +121,7 @@ async fn route(req: Request<Incoming>) -> Response<SimBody> {
 
 fn status(code: &str) -> Response<SimBody> {
     let Some(requested) = code.parse::<u16>().ok().filter(|c| (100..=599).contains(c)) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "bad status; use /status/{100..599}\n",
-        );
+        return text(StatusCode::BAD_REQUEST, "bad status; use /status/{100..599}\n");
     };
     // hyper turns a final 1xx response into a 500, so 1xx is answered as 200.
     let code = if requested < 200 { 200 } else { requested };
@@ -189,10 +186,8 @@ async fn echo(req: Request<Incoming>) -> Response<SimBody> {
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<SimBody> {
     let mut resp = Response::new(SimBody::Full(Some(body.into())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
@@ -234,10 +229,7 @@ impl Body for SimBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let frame = match self.get_mut() {
             SimBody::Full(body) => body.take().filter(|b| !b.is_empty()),
             SimBody::Sized { remaining } => {
@@ -264,9 +256,7 @@ impl Body for SimBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            SimBody::Full(body) => {
-                SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
-            }
+            SimBody::Full(body) => SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64)),
             SimBody::Sized { remaining } => SizeHint::with_exact(*remaining),
             SimBody::Endless => SizeHint::default(),
         }

@@ -143,7 +143,9 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     };
     for ip in &config.bind {
         if !ip.is_loopback() {
-            anyhow::bail!("bind address {ip} is not a loopback address; the simulator only listens on 127.0.0.0/8 and ::1");
+            anyhow::bail!(
+                "bind address {ip} is not a loopback address; the simulator only listens on 127.0.0.0/8 and ::1"
+            );
         }
     }
 
@@ -185,10 +187,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
 
     let info = ReadyInfo {
         event: "ready".to_owned(),
-        http: http
-            .iter()
-            .map(|l| l.local_addr())
-            .collect::<Result<_, _>>()?,
+        http: http.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?,
         blackhole: blackhole.local_addr()?,
         reset: reset.local_addr()?,
         refused,

@@ -31,11 +31,7 @@ pub(crate) struct Ctx {
 impl Ctx {
     pub(crate) fn new(token: CancellationToken, tracker: TaskTracker) -> Self {
         let http = Arc::new(http::server(token.clone(), tracker.clone()));
-        Self {
-            token,
-            tracker,
-            http,
-        }
+        Self { token, tracker, http }
     }
 
     /// Runs `fut` as a tracked task that ends at once when the sim shuts down.
@@ -117,9 +113,7 @@ pub(crate) async fn serve_plain_http(listener: TcpListener, ctx: Ctx) {
                     let _ = raw::serve(route, stream).await;
                 }
                 raw::Detected::Http => {
-                    let _ = server
-                        .serve_connection(TokioIo::new(stream), http::service())
-                        .await;
+                    let _ = server.serve_connection(TokioIo::new(stream), http::service()).await;
                 }
             }
         });
@@ -135,14 +129,10 @@ pub(crate) async fn serve_tls(listener: TcpListener, config: Arc<rustls::ServerC
         let acceptor = acceptor.clone();
         ctx.spawn_conn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            else {
+            let Ok(Ok(tls)) = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
                 return;
             };
-            let _ = server
-                .serve_connection(TokioIo::new(tls), http::service())
-                .await;
+            let _ = server.serve_connection(TokioIo::new(tls), http::service()).await;
         });
     })
     .await;

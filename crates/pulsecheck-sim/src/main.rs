@@ -51,10 +51,7 @@ struct Cli {
 }
 
 fn parse_loopback(s: &str) -> Result<IpAddr, String> {
-    let ip: IpAddr = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not an IP address"))?;
+    let ip: IpAddr = s.trim().parse().map_err(|_| format!("`{s}` is not an IP address"))?;
     if !ip.is_loopback() {
         return Err(format!(
             "{ip} is not a loopback address; the simulator only listens on 127.0.0.0/8 and ::1"
@@ -68,9 +65,9 @@ fn parse_loopback(s: &str) -> Result<IpAddr, String> {
 struct BindRange(Vec<IpAddr>);
 
 fn parse_range(s: &str) -> Result<BindRange, String> {
-    let (start, end) = s.split_once('-').ok_or_else(|| {
-        format!("`{s}` is not a range; expected START-END, e.g. 127.0.0.1-127.0.0.200")
-    })?;
+    let (start, end) = s
+        .split_once('-')
+        .ok_or_else(|| format!("`{s}` is not a range; expected START-END, e.g. 127.0.0.1-127.0.0.200"))?;
     let parse_v4 = |part: &str| -> Result<Ipv4Addr, String> {
         match parse_loopback(part)? {
             IpAddr::V4(v4) => Ok(v4),
@@ -88,9 +85,7 @@ fn parse_range(s: &str) -> Result<BindRange, String> {
         ));
     }
     Ok(BindRange(
-        (start..=end)
-            .map(|ip| IpAddr::V4(Ipv4Addr::from(ip)))
-            .collect(),
+        (start..=end).map(|ip| IpAddr::V4(Ipv4Addr::from(ip))).collect(),
     ))
 }
 
@@ -119,10 +114,7 @@ fn main() -> ExitCode {
         cert_dir: cli.cert_dir,
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("pulsecheck-sim: cannot start the tokio runtime: {err}");
@@ -156,10 +148,7 @@ async fn run(config: SimConfig) -> anyhow::Result<()> {
 
     signals.wait().await;
     eprintln!("pulsecheck-sim: shutting down");
-    if tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown()).await.is_err() {
         eprintln!("pulsecheck-sim: some connections did not close within {SHUTDOWN_GRACE:?}");
     }
     Ok(())
@@ -254,9 +243,7 @@ mod tests {
         assert_eq!(parse_range("127.0.0.1-127.0.16.0").unwrap().0.len(), 4096);
         assert!(parse_range("127.0.0.1-127.0.16.1").is_err());
         assert!(parse_range("127.0.0.2-127.0.0.1").is_err());
-        assert!(parse_range("10.0.0.1-10.0.0.2")
-            .unwrap_err()
-            .contains("loopback"));
+        assert!(parse_range("10.0.0.1-10.0.0.2").unwrap_err().contains("loopback"));
         assert!(parse_range("::1-::1").is_err());
         assert!(parse_loopback("0.0.0.0").is_err());
         assert!(parse_loopback("::1").is_ok());

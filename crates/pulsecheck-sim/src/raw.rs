@@ -171,10 +171,7 @@ mod tests {
 
     #[test]
     fn classifies_request_lines() {
-        assert_eq!(
-            classify(b"GET /trickle HTTP/1.1\r\n"),
-            Verdict::Raw(Route::Trickle)
-        );
+        assert_eq!(classify(b"GET /trickle HTTP/1.1\r\n"), Verdict::Raw(Route::Trickle));
         assert_eq!(
             classify(b"POST /malformed?x=1 HTTP/1.1"),
             Verdict::Raw(Route::Malformed)

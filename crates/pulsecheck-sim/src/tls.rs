@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rcgen::{
-    date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -55,9 +55,7 @@ impl Certs {
         let now = time::OffsetDateTime::now_utc();
         valid_params.not_before = now - time::Duration::days(1);
         valid_params.not_after = now + time::Duration::days(90);
-        let valid_cert = valid_params
-            .signed_by(&valid_key, &ca)
-            .context("valid certificate")?;
+        let valid_cert = valid_params.signed_by(&valid_key, &ca).context("valid certificate")?;
 
         let expired_key = KeyPair::generate().context("server key")?;
         let mut expired_params = leaf_params("pulsecheck-sim expired", names);
@@ -105,17 +103,12 @@ fn leaf_params(common_name: &str, names: Vec<SanType>) -> CertificateParams {
     params
 }
 
-fn server_config(
-    cert: CertificateDer<'static>,
-    key: &KeyPair,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+fn server_config(cert: CertificateDer<'static>, key: &KeyPair) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(vec![cert], key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

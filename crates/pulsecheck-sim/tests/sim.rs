@@ -45,10 +45,7 @@ async fn request(io: &mut (impl AsyncRead + AsyncWrite + Unpin), path: &str, ext
         .await
         .expect("response within deadline")
         .unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("end of headers");
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     Reply {
@@ -128,10 +125,7 @@ async fn endless_keeps_streaming() {
         .await
         .unwrap();
     let mut buf = vec![0u8; 2 << 20];
-    timeout(DEADLINE, stream.read_exact(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(DEADLINE, stream.read_exact(&mut buf)).await.unwrap().unwrap();
     assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
     sim.shutdown().await;
 }
@@ -149,10 +143,7 @@ async fn h2c_prior_knowledge() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(
-        frame_header[3], 0x04,
-        "server answers with a SETTINGS frame"
-    );
+    assert_eq!(frame_header[3], 0x04, "server answers with a SETTINGS frame");
     sim.shutdown().await;
 }
 
@@ -160,10 +151,7 @@ async fn h2c_prior_knowledge() {
 async fn blackhole_never_answers() {
     let sim = sim().await;
     let mut stream = TcpStream::connect(sim.info.blackhole).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: sim\r\n\r\n")
-        .await
-        .unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: sim\r\n\r\n").await.unwrap();
     let mut buf = [0u8; 16];
     let read = timeout(Duration::from_millis(300), stream.read(&mut buf)).await;
     assert!(read.is_err(), "blackhole answered: {read:?}");
@@ -199,10 +187,7 @@ async fn raw_routes() {
         .await
         .unwrap();
     let mut raw = Vec::new();
-    timeout(DEADLINE, stream.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(DEADLINE, stream.read_to_end(&mut raw)).await.unwrap().unwrap();
     assert_eq!(raw, b"THIS IS NOT HTTP\r\n\r\n");
 
     let mut stream = TcpStream::connect(http).await.unwrap();
@@ -218,10 +203,7 @@ async fn raw_routes() {
     assert_eq!(&status, b"HTTP/1.1 200 OK\r\n");
     let started = Instant::now();
     let mut byte = [0u8; 1];
-    timeout(DEADLINE, stream.read_exact(&mut byte))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(DEADLINE, stream.read_exact(&mut byte)).await.unwrap().unwrap();
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert_eq!(&byte, b"X");
 
@@ -231,10 +213,7 @@ async fn raw_routes() {
         .await
         .unwrap();
     let mut flood = vec![0u8; 256 * 1024];
-    timeout(DEADLINE, stream.read_exact(&mut flood))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(DEADLINE, stream.read_exact(&mut flood)).await.unwrap().unwrap();
     assert!(flood.starts_with(b"HTTP/1.1 200 OK\r\nX-Flood-0: aaaa"));
     assert!(!flood.windows(4).any(|w| w == b"\r\n\r\n"));
     sim.shutdown().await;
@@ -244,15 +223,9 @@ async fn dns_query(server: SocketAddr, name: &str) -> Message {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
     let mut query = Message::query();
     query.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    socket
-        .send_to(&query.to_vec().unwrap(), server)
-        .await
-        .unwrap();
+    socket.send_to(&query.to_vec().unwrap(), server).await.unwrap();
     let mut buf = [0u8; 1500];
-    let (len, _) = timeout(DEADLINE, socket.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let (len, _) = timeout(DEADLINE, socket.recv_from(&mut buf)).await.unwrap().unwrap();
     let reply = Message::from_vec(&buf[..len]).unwrap();
     assert_eq!(reply.metadata.id, query.metadata.id);
     assert_eq!(reply.queries, query.queries);
@@ -275,13 +248,11 @@ fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 

@@ -20,7 +20,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check every target once and report which are up and which are down, and why.
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
+    /// Scan a built-in simulator (offline, loopback only) to see every kind of result.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Args, Debug)]

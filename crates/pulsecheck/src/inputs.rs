@@ -67,7 +67,9 @@ pub fn read_targets(sources: &[Source]) -> Result<Vec<Target>, InputError> {
                 let bytes = std::fs::read(path).map_err(|e| InputError {
                     source_name: format!("'{}'", path.display()),
                     message: match e.kind() {
-                        std::io::ErrorKind::NotFound => "no such file; pass a targets file, targets, or - for stdin".into(),
+                        std::io::ErrorKind::NotFound => {
+                            "no such file; pass a targets file, targets, or - for stdin".into()
+                        }
                         _ => e.to_string(),
                     },
                 })?;
@@ -120,7 +122,10 @@ mod tests {
     #[test]
     fn skips_comments_and_numbers_lines() {
         let mut targets = Vec::new();
-        parse_lines(b"# header\n\nhttp://127.0.0.1:1/ok\r\n  tcp://nope\n\xff\xfe\n", &mut targets);
+        parse_lines(
+            b"# header\n\nhttp://127.0.0.1:1/ok\r\n  tcp://nope\n\xff\xfe\n",
+            &mut targets,
+        );
         assert_eq!(targets.len(), 3);
         assert_eq!(targets[0].line, Some(3));
         assert!(targets[0].spec.is_ok());
@@ -134,7 +139,11 @@ mod tests {
         let sources = classify(&["-".into(), "http://x".into(), "example.com".into()], &[]);
         assert_eq!(
             sources,
-            vec![Source::Stdin, Source::Literal("http://x".into()), Source::Literal("example.com".into())]
+            vec![
+                Source::Stdin,
+                Source::Literal("http://x".into()),
+                Source::Literal("example.com".into())
+            ]
         );
     }
 }

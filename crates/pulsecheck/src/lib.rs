@@ -2,6 +2,7 @@
 //! documented exit code. The work itself is in `pulsecheck-core`.
 
 pub mod cli;
+pub mod demo;
 pub mod exit;
 pub mod inputs;
 pub mod output;
@@ -28,6 +29,7 @@ where
         }
     };
     match cli.command {
-        cli::Command::Scan(args) => scan::run(args),
+        cli::Command::Scan(args) => scan::run(*args),
+        cli::Command::Demo(args) => demo::run(args),
     }
 }

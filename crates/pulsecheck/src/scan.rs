@@ -55,7 +55,9 @@ fn prepare(args: &ScanArgs) -> Result<Prepared, UsageError> {
     }
     let targets = read_targets(&sources)?;
     if targets.is_empty() {
-        return Err(UsageError("the input holds no targets (only blank lines or comments)".into()));
+        return Err(UsageError(
+            "the input holds no targets (only blank lines or comments)".into(),
+        ));
     }
     let options = check_options(args)?;
     let mut limits = EngineOptions {
@@ -73,7 +75,10 @@ fn prepare(args: &ScanArgs) -> Result<Prepared, UsageError> {
                 limits.concurrency = max;
             }
         }
-        Err(e) => eprintln!("warning: cannot read the open-file limit ({e}); keeping concurrency {}", limits.concurrency),
+        Err(e) => eprintln!(
+            "warning: cannot read the open-file limit ({e}); keeping concurrency {}",
+            limits.concurrency
+        ),
     }
     let nameserver = args
         .nameserver
@@ -82,7 +87,9 @@ fn prepare(args: &ScanArgs) -> Result<Prepared, UsageError> {
         .transpose()
         .map_err(|m| UsageError(format!("--nameserver: {m}")))?;
     let extra_ca = match &args.cacert {
-        Some(path) => pulsecheck_core::tls::load_pem_certificates(path).map_err(|e| UsageError(format!("--cacert {e}")))?,
+        Some(path) => {
+            pulsecheck_core::tls::load_pem_certificates(path).map_err(|e| UsageError(format!("--cacert {e}")))?
+        }
         None => Vec::new(),
     };
     Ok(Prepared {
@@ -101,7 +108,8 @@ fn check_options(args: &ScanArgs) -> Result<CheckOptions, UsageError> {
         timeout: args.timeout,
         method: Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| UsageError(format!("--method: '{}' is not an HTTP method", args.method)))?,
-        expect_status: StatusMatcher::parse(&args.expect_status).map_err(|m| UsageError(format!("--expect-status: {m}")))?,
+        expect_status: StatusMatcher::parse(&args.expect_status)
+            .map_err(|m| UsageError(format!("--expect-status: {m}")))?,
         body_contains: args.body_contains.clone(),
         body_regex: args
             .body_regex
@@ -128,8 +136,11 @@ fn check_options(args: &ScanArgs) -> Result<CheckOptions, UsageError> {
             .ok_or_else(|| UsageError(format!("--header '{header}': write it as 'Name: value'")))?;
         let name = HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| UsageError(format!("--header '{header}': '{}' is not a header name", name.trim())))?;
-        let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| UsageError(format!("--header '{header}': the value has characters a header cannot hold")))?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| {
+            UsageError(format!(
+                "--header '{header}': the value has characters a header cannot hold"
+            ))
+        })?;
         options.headers.push((name, value));
     }
     Ok(options)
@@ -172,7 +183,13 @@ fn execute(args: ScanArgs, prepared: Prepared) -> Exit {
                 return Exit::BadInput;
             }
         },
-        _ => ResultWriter::table(out, TableStyle { color, order: args.order }),
+        _ => ResultWriter::table(
+            out,
+            TableStyle {
+                color,
+                order: args.order,
+            },
+        ),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -186,7 +203,11 @@ fn execute(args: ScanArgs, prepared: Prepared) -> Exit {
 }
 
 async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool, quiet: bool) -> Exit {
-    let Prepared { targets, options, setup } = prepared;
+    let Prepared {
+        targets,
+        options,
+        setup,
+    } = prepared;
     let engine = match Engine::new(setup) {
         Ok(engine) => Arc::new(engine),
         Err(e) => {
@@ -224,13 +245,10 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
         progress.inc(1);
         progress.set_message(format!("{up} up · {down} down"));
         if output_open {
-            let written = writer.result(&result).and_then(|_| {
-                if receiver.is_empty() {
-                    writer.flush()
-                } else {
-                    Ok(())
-                }
-            });
+            let written =
+                writer
+                    .result(&result)
+                    .and_then(|_| if receiver.is_empty() { writer.flush() } else { Ok(()) });
             output_open = still_open(written);
         }
         match slots.get_mut(index) {

@@ -83,9 +83,17 @@ impl Summary {
         }
         if let Some(ledger) = self.ledger {
             let verdict = if self.balanced() { "balanced" } else { "NOT BALANCED" };
-            let _ = write!(out, "ledger: {} started, {} finished, {verdict}", ledger.started, ledger.finished);
+            let _ = write!(
+                out,
+                "ledger: {} started, {} finished, {verdict}",
+                ledger.started, ledger.finished
+            );
             if self.missing + self.duplicated > 0 {
-                let _ = write!(out, " ({} targets without a result, {} duplicated)", self.missing, self.duplicated);
+                let _ = write!(
+                    out,
+                    " ({} targets without a result, {} duplicated)",
+                    self.missing, self.duplicated
+                );
             }
             out.push('\n');
         }

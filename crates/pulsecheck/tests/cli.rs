@@ -12,7 +12,9 @@ use tokio::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
 
 async fn sim() -> SimHandle {
-    pulsecheck_sim::start(SimConfig::default()).await.expect("simulator starts")
+    pulsecheck_sim::start(SimConfig::default())
+        .await
+        .expect("simulator starts")
 }
 
 fn pulsecheck(args: &[&str]) -> Command {
@@ -70,11 +72,16 @@ async fn a_targets_file_with_a_bad_line_checks_the_rest_and_exits_2() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let results = json_lines(&output);
     assert_eq!(results.len(), 4, "comments and blank lines are skipped");
-    let invalid = results.iter().find(|r| r["reason"] == "invalid_target").expect("the bad line is a result");
+    let invalid = results
+        .iter()
+        .find(|r| r["reason"] == "invalid_target")
+        .expect("the bad line is a result");
     assert_eq!(invalid["line"], 5);
     assert_eq!(invalid["target"], "tcp://missing-port");
     assert!(invalid["error"].as_str().unwrap().contains("line 5"));
-    assert!(results.iter().any(|r| r["reason"] == "status" && r["http_status"] == 500));
+    assert!(results
+        .iter()
+        .any(|r| r["reason"] == "status" && r["http_status"] == 500));
     assert_eq!(results.iter().filter(|r| r["outcome"] == "up").count(), 2);
     let summary = stderr(&output);
     assert!(summary.contains("4 targets"), "{summary}");
@@ -93,10 +100,15 @@ async fn exit_codes_say_up_or_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_from_stdin() {
     let sim = sim().await;
-    let mut child = pulsecheck(&["-", "--format", "json"]).stdin(Stdio::piped()).spawn().unwrap();
+    let mut child = pulsecheck(&["-", "--format", "json"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let input = format!("{}\n\n# skip\n{}\n", sim.url("/ok"), sim.url("/delay/10"));
-    tokio::io::AsyncWriteExt::write_all(&mut stdin, input.as_bytes()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, input.as_bytes())
+        .await
+        .unwrap();
     drop(stdin);
     let output = child.wait_with_output().await.unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -111,7 +123,10 @@ async fn csv_table_and_output_file() {
     let csv = run(&[&sim.url("/ok"), &sim.url("/status/503"), "--format", "csv"]).await;
     let text = String::from_utf8(csv.stdout).unwrap();
     let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("target,outcome,reason,http_status,duration_ms,dns_ms"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("target,outcome,reason,http_status,duration_ms,dns_ms"));
     assert_eq!(lines.count(), 2);
     assert!(text.contains(",down,status,503,"));
 
@@ -138,19 +153,28 @@ async fn bad_usage_gets_a_clear_error_and_exit_2() {
         (&["--no-such-flag", "http://127.0.0.1:1/"], "--no-such-flag"),
         (&[], "no targets given"),
         (&["/definitely/missing/targets.txt"], "/definitely/missing/targets.txt"),
-        (&["-f", "/definitely/missing/targets.txt"], "/definitely/missing/targets.txt"),
+        (
+            &["-f", "/definitely/missing/targets.txt"],
+            "/definitely/missing/targets.txt",
+        ),
         (&["http://127.0.0.1:1/", "--timeout", "soon"], "not a duration"),
         (&["http://127.0.0.1:1/", "--expect-status", "7xx"], "--expect-status"),
         (&["http://127.0.0.1:1/", "-H", "no-colon"], "Name: value"),
         (&["http://127.0.0.1:1/", "--body-regex", "("], "--body-regex"),
         (&["http://127.0.0.1:1/", "--nameserver", "dns.example"], "--nameserver"),
-        (&["http://127.0.0.1:1/", "--cacert", "/definitely/missing.pem"], "missing.pem"),
+        (
+            &["http://127.0.0.1:1/", "--cacert", "/definitely/missing.pem"],
+            "missing.pem",
+        ),
     ];
     for (args, needle) in cases {
         let output = run(args).await;
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: stderr should mention {needle:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr should mention {needle:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
@@ -160,7 +184,15 @@ async fn bad_usage_gets_a_clear_error_and_exit_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_schema_snapshot() {
     let sim = sim().await;
-    let output = run(&[&sim.url("/ok"), &sim.url("/status/500"), "--format", "json", "--order", "input"]).await;
+    let output = run(&[
+        &sim.url("/ok"),
+        &sim.url("/status/500"),
+        "--format",
+        "json",
+        "--order",
+        "input",
+    ])
+    .await;
     let mut results = json_lines(&output);
     results.sort_by_key(|r| r["outcome"].as_str().unwrap().to_owned());
     let port = sim.info.http[0].port().to_string();

@@ -27,8 +27,8 @@ pub async fn probe(
         )
     })?;
     attempt.result.ip = Some(server.ip());
-    let query_name =
-        Name::from_ascii(name).map_err(|e| Failure::new(Reason::InvalidTarget, format!("'{name}' is not a DNS name: {e}")))?;
+    let query_name = Name::from_ascii(name)
+        .map_err(|e| Failure::new(Reason::InvalidTarget, format!("'{name}' is not a DNS name: {e}")))?;
     let mut message = Message::query();
     message.metadata.recursion_desired = true;
     message.add_query(Query::query(query_name, record_type(record)));
@@ -58,10 +58,16 @@ pub async fn probe(
         answers,
     });
     if rcode != ResponseCode::NoError {
-        return Err(Failure::new(Reason::Dns, format!("{name} {asked}: {} from {server}", rcode.to_str())));
+        return Err(Failure::new(
+            Reason::Dns,
+            format!("{name} {asked}: {} from {server}", rcode.to_str()),
+        ));
     }
     if !has_answer {
-        return Err(Failure::new(Reason::Dns, format!("{name} has no {asked} records (NOERROR, empty answer from {server})")));
+        return Err(Failure::new(
+            Reason::Dns,
+            format!("{name} has no {asked} records (NOERROR, empty answer from {server})"),
+        ));
     }
     Ok(())
 }
@@ -82,11 +88,15 @@ fn record_type(record: RecordKind) -> RecordType {
 }
 
 fn io_failure(server: SocketAddr, error: std::io::Error) -> Failure {
-    Failure::new(classify_io_error(&error), format!("DNS query to {server} failed: {error}"))
+    Failure::new(
+        classify_io_error(&error),
+        format!("DNS query to {server} failed: {error}"),
+    )
 }
 
 fn parse(server: SocketAddr, bytes: &[u8]) -> Result<Message, Failure> {
-    Message::from_vec(bytes).map_err(|e| Failure::new(Reason::Protocol, format!("malformed DNS answer from {server}: {e}")))
+    Message::from_vec(bytes)
+        .map_err(|e| Failure::new(Reason::Protocol, format!("malformed DNS answer from {server}: {e}")))
 }
 
 async fn query_udp(server: SocketAddr, request: &[u8], id: u16) -> Result<Message, Failure> {
@@ -118,10 +128,16 @@ async fn query_tcp(server: SocketAddr, request: &[u8], id: u16) -> Result<Messag
     stream.write_all(&framed).await.map_err(|e| io_failure(server, e))?;
     let answer_len = stream.read_u16().await.map_err(|e| io_failure(server, e))?;
     let mut buffer = vec![0u8; usize::from(answer_len)];
-    stream.read_exact(&mut buffer).await.map_err(|e| io_failure(server, e))?;
+    stream
+        .read_exact(&mut buffer)
+        .await
+        .map_err(|e| io_failure(server, e))?;
     let message = parse(server, &buffer)?;
     if message.metadata.id != id {
-        return Err(Failure::new(Reason::Protocol, format!("DNS answer from {server} has the wrong id")));
+        return Err(Failure::new(
+            Reason::Protocol,
+            format!("DNS answer from {server} has the wrong id"),
+        ));
     }
     Ok(message)
 }

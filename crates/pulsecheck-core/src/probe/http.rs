@@ -30,7 +30,12 @@ struct Exchange {
     body: Vec<u8>,
 }
 
-pub async fn probe(ctx: &ProbeContext, url: &Url, options: &CheckOptions, attempt: &mut Attempt) -> Result<(), Failure> {
+pub async fn probe(
+    ctx: &ProbeContext,
+    url: &Url,
+    options: &CheckOptions,
+    attempt: &mut Attempt,
+) -> Result<(), Failure> {
     let mut current = url.clone();
     let mut method = options.method.clone();
     loop {
@@ -72,7 +77,10 @@ fn evaluate(exchange: &Exchange, url: &Url, options: &CheckOptions, attempt: &At
     if !options.expect_status.matches(status) {
         return Err(Failure::new(
             Reason::Status,
-            format!("status {} from {url}, expected {}", exchange.status, options.expect_status),
+            format!(
+                "status {} from {url}, expected {}",
+                exchange.status, options.expect_status
+            ),
         ));
     }
     if options.body_contains.is_some() || options.body_regex.is_some() {
@@ -153,7 +161,14 @@ where
                 .handshake(io)
                 .await
                 .map_err(|e| hyper_failure(&e))?;
-            drive(conn, sender.send_request(request), options.max_body_bytes, keep_body, attempt).await
+            drive(
+                conn,
+                sender.send_request(request),
+                options.max_body_bytes,
+                keep_body,
+                attempt,
+            )
+            .await
         })
         .await
     } else {
@@ -162,7 +177,14 @@ where
                 .handshake(io)
                 .await
                 .map_err(|e| hyper_failure(&e))?;
-            drive(conn, sender.send_request(request), options.max_body_bytes, keep_body, attempt).await
+            drive(
+                conn,
+                sender.send_request(request),
+                options.max_body_bytes,
+                keep_body,
+                attempt,
+            )
+            .await
         };
         Box::pin(exchange).await
     }
@@ -194,7 +216,12 @@ where
 
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
-    let body = alongside(read_capped(response.into_body(), max_body_bytes, keep_body), conn.as_mut(), &mut conn_done).await;
+    let body = alongside(
+        read_capped(response.into_body(), max_body_bytes, keep_body),
+        conn.as_mut(),
+        &mut conn_done,
+    )
+    .await;
     Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
     let body = body.map_err(|e| hyper_failure(&e))?;
     Ok(Exchange {
@@ -238,8 +265,14 @@ async fn read_capped(mut body: Incoming, cap: usize, keep: bool) -> hyper::Resul
     Ok(kept)
 }
 
-fn build_request(url: &Url, method: &Method, options: &CheckOptions, h2: bool) -> Result<Request<Empty<Bytes>>, Failure> {
-    let invalid = |e: http::Error| Failure::new(Reason::InvalidTarget, format!("cannot build a request for {url}: {e}"));
+fn build_request(
+    url: &Url,
+    method: &Method,
+    options: &CheckOptions,
+    h2: bool,
+) -> Result<Request<Empty<Bytes>>, Failure> {
+    let invalid =
+        |e: http::Error| Failure::new(Reason::InvalidTarget, format!("cannot build a request for {url}: {e}"));
     let mut builder = Request::builder().method(method.clone());
     if h2 {
         builder = builder.uri(url.as_str()).version(Version::HTTP_2);
@@ -287,7 +320,10 @@ fn hyper_failure(error: &hyper::Error) -> Failure {
         source = inner.source();
     }
     if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
-        return Failure::new(Reason::Reset, format!("connection closed before the response was complete ({error})"));
+        return Failure::new(
+            Reason::Reset,
+            format!("connection closed before the response was complete ({error})"),
+        );
     }
     let detail = match error.source() {
         Some(inner) => format!("{error}: {inner}"),

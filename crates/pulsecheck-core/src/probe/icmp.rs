@@ -62,7 +62,10 @@ pub async fn probe(ctx: &ProbeContext, host: &Host, attempt: &mut Attempt) -> Re
             Ok(())
         }
         Err(SurgeError::Timeout { .. }) => Err(Failure::new(Reason::Timeout, format!("no echo reply from {ip}"))),
-        Err(SurgeError::IOError(e)) => Err(Failure::new(super::classify_io_error(&e), format!("ICMP echo to {ip} failed: {e}"))),
+        Err(SurgeError::IOError(e)) => Err(Failure::new(
+            super::classify_io_error(&e),
+            format!("ICMP echo to {ip} failed: {e}"),
+        )),
         Err(e) => Err(Failure::new(Reason::Protocol, format!("ICMP echo to {ip} failed: {e}"))),
     }
 }

@@ -108,9 +108,7 @@ pub async fn run(
         TargetSpec::Http { url } => Box::pin(http::probe(ctx, url, options, attempt)).await,
         TargetSpec::Tcp { host, port } => Box::pin(tcp::probe(ctx, host, *port, attempt)).await,
         TargetSpec::Tls { host, port } => Box::pin(tls::probe(ctx, host, *port, options, attempt)).await,
-        TargetSpec::Dns { name, record, server } => {
-            Box::pin(dns::probe(ctx, name, *record, *server, attempt)).await
-        }
+        TargetSpec::Dns { name, record, server } => Box::pin(dns::probe(ctx, name, *record, *server, attempt)).await,
         TargetSpec::Icmp { host } => Box::pin(icmp::probe(ctx, host, attempt)).await,
     }
 }

@@ -14,7 +14,7 @@ pub use table::TableStyle;
 /// Where results go, in one of the formats.
 pub enum ResultWriter {
     Json(jsonl::JsonLines),
-    Csv(csv::CsvWriter),
+    Csv(Box<csv::CsvWriter>),
     Table(table::Table),
 }
 
@@ -24,7 +24,7 @@ impl ResultWriter {
     }
 
     pub fn csv(out: Box<dyn Write + Send>) -> io::Result<ResultWriter> {
-        Ok(ResultWriter::Csv(csv::CsvWriter::new(out)?))
+        Ok(ResultWriter::Csv(Box::new(csv::CsvWriter::new(out)?)))
     }
 
     pub fn table(out: Box<dyn Write + Send>, style: TableStyle) -> ResultWriter {
