@@ -29,7 +29,8 @@ pub enum Command {
 #[command(after_long_help = SCAN_AFTER_HELP)]
 pub struct ScanArgs {
     /// Targets, files of targets (one per line), or `-` for stdin. An argument with `://`
-    /// is a target; otherwise it is a file if one exists at that path, else a bare target.
+    /// is a target; one that exists as a file, starts with `/`, `.` or `~`, or ends in
+    /// `.txt`, `.list`, `.lst`, `.csv` or `.conf` is a file; anything else is a bare target.
     #[arg(value_name = "TARGET|FILE|-")]
     pub inputs: Vec<String>,
 
