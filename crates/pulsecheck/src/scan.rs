@@ -8,7 +8,7 @@ use std::time::Instant;
 use http::{HeaderName, HeaderValue, Method};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulsecheck_core::rlimit::{max_concurrency_for, raise_nofile_limit};
-use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineOptions, EngineSetup, Outcome, Reason, StatusMatcher};
+use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineOptions, EngineSetup, Reason, StatusMatcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -232,18 +232,18 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
         scan_engine.scan(targets, Arc::new(options), scan_cancel, sender).await;
     });
 
-    let mut slots: Vec<Option<CheckResult>> = vec![None; total];
+    // Exactly-once bookkeeping; full results are kept only when the table needs them.
+    let mut seen = vec![false; total];
+    let mut kept: Vec<Option<CheckResult>> = if writer.needs_all_results() {
+        vec![None; total]
+    } else {
+        Vec::new()
+    };
+    let mut summary = Summary::default();
     let mut duplicated = 0;
     let mut output_open = true;
-    let (mut up, mut down) = (0usize, 0usize);
     while let Some((index, result)) = receiver.recv().await {
-        match result.outcome {
-            Outcome::Up => up += 1,
-            Outcome::Down => down += 1,
-            Outcome::Cancelled => {}
-        }
         progress.inc(1);
-        progress.set_message(format!("{up} up · {down} down"));
         if output_open {
             let written =
                 writer
@@ -251,36 +251,41 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
                     .and_then(|_| if receiver.is_empty() { writer.flush() } else { Ok(()) });
             output_open = still_open(written);
         }
-        match slots.get_mut(index) {
-            Some(slot @ None) => *slot = Some(result),
-            Some(Some(_)) => duplicated += 1,
-            None => duplicated += 1,
+        match seen.get_mut(index) {
+            Some(seen @ false) => *seen = true,
+            _ => {
+                duplicated += 1;
+                continue;
+            }
+        }
+        summary.add(&result);
+        progress.set_message(format!("{} up · {} down", summary.up, summary.down));
+        if let Some(slot) = kept.get_mut(index) {
+            *slot = Some(result);
         }
     }
-    let wall = started.elapsed();
+    summary.finish(started.elapsed());
     progress.finish_and_clear();
     finished.cancel();
     tasks.close();
     tasks.wait().await;
 
-    let results: Vec<&CheckResult> = slots.iter().flatten().collect();
     if output_open {
+        let results: Vec<&CheckResult> = kept.iter().flatten().collect();
         still_open(writer.finish(&results));
     }
-    let mut summary = Summary::new(&results, wall);
     summary.ledger = Some(engine.ledger());
-    summary.missing = total - results.len();
+    summary.missing = seen.iter().filter(|s| !**s).count();
     summary.duplicated = duplicated;
     if !quiet {
         eprint!("{}", summary.render());
     }
-    let interrupted = results.iter().any(|r| r.outcome == Outcome::Cancelled);
     if !summary.balanced() {
         eprintln!("error: the ledger did not balance; this is a bug in pulsecheck, please report it");
         Exit::Internal
-    } else if interrupted {
+    } else if summary.cancelled > 0 {
         Exit::Interrupted
-    } else if any_invalid || results.iter().any(|r| r.reason == Some(Reason::InvalidTarget)) {
+    } else if any_invalid || summary.count(Reason::InvalidTarget) > 0 {
         Exit::BadInput
     } else if summary.down > 0 {
         Exit::SomeDown

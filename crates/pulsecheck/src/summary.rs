@@ -23,35 +23,39 @@ pub struct Summary {
     /// Targets that got no result, or more than one (must both be zero).
     pub missing: usize,
     pub duplicated: usize,
+    #[serde(skip)]
+    latencies: Vec<Duration>,
 }
 
 impl Summary {
-    pub fn new(results: &[&CheckResult], wall: Duration) -> Summary {
-        let mut summary = Summary {
-            targets: results.len(),
-            wall,
-            ..Summary::default()
-        };
-        let mut latencies = Vec::new();
-        for r in results {
-            match r.outcome {
-                Outcome::Up => {
-                    summary.up += 1;
-                    latencies.push(r.duration_ms);
-                }
-                Outcome::Down => summary.down += 1,
-                Outcome::Cancelled => summary.cancelled += 1,
+    /// Counts one result as it arrives, so no result has to be kept for the summary.
+    pub fn add(&mut self, r: &CheckResult) {
+        self.targets += 1;
+        match r.outcome {
+            Outcome::Up => {
+                self.up += 1;
+                self.latencies.push(r.duration_ms);
             }
-            if let Some(reason) = r.reason {
-                *summary.reasons.entry(reason).or_default() += 1;
-            }
-            summary.max_queue = summary.max_queue.max(r.queue_ms);
+            Outcome::Down => self.down += 1,
+            Outcome::Cancelled => self.cancelled += 1,
         }
-        latencies.sort_unstable();
-        summary.p50 = percentile(&latencies, 0.50);
-        summary.p95 = percentile(&latencies, 0.95);
-        summary.max = latencies.last().copied();
-        summary
+        if let Some(reason) = r.reason {
+            *self.reasons.entry(reason).or_default() += 1;
+        }
+        self.max_queue = self.max_queue.max(r.queue_ms);
+    }
+
+    /// Closes the summary: wall time and latency percentiles.
+    pub fn finish(&mut self, wall: Duration) {
+        self.wall = wall;
+        self.latencies.sort_unstable();
+        self.p50 = percentile(&self.latencies, 0.50);
+        self.p95 = percentile(&self.latencies, 0.95);
+        self.max = self.latencies.last().copied();
+    }
+
+    pub fn count(&self, reason: Reason) -> usize {
+        self.reasons.get(&reason).copied().unwrap_or(0)
     }
 
     pub fn render(&self) -> String {

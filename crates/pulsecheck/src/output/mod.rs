@@ -31,6 +31,11 @@ impl ResultWriter {
         ResultWriter::Table(table::Table::new(out, style))
     }
 
+    /// Whether [`ResultWriter::finish`] needs every result (the table sorts them).
+    pub fn needs_all_results(&self) -> bool {
+        matches!(self, ResultWriter::Table(_))
+    }
+
     /// Called once per result, as it arrives.
     pub fn result(&mut self, result: &CheckResult) -> io::Result<()> {
         match self {
