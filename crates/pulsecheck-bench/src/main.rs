@@ -1,1 +1,194 @@
-fn main() {}
+//! `pulsecheck-bench`: measures the real `pulsecheck` binary against the real
+//! `pulsecheck-sim` binary, each its own process, on loopback.
+//!
+//! It starts one simulator on 127.0.0.1–127.0.0.100 (one HTTP listener per
+//! address, plus a blackhole and a refused port), writes each scenario's
+//! targets to a file in a private temp dir, runs
+//! `pulsecheck scan FILE --format json -o OUT -q [--timeout 5s]` with no
+//! tuning flags, and reaps it with `wait4`, which gives that child's exact
+//! user+sys CPU time and peak RSS. Wall time spans spawn to reap. Every JSON
+//! result is then matched by target against what that target should yield.
+//!
+//! Scenarios (targets spread round-robin over the 100 hosts):
+//!
+//! * `fast`: 10,000 × `/delay/200`, all up. Goals: wall ≤ 1 s, CPU ≤ 1 s, RSS ≤ 100 MB.
+//! * `mixed`: 10,000, shuffled: 80 % `/delay/200`, 10 % `/status/404|500`,
+//!   5 % blackhole, 5 % refused; `--timeout 5s`. Goals: wall ≤ 5.5 s, 0 misclassified.
+//! * `blackhole`: 1,000 × a listener that never answers; `--timeout 5s`. Goal: wall ≤ 5.2 s.
+//!
+//! Usage: `cargo build --release --workspace && target/release/pulsecheck-bench [SCENARIO...]`.
+//! The exit code is 0 even when goals are missed (it is a measurement); it is
+//! non-zero only when the benchmark itself failed. MB are 10^6 bytes.
+
+mod measure;
+mod proc;
+mod report;
+mod scenarios;
+mod sim;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+
+use scenarios::Scenario;
+
+/// How long one pulsecheck run may take before it is killed and the benchmark fails.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Measure pulsecheck against pulsecheck-sim on loopback: wall time, CPU time
+/// and peak RSS of the pulsecheck process, checks per second, and results
+/// that differ from what each target should yield.
+///
+/// Build first: cargo build --release --workspace && target/release/pulsecheck-bench
+#[derive(Parser, Debug)]
+#[command(name = "pulsecheck-bench", version, max_term_width = 100)]
+struct Cli {
+    /// Scenarios to run, in this order [default: all]
+    #[arg(value_enum, value_name = "SCENARIO")]
+    scenarios: Vec<Scenario>,
+
+    /// Print one JSON object per scenario instead of the table.
+    #[arg(long)]
+    json: bool,
+
+    /// Runs per scenario; each is reported, then the median.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=50))]
+    runs: u32,
+
+    /// The pulsecheck binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    pulsecheck: Option<PathBuf>,
+
+    /// The pulsecheck-sim binary [default: next to this executable]
+    #[arg(long, value_name = "PATH")]
+    sim: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = proc::catch_sigint() {
+        eprintln!("warning: cannot catch SIGINT ({e}); Ctrl+C may leave a temp dir behind");
+    }
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) if proc::interrupted() => {
+            eprintln!("pulsecheck-bench: interrupted; cleaned up");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("pulsecheck-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let pulsecheck = binary(cli.pulsecheck.as_deref(), "pulsecheck", "--pulsecheck")?;
+    let sim_bin = binary(cli.sim.as_deref(), "pulsecheck-sim", "--sim")?;
+    let selected: Vec<Scenario> = if cli.scenarios.is_empty() {
+        scenarios::ALL.to_vec()
+    } else {
+        cli.scenarios.clone()
+    };
+
+    // Declared before the simulator so it is removed after the simulator stops.
+    let dir = TempDir::create()?;
+    let sim = sim::Sim::start(&sim_bin, &dir.0.join("sim.stderr"))?;
+    let plans: Vec<_> = selected.iter().map(|s| s.plan(&sim.ready)).collect();
+
+    if !cli.json {
+        let (cpus, kernel) = report::machine();
+        println!("machine     {cpus} CPUs, {kernel}");
+        for (label, bin) in [("pulsecheck", &pulsecheck), ("sim", &sim_bin)] {
+            let debug = if bin.components().any(|c| c.as_os_str() == "debug") {
+                " — WARNING: looks like a debug build"
+            } else {
+                ""
+            };
+            println!("{label:<11} {} ({}){debug}", bin.display(), report::age(bin));
+        }
+        println!("sim command {}", sim.command);
+        for plan in &plans {
+            let (args, _) = measure::command_line(&pulsecheck, plan, &dir.0);
+            println!("{:<11} {}", plan.scenario.name(), args.join(" "));
+        }
+        println!();
+        println!("{}", report::TABLE_HEADER);
+    }
+
+    for plan in &plans {
+        let mut runs = Vec::new();
+        for i in 1..=cli.runs {
+            if proc::interrupted() {
+                bail!("interrupted");
+            }
+            let run = measure::run(&pulsecheck, plan, &dir.0, RUN_LIMIT)
+                .with_context(|| format!("scenario {} run {i}", plan.scenario.name()))?;
+            if !cli.json {
+                let s = report::Summary::of_run(&run, plan.targets.len());
+                println!("{}", report::row(plan, &i.to_string(), &s));
+                for line in report::details(&run) {
+                    println!("{line}");
+                }
+            }
+            runs.push(run);
+        }
+        if cli.json {
+            let (args, _) = measure::command_line(&pulsecheck, plan, &dir.0);
+            let v = report::scenario_json(plan, &args, &runs, &sim.command);
+            println!("{}", serde_json::to_string(&v)?);
+        } else if runs.len() > 1 {
+            let s = report::Summary::median(&runs, plan.targets.len());
+            println!("{}", report::row(plan, "median", &s));
+        }
+    }
+    drop(sim);
+    drop(dir);
+    Ok(())
+}
+
+/// The given binary, or the one named `name` next to this executable.
+fn binary(given: Option<&Path>, name: &str, flag: &str) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()
+            .context("locating this executable")?
+            .parent()
+            .context("this executable has no parent directory")?
+            .join(name),
+    };
+    if !path.is_file() {
+        bail!(
+            "{name} not found at {}.\nBuild the binaries first:\n    \
+             cargo build --release --workspace && target/release/pulsecheck-bench\n\
+             or pass {flag} PATH.",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// `$TMPDIR/pulsecheck-bench-<pid>/`, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create() -> anyhow::Result<TempDir> {
+        let path = std::env::temp_dir().join(format!("pulsecheck-bench-{}", std::process::id()));
+        // Only a dead process with our pid could have left this behind.
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("warning: could not remove {}: {e}", self.0.display());
+        }
+    }
+}

@@ -22,5 +22,5 @@ pub mod tls;
 pub use engine::{Engine, EngineSetup};
 pub use ledger::LedgerCounts;
 pub use options::{CheckOptions, EngineOptions, StatusMatcher};
-pub use result::{CertificateInfo, CheckResult, DnsAnswer, Outcome, ProbeKind, Reason, Timings};
+pub use result::{CapturedResponse, CertificateInfo, CheckResult, DnsAnswer, Outcome, ProbeKind, Reason, Timings};
 pub use target::{parse_spec, InvalidTarget, Target, TargetSpec};

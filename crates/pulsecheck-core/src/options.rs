@@ -33,6 +33,9 @@ pub struct CheckOptions {
     /// A TLS or HTTPS check is down when the certificate expires in fewer days.
     pub min_cert_days: Option<i64>,
     pub user_agent: String,
+    /// Keep the final response's headers and (capped) body in
+    /// [`CheckResult::response`](crate::CheckResult::response), for conditions to inspect.
+    pub capture_response: bool,
 }
 
 impl Default for CheckOptions {
@@ -50,6 +53,7 @@ impl Default for CheckOptions {
             insecure: false,
             min_cert_days: None,
             user_agent: concat!("pulsecheck/", env!("CARGO_PKG_VERSION")).to_owned(),
+            capture_response: false,
         }
     }
 }
@@ -142,9 +146,10 @@ pub struct EngineOptions {
     pub per_host: usize,
 }
 
-/// Defaults sized so 10,000 targets spread over many hosts finish in about one round trip.
+/// Defaults sized so 10,000 targets finish in about one round trip, and a batch of 1,000
+/// hanging endpoints on one host ends in about one timeout rather than several.
 pub const DEFAULT_CONCURRENCY: usize = 10_000;
-pub const DEFAULT_PER_HOST: usize = 128;
+pub const DEFAULT_PER_HOST: usize = 1000;
 
 impl Default for EngineOptions {
     fn default() -> Self {

@@ -193,6 +193,18 @@ pub struct CheckResult {
     /// Round-trip time of an ICMP echo.
     #[serde(with = "millis")]
     pub rtt_ms: Option<Duration>,
+    /// The final HTTP response, kept only when `CheckOptions::capture_response` asks
+    /// for it. Never serialized: conditions read it, outputs do not.
+    #[serde(skip)]
+    pub response: Option<Box<CapturedResponse>>,
+}
+
+/// Headers and the capped body of an HTTP response.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CapturedResponse {
+    /// Header names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
 }
 
 impl CheckResult {
@@ -216,6 +228,7 @@ impl CheckResult {
             certificate: None,
             dns: None,
             rtt_ms: None,
+            response: None,
         }
     }
 

@@ -381,3 +381,19 @@ async fn queue_wait_is_not_blamed_on_the_target() {
     assert!(max_queue >= Duration::from_millis(700), "queue {max_queue:?}");
     assert!(engine.ledger().balanced());
 }
+
+#[tokio::test]
+async fn the_final_response_is_captured_for_conditions() {
+    let f = fixture().await;
+    let capture = CheckOptions {
+        capture_response: true,
+        ..opts()
+    };
+    let r = f.check_with(&f.http("/json"), &capture).await;
+    assert_up(&r);
+    let response = r.response.expect("captured");
+    assert!(response.headers.iter().any(|(name, value)| name == "content-type" && value.contains("json")));
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(body["status"], "UP");
+    assert!(f.check(&f.http("/json")).await.response.is_none(), "not kept unless asked");
+}

@@ -26,6 +26,7 @@ struct Exchange {
     status: StatusCode,
     version: Version,
     location: Option<HeaderValue>,
+    headers: http::HeaderMap,
     /// The body, kept only when a body condition needs it (and capped).
     body: Vec<u8>,
 }
@@ -68,7 +69,21 @@ pub async fn probe(
                 ));
             }
         }
+        if options.capture_response {
+            attempt.result.response = Some(Box::new(capture(&exchange)));
+        }
         return evaluate(&exchange, &current, options, attempt);
+    }
+}
+
+fn capture(exchange: &Exchange) -> crate::result::CapturedResponse {
+    crate::result::CapturedResponse {
+        headers: exchange
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        body: Bytes::from(exchange.body.clone()),
     }
 }
 
@@ -154,7 +169,7 @@ where
 {
     let request = build_request(url, method, options, h2)?;
     let io = TokioIo::new(io);
-    let keep_body = options.body_contains.is_some() || options.body_regex.is_some();
+    let keep_body = options.capture_response || options.body_contains.is_some() || options.body_regex.is_some();
     if h2 {
         Box::pin(async {
             let (mut sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
@@ -213,6 +228,7 @@ where
     let status = response.status();
     let version = response.version();
     let location = response.headers().get(LOCATION).cloned();
+    let headers = if keep_body { response.headers().clone() } else { http::HeaderMap::new() };
 
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
@@ -228,6 +244,7 @@ where
         status,
         version,
         location,
+        headers,
         body,
     })
 }
