@@ -392,8 +392,14 @@ async fn the_final_response_is_captured_for_conditions() {
     let r = f.check_with(&f.http("/json"), &capture).await;
     assert_up(&r);
     let response = r.response.expect("captured");
-    assert!(response.headers.iter().any(|(name, value)| name == "content-type" && value.contains("json")));
+    assert!(response
+        .headers
+        .iter()
+        .any(|(name, value)| name == "content-type" && value.contains("json")));
     let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(body["status"], "UP");
-    assert!(f.check(&f.http("/json")).await.response.is_none(), "not kept unless asked");
+    assert!(
+        f.check(&f.http("/json")).await.response.is_none(),
+        "not kept unless asked"
+    );
 }

@@ -245,10 +245,9 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
     while let Some((index, result)) = receiver.recv().await {
         progress.inc(1);
         if output_open {
-            let written =
-                writer
-                    .result(&result)
-                    .and_then(|_| if receiver.is_empty() { writer.flush() } else { Ok(()) });
+            let written = writer
+                .result(&result)
+                .and_then(|_| if receiver.is_empty() { writer.flush() } else { Ok(()) });
             output_open = still_open(written);
         }
         match seen.get_mut(index) {

@@ -81,7 +81,12 @@ fn capture(exchange: &Exchange) -> crate::result::CapturedResponse {
         headers: exchange
             .headers
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: Bytes::from(exchange.body.clone()),
     }
@@ -228,7 +233,11 @@ where
     let status = response.status();
     let version = response.version();
     let location = response.headers().get(LOCATION).cloned();
-    let headers = if keep_body { response.headers().clone() } else { http::HeaderMap::new() };
+    let headers = if keep_body {
+        response.headers().clone()
+    } else {
+        http::HeaderMap::new()
+    };
 
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
