@@ -8,14 +8,18 @@
 //!   down, and the [`Timings`] of every phase.
 //! - [`probe`] holds one module per kind of check (HTTP, TCP, TLS, DNS, ICMP).
 
+pub mod channel;
+pub mod clock;
 pub mod engine;
 pub mod ledger;
 pub mod limiter;
 pub mod options;
+pub mod outbox;
 pub mod probe;
 pub mod resolve;
 pub mod result;
 pub mod rlimit;
+pub mod state;
 pub mod target;
 pub mod tls;
 
