@@ -19,6 +19,7 @@ pub mod probe;
 pub mod resolve;
 pub mod result;
 pub mod rlimit;
+pub mod scheduler;
 pub mod state;
 pub mod target;
 pub mod tls;
