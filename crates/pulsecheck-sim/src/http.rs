@@ -24,7 +24,7 @@ const MAX_ECHO_BODY: u64 = 1 << 20;
 
 const JSON_BODY: &str = r#"{"status":"UP","version":"1.0","checks":{"db":"UP"}}"#;
 const NOT_FOUND_BODY: &str = "not found; routes: /ok /delay/{ms} /status/{code} /redirect/{n} \
-/redirect-loop /json /bytes/{n} /endless /headers /method /trickle /header-flood /malformed\n";
+/redirect-loop /flap/{ms} /json /bytes/{n} /endless /headers /method /trickle /header-flood /malformed\n";
 
 /// One static chunk shared by every streamed body, so streaming costs no allocation.
 static CHUNK: [u8; 16 * 1024] = [b'a'; 16 * 1024];
@@ -99,6 +99,9 @@ async fn route(req: Request<Incoming>) -> Response<SimBody> {
     if let Some(code) = path.strip_prefix("/status/") {
         return status(code);
     }
+    if let Some(period) = path.strip_prefix("/flap/") {
+        return flap(period);
+    }
     if let Some(n) = path.strip_prefix("/redirect/") {
         return match n.parse::<u64>() {
             // n redirects in all, like httpbin: /redirect/1 goes straight to /ok.
@@ -117,6 +120,22 @@ async fn route(req: Request<Incoming>) -> Response<SimBody> {
         });
     }
     text(StatusCode::NOT_FOUND, NOT_FOUND_BODY)
+}
+
+/// `/flap/{period_ms}`: 200 during even periods of wall-clock time and 500 during odd
+/// ones, so a monitored check changes state on a known rhythm.
+fn flap(period: &str) -> Response<SimBody> {
+    let Some(period) = period.parse::<u64>().ok().filter(|p| *p > 0) else {
+        return text(StatusCode::BAD_REQUEST, "bad period; use /flap/{ms}\n");
+    };
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if (now_ms / period) % 2 == 0 {
+        text(StatusCode::OK, "up\n")
+    } else {
+        text(StatusCode::INTERNAL_SERVER_ERROR, "down\n")
+    }
 }
 
 fn status(code: &str) -> Response<SimBody> {

@@ -13,7 +13,7 @@
 //! - `dns`: a UDP DNS server for names under `pulsecheck.test.`.
 //!
 //! HTTP routes: `/ok`, `/delay/{ms}`, `/status/{code}`, `/redirect/{n}`,
-//! `/redirect-loop`, `/json`, `/bytes/{n}`, `/endless`, `/headers` (alias
+//! `/redirect-loop`, `/flap/{ms}`, `/json`, `/bytes/{n}`, `/endless`, `/headers` (alias
 //! `/method`), and on plain HTTP listeners only the raw behaviours `/trickle`,
 //! `/header-flood` and `/malformed`. Anything else is a 404.
 //!

@@ -338,3 +338,20 @@ async fn shutdown_closes_open_connections() {
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
 }
+
+#[tokio::test]
+async fn flap_alternates_between_up_and_down() {
+    let sim = pulsecheck_sim::start(pulsecheck_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let http = sim.info.http[0];
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..30 {
+        seen.insert(get(http, "/flap/50").await.status);
+        if seen.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, [200, 500].into_iter().collect());
+}
