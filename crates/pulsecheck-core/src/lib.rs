@@ -10,6 +10,8 @@
 
 pub mod channel;
 pub mod clock;
+pub mod conditions;
+pub mod config;
 pub mod engine;
 pub mod ledger;
 pub mod limiter;

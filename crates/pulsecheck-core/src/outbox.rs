@@ -101,7 +101,9 @@ pub trait Outbox: Send + Sync {
     /// pending one, and only when it is due, so that delivery is in order per check.
     fn due(&self, now: jiff::Timestamp, limit: usize) -> BoxFuture<'_, Result<Vec<Notification>, OutboxError>>;
 
-    /// The earliest `next_attempt_at` of any pending notification.
+    /// The earliest `next_attempt_at` among the heads (the oldest pending notification
+    /// of each check and channel). Rows queued behind a head are not counted: their own
+    /// due time may be past while they wait, and a worker sleeping until it would spin.
     fn next_due(&self) -> BoxFuture<'_, Result<Option<jiff::Timestamp>, OutboxError>>;
 
     fn delivered(&self, id: i64, attempts: u32, at: jiff::Timestamp) -> BoxFuture<'_, Result<(), OutboxError>>;
@@ -161,6 +163,19 @@ impl MemoryOutbox {
         self.rows.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The oldest pending notification of each (check, channel).
+    fn heads(&self) -> Vec<Notification> {
+        let rows = self.lock();
+        let mut seen = std::collections::HashSet::new();
+        rows.iter()
+            .filter(|r| r.state == DeliveryState::Pending)
+            .map(|r| &r.notification)
+            // Rows are in insertion order, so the first pending one per pair is the oldest.
+            .filter(|n| seen.insert((n.event.check.clone(), n.channel.clone())))
+            .cloned()
+            .collect()
+    }
+
     fn update(&self, id: i64, change: impl FnOnce(&mut MemoryRow)) -> Result<(), OutboxError> {
         let mut rows = self.lock();
         let row = rows
@@ -174,32 +189,17 @@ impl MemoryOutbox {
 
 impl Outbox for MemoryOutbox {
     fn due(&self, now: jiff::Timestamp, limit: usize) -> BoxFuture<'_, Result<Vec<Notification>, OutboxError>> {
-        let rows = self.lock();
-        let mut heads: Vec<&Notification> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for row in rows.iter().filter(|r| r.state == DeliveryState::Pending) {
-            let n = &row.notification;
-            // Rows are in insertion order, so the first pending one per pair is the oldest.
-            if seen.insert((n.event.check.clone(), n.channel.clone())) {
-                heads.push(n);
-            }
-        }
-        let due = heads
+        let due = self
+            .heads()
             .into_iter()
             .filter(|n| n.next_attempt_at <= now)
             .take(limit)
-            .cloned()
             .collect();
         Box::pin(async move { Ok(due) })
     }
 
     fn next_due(&self) -> BoxFuture<'_, Result<Option<jiff::Timestamp>, OutboxError>> {
-        let next = self
-            .lock()
-            .iter()
-            .filter(|r| r.state == DeliveryState::Pending)
-            .map(|r| r.notification.next_attempt_at)
-            .min();
+        let next = self.heads().into_iter().map(|n| n.next_attempt_at).min();
         Box::pin(async move { Ok(next) })
     }
 

@@ -131,7 +131,7 @@ fn flap(period: &str) -> Response<SimBody> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    if (now_ms / period) % 2 == 0 {
+    if (now_ms / period).is_multiple_of(2) {
         text(StatusCode::OK, "up\n")
     } else {
         text(StatusCode::INTERNAL_SERVER_ERROR, "down\n")

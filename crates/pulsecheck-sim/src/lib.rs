@@ -38,6 +38,7 @@ mod dns;
 mod http;
 mod listeners;
 mod raw;
+pub mod receiver;
 mod tls;
 
 /// Zone served by the DNS listener.

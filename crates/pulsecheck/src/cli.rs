@@ -23,6 +23,70 @@ pub enum Command {
     Scan(Box<ScanArgs>),
     /// Scan a built-in simulator (offline, loopback only) to see every kind of result.
     Demo(crate::demo::DemoArgs),
+    /// Run checks on a schedule, keep their history in SQLite and send alerts.
+    Serve(ServeArgs),
+    /// Check a config file and report every error with its line and column.
+    Validate(ValidateArgs),
+    /// Show the current state of every check, from the store.
+    Status(StatusArgs),
+    /// Send a test message through one channel of a config file.
+    NotifyTest(NotifyTestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The config file (YAML, or TOML by extension).
+    #[arg(value_name = "CONFIG")]
+    pub config: PathBuf,
+
+    /// The SQLite database [default: the config's store.path, else
+    /// $XDG_STATE_HOME/pulsecheck/pulsecheck.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Resolve names with this nameserver (`IP` or `IP:PORT`) instead of /etc/resolv.conf.
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub nameserver: Option<String>,
+
+    /// Also trust the CA certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[arg(value_name = "CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The SQLite database written by `pulsecheck serve`.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+
+    /// Find the database through this config file's store.path.
+    #[arg(long, value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    pub format: StatusFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct NotifyTestArgs {
+    /// The channel's name in the config.
+    #[arg(value_name = "CHANNEL")]
+    pub channel: String,
+
+    #[arg(long, short = 'C', value_name = "CONFIG")]
+    pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -5,10 +5,15 @@ pub mod cli;
 pub mod demo;
 pub mod exit;
 pub mod inputs;
+pub mod logging;
+pub mod notify_test;
 pub mod output;
 pub mod scan;
+pub mod serve;
 pub mod signals;
+pub mod status;
 pub mod summary;
+pub mod validate;
 
 use clap::Parser;
 
@@ -31,5 +36,9 @@ where
     match cli.command {
         cli::Command::Scan(args) => scan::run(*args),
         cli::Command::Demo(args) => demo::run(args),
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Validate(args) => validate::run(args),
+        cli::Command::Status(args) => status::run(args),
+        cli::Command::NotifyTest(args) => notify_test::run(args),
     }
 }

@@ -1,0 +1,717 @@
+//! The config file: the examples parse and use every key, invalid configs report every
+//! error at its exact place, and no input makes the loader panic.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use pulsecheck_core::channel::{ChannelKind, SmtpSecurity};
+use pulsecheck_core::conditions::Condition;
+use pulsecheck_core::config::{self, ConfigError, MonitorConfig, Recurrence};
+
+fn example(name: &str) -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, text)
+}
+
+/// No variables set: every `${NAME:-default}` takes its default.
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load_yaml(text: &str) -> Result<MonitorConfig, Vec<ConfigError>> {
+    config::load_str(text, Path::new("test.yaml"), &no_env)
+}
+
+fn load_ok(text: &str) -> MonitorConfig {
+    load_yaml(text).unwrap_or_else(|errors| panic!("{}", render(&errors)))
+}
+
+fn render(errors: &[ConfigError]) -> String {
+    errors.iter().map(|e| format!("{e}\n")).collect()
+}
+
+/// `line:column: message` of every error.
+fn positions(errors: &[ConfigError]) -> Vec<String> {
+    errors
+        .iter()
+        .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+        .collect()
+}
+
+fn only_error(text: &str) -> ConfigError {
+    let errors = load_yaml(text).expect_err("should not load");
+    assert_eq!(errors.len(), 1, "{}", render(&errors));
+    errors.into_iter().next().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// The examples
+
+#[test]
+fn the_yaml_example_loads() {
+    let (path, text) = example("pulsecheck.yaml");
+    let config = config::load_str(&text, &path, &no_env).unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(config.checks.len(), 8);
+    assert_eq!(config.channels.len(), 4);
+    assert_eq!(config.maintenance.len(), 2);
+
+    let api = config.check("api-health").unwrap();
+    assert_eq!(api.target.input, "http://127.0.0.1:8080/json");
+    assert_eq!(api.group.as_deref(), Some("api"));
+    assert_eq!(
+        (api.interval, api.options.timeout),
+        (Duration::from_secs(10), Duration::from_secs(2))
+    );
+    assert_eq!(api.conditions.len(), 5);
+    assert_eq!(api.conditions[2].to_string(), "$.status == \"UP\"");
+    assert!(
+        api.options.capture_response,
+        "JSONPath and header conditions need the response"
+    );
+    assert!(
+        api.options.expect_status.matches(503),
+        "the status condition decides, not the probe"
+    );
+    assert_eq!(api.channels, ["ops", "slack"]);
+    assert_eq!(api.reminder, Some(Duration::from_secs(1800)));
+    let auth = api.options.headers.iter().find(|(n, _)| n == "authorization").unwrap();
+    assert_eq!(auth.1, "Bearer example-token");
+
+    // Inherited from defaults.
+    let redirects = config.check("redirects").unwrap();
+    assert_eq!(redirects.group.as_deref(), Some("sim"));
+    assert_eq!(redirects.interval, Duration::from_secs(30));
+    assert_eq!(redirects.options.max_redirects, 3);
+    assert_eq!(redirects.options.max_body_bytes, 1024 * 1024);
+    assert_eq!(redirects.options.user_agent, "pulsecheck-example/1.0");
+    assert_eq!(redirects.channels, ["ops"]);
+    assert!(!redirects.options.capture_response);
+
+    // A TCP check keeps only what applies to it from defaults.
+    let db = config.check("db-port").unwrap();
+    assert_eq!(db.options.headers, Vec::new());
+    assert_eq!(db.conditions, [Condition::LatencyUnder(Duration::from_secs(2))]);
+    assert_eq!((db.thresholds.failure, db.thresholds.success), (3, 2));
+
+    let mail = config.channel("mail").unwrap();
+    match &mail.kind {
+        ChannelKind::Email { smtp, to, .. } => {
+            assert_eq!(
+                (smtp.host.as_str(), smtp.port, smtp.security),
+                ("127.0.0.1", 2525, SmtpSecurity::None)
+            );
+            assert_eq!(smtp.password.as_deref(), Some("example-password"));
+            assert_eq!(to, &["ops@example.com"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        config.store.path.as_deref(),
+        Some(Path::new("/tmp/pulsecheck-example.db"))
+    );
+    assert_eq!((config.store.raw_days, config.store.hourly_days), (7, 90));
+    assert_eq!((config.limits.concurrency, config.limits.per_host), (1000, 100));
+    assert_eq!(config.delivery.workers, 4);
+    assert_eq!(config.delivery.backoff_max, Duration::from_secs(300));
+    assert_eq!(config.maintenance[1].every, Some(Recurrence::Daily));
+
+    let nightly = &config.maintenance[1];
+    let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+    assert!(nightly.covers(db, at("2026-03-04T02:10:00Z")));
+    assert!(!nightly.covers(db, at("2026-03-04T02:30:00Z")));
+    assert!(!nightly.covers(api, at("2026-03-04T02:10:00Z")));
+    assert_eq!(
+        config.maintenance_for(db, at("2026-03-04T02:10:00Z")).unwrap().name,
+        "nightly-backup"
+    );
+}
+
+#[test]
+fn the_example_takes_its_addresses_from_the_environment() {
+    let (path, text) = example("pulsecheck.yaml");
+    let env = |name: &str| match name {
+        "SIM" => Some("127.0.0.1:41234".to_owned()),
+        "HOOK_URL" => Some("http://127.0.0.1:45678/hook".to_owned()),
+        "SMTP_PORT" => Some("1025".to_owned()),
+        _ => None,
+    };
+    let config = config::load_str(&text, &path, &env).unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(config.check("home").unwrap().target.input, "http://127.0.0.1:41234/ok");
+    match &config.channel("ops").unwrap().kind {
+        ChannelKind::Webhook { url, .. } => assert_eq!(url, "http://127.0.0.1:45678/hook"),
+        other => panic!("{other:?}"),
+    }
+    match &config.channel("mail").unwrap().kind {
+        ChannelKind::Email { smtp, .. } => assert_eq!(smtp.port, 1025),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_toml_example_is_the_yaml_example() {
+    let (yaml_path, yaml) = example("pulsecheck.yaml");
+    let (toml_path, toml) = example("pulsecheck.toml");
+    let yaml = config::load_str(&yaml, &yaml_path, &no_env).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let toml = config::load_str(&toml, &toml_path, &no_env).unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(yaml.checks, toml.checks);
+    assert_eq!(yaml.channels, toml.channels);
+    assert_eq!(yaml.store, toml.store);
+    assert_eq!(yaml.maintenance, toml.maintenance);
+    assert_eq!(yaml.delivery, toml.delivery);
+    assert_eq!(
+        (yaml.limits.concurrency, yaml.limits.per_host),
+        (toml.limits.concurrency, toml.limits.per_host)
+    );
+}
+
+/// Fails when a key is added to the schema (a field of a raw serde struct) and not to
+/// the examples, or when a struct is added without listing it in the schema.
+#[test]
+fn the_examples_use_every_key_of_the_schema() {
+    for name in ["pulsecheck.yaml", "pulsecheck.toml"] {
+        let (path, text) = example(name);
+        let sections = config::schema_coverage(&text, &path, &no_env).unwrap_or_else(|e| panic!("{}", render(&e)));
+        assert!(sections.len() >= 11, "{sections:?}");
+        let mut missing = Vec::new();
+        for section in &sections {
+            assert!(!section.keys.is_empty(), "{}: no keys", section.section);
+            for key in section.unused() {
+                missing.push(format!("{}: {key}", section.section));
+            }
+        }
+        assert!(missing.is_empty(), "{name} does not use: {missing:#?}");
+        let unlisted: Vec<_> = sections.iter().filter(|s| s.section.starts_with("Raw")).collect();
+        assert!(unlisted.is_empty(), "structs missing from raw::SCHEMA: {unlisted:?}");
+    }
+}
+
+#[test]
+fn the_coverage_check_notices_a_key_the_example_does_not_use() {
+    let (path, text) = example("pulsecheck.yaml");
+    let without = text.replace("  user_agent: pulsecheck-example/1.0\n", "");
+    assert_ne!(without, text);
+    let sections = config::schema_coverage(&without, &path, &no_env).unwrap();
+    let unused: Vec<_> = sections.iter().flat_map(|s| s.unused()).collect();
+    assert_eq!(unused, ["user_agent"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors, all at once, each at its place
+
+const MANY_MISTAKES: &str = "\
+defaults:
+  intervall: 30s
+checks:
+  - name: api
+    target: http://127.0.0.1:8080/json
+    interval: 2s
+    timeout: 5s
+    channels: [slak]
+  - name: db
+    target: tcp://db
+    interval: fast
+  - name: api
+    target: http://127.0.0.1:8080/ok
+    conditions:
+      - json_path: \"$.status\"
+      - status: 200
+        body_contains: ok
+channels:
+  slack:
+    type: slack
+    webhook_url: ${SLACK_URL}
+  ops:
+    type: webhook
+    url: not a url
+";
+
+#[test]
+fn every_mistake_is_reported_at_once_with_its_place() {
+    let errors = load_yaml(MANY_MISTAKES).expect_err("invalid");
+    assert_eq!(
+        positions(&errors),
+        [
+            "2:3: unknown key 'intervall'",
+            "7:14: timeout (5.0s) must be shorter than the interval (2.0s)",
+            "8:16: channel 'slak' is not defined",
+            "10:13: invalid target: 'tcp://db' has no port; write tcp://db:PORT",
+            "11:15: 'fast' is not a duration; write e.g. 5s, 250ms, 1.5s or 2m",
+            "12:11: duplicate check name 'api'",
+            "15:20: json_path needs 'equals' or 'exists'",
+            "17:24: one condition per list item: 'body_contains' is a second condition here",
+            "21:18: environment variable 'SLACK_URL' is not set",
+            "24:10: 'not a url' is not a valid URL: relative URL without a base",
+        ],
+        "{}",
+        render(&errors)
+    );
+    let hint = |line: usize| {
+        errors
+            .iter()
+            .find(|e| e.line == line)
+            .and_then(|e| e.hint.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(hint(2), "did you mean 'interval'?");
+    assert_eq!(hint(8), "did you mean 'slack'? defined channels: slack, ops");
+    assert_eq!(
+        hint(12),
+        "first defined at line 4, column 11; names identify checks across reloads and must be unique"
+    );
+    assert_eq!(hint(21), "set SLACK_URL, or give a default: ${SLACK_URL:-VALUE}");
+    assert!(hint(7).contains("lower 'timeout' or raise 'interval'"));
+    assert_eq!(
+        errors[0].to_string(),
+        "test.yaml:2:3: unknown key 'intervall'\n  hint: did you mean 'interval'?"
+    );
+}
+
+#[test]
+fn toml_errors_have_places_too() {
+    let text = "\
+[defaults]
+timeuot = \"1s\"
+
+[[checks]]
+name = \"a\"
+target = \"tcp://127.0.0.1:1\"
+channels = [\"nope\"]
+";
+    let errors = config::load_str(text, Path::new("c.toml"), &no_env).expect_err("invalid");
+    assert_eq!(
+        positions(&errors),
+        ["2:1: unknown key 'timeuot'", "7:13: channel 'nope' is not defined"]
+    );
+    assert_eq!(errors[0].hint.as_deref(), Some("did you mean 'timeout'?"));
+    assert_eq!(
+        errors[1].hint.as_deref(),
+        Some("no channels are defined; define them under 'channels:'")
+    );
+
+    let syntax = config::load_str("[checks\n", Path::new("c.toml"), &no_env).expect_err("invalid");
+    assert_eq!((syntax.len(), syntax[0].line), (1, 1));
+    assert!(syntax[0].message.starts_with("invalid TOML"), "{}", syntax[0]);
+}
+
+#[test]
+fn unknown_keys_suggest_the_right_one_or_list_them() {
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    timeuot: 1s\n");
+    assert_eq!((e.line, e.column, e.message.as_str()), (4, 5, "unknown key 'timeuot'"));
+    assert_eq!(e.hint.as_deref(), Some("did you mean 'timeout'?"));
+
+    let e = only_error("colour: blue\n");
+    assert_eq!(e.message, "unknown key 'colour'");
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("valid keys here: defaults, checks, channels, store, limits, maintenance, delivery")
+    );
+
+    let e = only_error("delivery:\n  workers: 2\n  backof_max: 1m\n");
+    assert_eq!((e.line, e.hint.as_deref()), (3, Some("did you mean 'backoff_max'?")));
+
+    let e = only_error("channels:\n  a:\n    type: slak\n    webhook_url: http://x/\n");
+    assert_eq!((e.line, e.column, e.message.as_str()), (3, 11, "unknown value 'slak'"));
+    assert_eq!(e.hint.as_deref(), Some("did you mean 'slack'?"));
+}
+
+#[test]
+fn a_missing_channel_names_the_defined_ones() {
+    let e = only_error(
+        "checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    channels: [ops, pager]\nchannels:\n  ops: {type: webhook, url: 'http://127.0.0.1:9/'}\n",
+    );
+    assert_eq!((e.line, e.column), (4, 21));
+    assert_eq!(e.message, "channel 'pager' is not defined");
+    assert_eq!(e.hint.as_deref(), Some("defined channels: ops"));
+}
+
+#[test]
+fn the_timeout_must_be_shorter_than_the_interval() {
+    // Set on the check: the error points at the check's timeout.
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    interval: 5s\n    timeout: 5s\n");
+    assert_eq!((e.line, e.column), (5, 14));
+    // Timeout from defaults, interval on the check: it points at the interval.
+    let e = only_error(
+        "defaults:\n  timeout: 10s\nchecks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    interval: 3s\n",
+    );
+    assert_eq!((e.line, e.column), (6, 15));
+    assert_eq!(e.message, "timeout (10.0s) must be shorter than the interval (3.0s)");
+    // The default timeout (5s) against a short interval.
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    interval: 2s\n");
+    assert_eq!((e.line, e.column), (4, 15));
+    let e =
+        only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    interval: 500ms\n    timeout: 100ms\n");
+    assert_eq!(e.message, "interval 500ms is too short");
+}
+
+#[test]
+fn a_bad_target_is_an_error_at_the_target() {
+    let e = only_error("checks:\n  - name: a\n    target: ftp://example.com\n");
+    assert_eq!((e.line, e.column), (3, 13));
+    assert!(e.message.starts_with("invalid target: unknown scheme 'ftp'"), "{e}");
+    assert!(e.hint.unwrap().contains("tcp://HOST:PORT"));
+    let e = only_error("checks:\n  - name: a\n");
+    assert_eq!(
+        (e.line, e.column, e.message.as_str()),
+        (2, 11, "check 'a' has no 'target'")
+    );
+    let e = only_error("checks:\n  - target: tcp://127.0.0.1:1\n");
+    assert_eq!((e.line, e.column, e.message.as_str()), (2, 5, "check #1 has no 'name'"));
+}
+
+#[test]
+fn bad_durations_and_types() {
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    interval: 5 parsecs\n");
+    assert_eq!((e.line, e.column), (4, 15));
+    assert_eq!(e.message, "unknown unit 'parsecs' in '5 parsecs'; use ms, s, m, h or d");
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    failure_threshold: two\n");
+    assert_eq!((e.line, e.column), (4, 24));
+    assert_eq!(e.message, "expected a whole number, found the string \"two\"");
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    success_threshold: -1\n");
+    assert_eq!(e.message, "expected a whole number from 0 to 4294967295, found -1");
+    let e = only_error("checks:\n  - name: 5\n    target: tcp://127.0.0.1:1\n");
+    assert_eq!(e.hint.as_deref(), Some("put the value in quotes to make it a string"));
+    let e = only_error("checks: {name: a}\n");
+    assert_eq!(
+        (e.line, e.column, e.message.as_str()),
+        (1, 9, "expected a list, found a mapping")
+    );
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    failure_threshold: 0\n");
+    assert_eq!(e.message, "threshold 0 is out of range");
+}
+
+#[test]
+fn unset_environment_variables_are_errors_at_their_place() {
+    let text = "checks:\n  - name: a\n    target: \"http://${HOST}:${PORT:-80}/x\"\n    headers:\n      Authorization: Bearer ${TOKEN}\n";
+    let errors = load_yaml(text).expect_err("unset");
+    assert_eq!(
+        positions(&errors),
+        [
+            "3:21: environment variable 'HOST' is not set",
+            "5:29: environment variable 'TOKEN' is not set",
+        ]
+    );
+    let env = |name: &str| (name != "PORT").then(|| "h".to_owned());
+    let config = config::load_str(text, Path::new("a.yml"), &env).unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(config.checks[0].target.input, "http://h:80/x");
+    // A value from the environment is one string, whatever it contains.
+    let env = |_: &str| Some("x\nchecks: []".to_owned());
+    let text = "defaults:\n  group: ${G}\nchecks:\n  - {name: a, target: 'tcp://127.0.0.1:1'}\n";
+    let e = config::load_str(text, Path::new("a.yaml"), &env).expect_err("control characters");
+    assert_eq!((e.len(), e[0].line), (1, 2));
+    assert!(e[0].message.contains("control characters"), "{}", e[0]);
+}
+
+#[test]
+fn conditions_are_validated_against_the_target() {
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    conditions:\n      - status: 200\n");
+    assert_eq!((e.line, e.column), (5, 9));
+    assert_eq!(e.message, "condition `status == 200` cannot apply to this check");
+    let e = only_error(
+        "checks:\n  - name: a\n    target: http://x/\n    conditions:\n      - cert_expires_in_more_than: 3d\n",
+    );
+    assert!(e.hint.unwrap().contains("https:// or tls://"));
+    let e = only_error("checks:\n  - name: a\n    target: http://x/\n    conditions:\n      - body_regex: '('\n");
+    assert_eq!((e.line, e.column), (5, 21));
+    assert!(e.message.contains("not a valid regular expression"), "{e}");
+    let e = only_error(
+        "checks:\n  - name: a\n    target: http://x/\n    conditions:\n      - json_path: '$['\n        exists: true\n",
+    );
+    assert!(e.message.contains("not a valid JSONPath"), "{e}");
+    let e = only_error("checks:\n  - name: a\n    target: http://x/\n    conditions:\n      - status: 700\n");
+    assert_eq!(e.message, "'700' is not an HTTP status code (100-599)");
+    let e = only_error("checks:\n  - name: a\n    target: dns://x\n    conditions:\n      - dns_rcode: NXDOMAIN\n");
+    assert_eq!(e.message, "dns_rcode NXDOMAIN can never pass");
+    let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    method: POST\n");
+    assert_eq!(
+        (e.line, e.message.as_str()),
+        (4, "'method' applies to HTTP checks only")
+    );
+}
+
+#[test]
+fn channels_are_validated_by_type() {
+    let text = "\
+channels:
+  hook:
+    type: webhook
+    webhook_url: http://x/
+  mail:
+    type: email
+    smtp: {host: mail, username: u}
+    from: nobody
+    to: []
+  bad name:
+    type: slack
+    webhook_url: ftp://x/
+";
+    let errors = load_yaml(text).expect_err("invalid");
+    assert_eq!(
+        positions(&errors),
+        [
+            "2:3: channel 'hook' has no 'url'",
+            "4:18: 'webhook_url' does not apply to a webhook channel",
+            "7:34: give both 'username' and 'password', or neither",
+            "8:11: 'nobody' is not an email address",
+            "9:9: 'to' is empty",
+            "10:3: channel name \"bad name\" is not allowed",
+            "12:18: 'ftp://x/' is not an http:// or https:// URL (scheme 'ftp')",
+        ],
+        "{}",
+        render(&errors)
+    );
+    assert!(errors[1].hint.as_deref().unwrap().starts_with("did you mean 'url'?"));
+
+    let config = load_ok("channels:\n  m:\n    type: email\n    smtp: smtps://me%40x:p%40ss@mail.example.com\n    from: a@b.c\n    to: [c@d.e]\n");
+    match &config.channels[0].kind {
+        ChannelKind::Email { smtp, .. } => {
+            assert_eq!((smtp.port, smtp.security), (465, SmtpSecurity::Tls));
+            assert_eq!(
+                (smtp.username.as_deref(), smtp.password.as_deref()),
+                (Some("me@x"), Some("p@ss"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn maintenance_windows_are_validated() {
+    let text = "\
+checks:
+  - {name: a, target: 'tcp://127.0.0.1:1', group: g}
+maintenance:
+  - name: w
+    start: tomorrow
+    end: 2030-01-01T00:00:00Z
+  - name: w2
+    start: 2030-01-01T00:00:00Z
+    duration: 2d
+    every: daily
+    checks: [b]
+    groups: [gg]
+";
+    let errors = load_yaml(text).expect_err("invalid");
+    assert_eq!(
+        positions(&errors),
+        [
+            format!("5:12: {}", errors[0].message),
+            "10:12: the window is as long as its period, so it never ends".into(),
+            "11:14: check 'b' is not defined".into(),
+            "12:14: group 'gg' is not defined".into(),
+        ],
+        "{}",
+        render(&errors)
+    );
+    assert!(
+        errors[0].message.starts_with("start 'tomorrow' is not a timestamp: "),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(errors[2].hint.as_deref(), Some("defined checks: a"));
+    assert_eq!(errors[3].hint.as_deref(), Some("did you mean 'g'? defined groups: g"));
+}
+
+#[test]
+fn defaults_apply_and_checks_override() {
+    let config = load_ok(
+        "defaults:\n  interval: 20s\n  failure_threshold: 4\n  reminder: 1m\nchecks:\n  - {name: a, target: 'tcp://127.0.0.1:1'}\n  - {name: b, target: 'tcp://127.0.0.1:2', interval: 1m, reminder: 0s}\n",
+    );
+    let (a, b) = (&config.checks[0], &config.checks[1]);
+    assert_eq!(
+        (a.interval, a.thresholds.failure, a.reminder),
+        (Duration::from_secs(20), 4, Some(Duration::from_secs(60)))
+    );
+    assert_eq!((b.interval, b.reminder), (Duration::from_secs(60), None));
+    assert_eq!(a.options.timeout, Duration::from_secs(5));
+
+    let e = only_error("defaults:\n  name: x\n");
+    assert_eq!((e.line, e.message.as_str()), (2, "'name' cannot be set in defaults"));
+}
+
+#[test]
+fn empty_and_minimal_files() {
+    let config = load_ok("");
+    assert!(config.checks.is_empty());
+    assert_eq!(config.store, Default::default());
+    assert_eq!(config.delivery.workers, 4);
+    assert_eq!(config.limits.concurrency, pulsecheck_core::options::DEFAULT_CONCURRENCY);
+    let config = load_ok("checks:\n  - name: a\n    target: example.com/health\n");
+    let a = &config.checks[0];
+    assert_eq!(a.target.input, "example.com/health");
+    assert_eq!(
+        (a.interval, a.thresholds.failure, a.thresholds.success),
+        (Duration::from_secs(60), 2, 1)
+    );
+    assert!(a.options.expect_status.matches(200) && !a.options.expect_status.matches(404));
+    let e = only_error("- a\n- b\n");
+    assert_eq!(e.message, "the file must be a mapping of sections, found a list");
+}
+
+#[test]
+fn yaml_anchors_and_merge_keys_work() {
+    let config = load_ok(
+        "defaults: &http\n  interval: 15s\n  conditions: [{status: 200}]\nchecks:\n  - <<: *http\n    name: a\n    target: http://127.0.0.1:1/\n  - <<: *http\n    name: b\n    target: tcp://127.0.0.1:2\n    conditions: []\n",
+    );
+    assert_eq!(config.checks.len(), 2);
+    assert!(config.checks.iter().all(|c| c.interval == Duration::from_secs(15)));
+    assert_eq!(
+        (config.checks[0].conditions.len(), config.checks[1].conditions.len()),
+        (1, 0)
+    );
+}
+
+#[test]
+fn relative_store_paths_are_relative_to_the_file() {
+    let config = config::load_str(
+        "store:\n  path: data/p.db\n",
+        Path::new("/etc/pulsecheck/p.yaml"),
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(
+        config.store.path.as_deref(),
+        Some(Path::new("/etc/pulsecheck/data/p.db"))
+    );
+}
+
+#[test]
+fn load_reads_files_and_checks_the_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yml");
+    std::fs::write(&path, "checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n").unwrap();
+    let config = config::load(&path).unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(config.source, path);
+
+    let json = dir.path().join("p.json");
+    std::fs::write(&json, "{}").unwrap();
+    let e = config::load(&json).unwrap_err();
+    assert_eq!(
+        (e[0].line, e[0].message.as_str()),
+        (0, "unsupported config file extension '.json'")
+    );
+
+    let missing = config::load(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(
+        missing[0].message.starts_with("cannot read the config file"),
+        "{}",
+        missing[0]
+    );
+    assert!(missing[0]
+        .to_string()
+        .starts_with(&format!("{}: cannot read", dir.path().join("missing.yaml").display())));
+}
+
+// ---------------------------------------------------------------------------------------
+// Never a panic
+
+fn mutate(text: &str, edits: &[(usize, u8, String)]) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for (position, op, insert) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = position % bytes.len();
+        match op % 4 {
+            0 => {
+                bytes.remove(at);
+            }
+            1 => {
+                bytes.splice(at..at, insert.bytes());
+            }
+            2 => {
+                // Swap two lines' worth of text: shuffles indentation and structure.
+                let end = (at + insert.len() * 7).min(bytes.len());
+                bytes[at..end].reverse();
+            }
+            _ => {
+                let end = (at + insert.len()).min(bytes.len());
+                bytes.splice(at..end, insert.bytes());
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn fragment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(": ".to_owned()),
+        Just("\n  - ".to_owned()),
+        Just("${".to_owned()),
+        Just("${X:-".to_owned()),
+        Just("}".to_owned()),
+        Just("[".to_owned()),
+        Just("{".to_owned()),
+        Just("&a ".to_owned()),
+        Just("*a".to_owned()),
+        Just("<<: ".to_owned()),
+        Just("\"".to_owned()),
+        Just("'".to_owned()),
+        Just("\t".to_owned()),
+        Just(" ".to_owned()),
+        Just("é".to_owned()),
+        Just("99999999999999999999".to_owned()),
+        Just("-1".to_owned()),
+        Just("~".to_owned()),
+        Just("]]\n[[checks]]\n".to_owned()),
+        Just("= ".to_owned()),
+        "[a-z_]{1,12}",
+        "\\PC{0,8}",
+    ]
+}
+
+fn env_for_fuzz(name: &str) -> Option<String> {
+    name.len().is_multiple_of(2).then(|| format!("v{name}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,400}", toml in any::<bool>()) {
+        let path = if toml { "fuzz.toml" } else { "fuzz.yaml" };
+        let _ = config::load_str(&text, Path::new(path), &env_for_fuzz);
+    }
+
+    #[test]
+    fn mutated_yaml_example_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>(), fragment()), 1..6)) {
+        let (_, text) = example("pulsecheck.yaml");
+        let mutated = mutate(&text, &edits);
+        if let Err(errors) = config::load_str(&mutated, Path::new("fuzz.yaml"), &env_for_fuzz) {
+            // Every error is located inside the text, or is about the file as a whole.
+            let lines = mutated.lines().count() + 1;
+            for e in &errors {
+                prop_assert!(e.line <= lines, "{e} (the text has {lines} lines)");
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn mutated_toml_example_never_panics(edits in prop::collection::vec((any::<usize>(), any::<u8>(), fragment()), 1..6)) {
+        let (_, text) = example("pulsecheck.toml");
+        let _ = config::load_str(&mutate(&text, &edits), Path::new("fuzz.toml"), &env_for_fuzz);
+    }
+}
+
+#[test]
+fn hostile_inputs_are_refused_without_a_panic() {
+    let deep_yaml = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(load_yaml(&deep_yaml).is_err());
+    let deep_toml = format!("a = {}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(config::load_str(&deep_toml, Path::new("d.toml"), &no_env).is_err());
+    let dotted = format!("{} = 1", vec!["a"; 5_000].join("."));
+    assert!(config::load_str(&dotted, Path::new("d.toml"), &no_env).is_err());
+    // Alias expansion ("billion laughs") is bounded by the YAML parser's budget.
+    let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..9 {
+        laughs.push_str(&format!(
+            "{}: &{} [{}]\n",
+            (b'b' + i) as char,
+            (b'b' + i) as char,
+            vec![format!("*{}", (b'a' + i) as char); 10].join(", ")
+        ));
+    }
+    let _ = load_yaml(&laughs);
+}

@@ -1,0 +1,441 @@
+//! Reads: persisted state, status, history and the outbox's rows.
+
+use std::collections::HashMap;
+
+use pulsecheck_core::outbox::{AlertEvent, AlertKind, CauseResult, DeliveryState};
+use pulsecheck_core::state::{CheckState, State};
+use pulsecheck_core::{Outcome, Reason};
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::error::StoreError;
+use crate::store::Store;
+use crate::time::from_ms;
+
+/// One check as `pulsecheck status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub group: Option<String>,
+    pub target: String,
+    /// False once a reload removed the check from the config.
+    pub active: bool,
+    pub state: State,
+    pub since: Option<jiff::Timestamp>,
+    pub last_result_at: Option<jiff::Timestamp>,
+    pub last_outcome: Option<Outcome>,
+    pub last_reason: Option<Reason>,
+    pub last_error: Option<String>,
+    pub last_duration_ms: Option<f64>,
+    /// Start of the open incident, when the check is down.
+    pub open_incident_since: Option<jiff::Timestamp>,
+    pub pending_notifications: u64,
+    pub dead_notifications: u64,
+}
+
+/// Which outbox rows [`Store::notifications`] returns; every field narrows the set.
+#[derive(Clone, Debug, Default)]
+pub struct NotificationFilter {
+    pub check: Option<String>,
+    pub channel: Option<String>,
+    pub state: Option<DeliveryState>,
+    /// At most this many rows (oldest first); all when `None`.
+    pub limit: Option<usize>,
+}
+
+/// One outbox row with its delivery record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NotificationRecord {
+    pub id: i64,
+    pub check: String,
+    pub channel: String,
+    pub idempotency_key: String,
+    pub kind: AlertKind,
+    pub event: AlertEvent,
+    /// The transition that caused it; `None` for reminders and test messages.
+    pub transition_id: Option<i64>,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub created_at: jiff::Timestamp,
+    pub next_attempt_at: jiff::Timestamp,
+    pub delivered_at: Option<jiff::Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// A raw result as stored (the columns kept, not every field of a `CheckResult`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredResult {
+    pub id: i64,
+    pub check: String,
+    pub started_at: jiff::Timestamp,
+    pub outcome: Outcome,
+    pub reason: Option<Reason>,
+    pub error: Option<String>,
+    pub probe: String,
+    pub http_status: Option<u16>,
+    pub duration_ms: f64,
+    pub queue_ms: f64,
+    pub dns_ms: Option<f64>,
+    pub connect_ms: Option<f64>,
+    pub tls_ms: Option<f64>,
+    pub ttfb_ms: Option<f64>,
+    pub transfer_ms: Option<f64>,
+    pub rtt_ms: Option<f64>,
+    pub ip: Option<String>,
+    pub http_version: Option<String>,
+    pub redirects: u32,
+    pub cert_days_left: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredTransition {
+    pub id: i64,
+    pub check: String,
+    pub from: State,
+    pub to: State,
+    pub at: jiff::Timestamp,
+    pub cause: Vec<CauseResult>,
+}
+
+/// A down-to-up span; `ended_at` is `None` while it is open.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub check: String,
+    pub started_at: jiff::Timestamp,
+    pub ended_at: Option<jiff::Timestamp>,
+    pub opened_by: i64,
+    pub closed_by: Option<i64>,
+}
+
+/// One check's results in one hour. Cancelled results are not counted; percentiles are
+/// nearest-rank over the durations of up results (`None` when none was up).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HourlyAggregate {
+    pub check: String,
+    pub hour: jiff::Timestamp,
+    pub count: u64,
+    pub up_count: u64,
+    pub mean_ms: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl Store {
+    /// The persisted state of every known check, to resume after a restart.
+    pub async fn load_states(&self) -> Result<HashMap<String, CheckState>, StoreError> {
+        let rows = sqlx::query("SELECT name, state, since, streak FROM checks")
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(self.query_error("load states"))?;
+        let mut states = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let name: String = self.get(&row, "name")?;
+            let state = self.state_col(&row, "state")?;
+            let since: Option<i64> = self.get(&row, "since")?;
+            let streak: String = self.get(&row, "streak")?;
+            let streak = serde_json::from_str(&streak)
+                .map_err(|e| self.corrupt("decode streak", format!("check {name}: {e}")))?;
+            states.insert(
+                name,
+                CheckState {
+                    state,
+                    since: since.map(from_ms),
+                    streak,
+                },
+            );
+        }
+        Ok(states)
+    }
+
+    /// Every known check with its state, latest result, open incident and outbox
+    /// counts, ordered by name.
+    pub async fn status(&self) -> Result<Vec<CheckStatus>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.name, c.check_group, c.target, c.active, c.state, c.since,
+                    c.last_result_at, c.last_outcome, c.last_reason, c.last_error, c.last_duration_ms,
+                    (SELECT MIN(i.started_at) FROM incidents i
+                      WHERE i.check_name = c.name AND i.ended_at IS NULL) AS open_incident_since,
+                    (SELECT COUNT(*) FROM notifications n
+                      WHERE n.check_name = c.name AND n.state = 'pending') AS pending,
+                    (SELECT COUNT(*) FROM notifications n
+                      WHERE n.check_name = c.name AND n.state = 'dead') AS dead
+             FROM checks c
+             ORDER BY c.name",
+        )
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(self.query_error("read status"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(CheckStatus {
+                    name: self.get(row, "name")?,
+                    group: self.get(row, "check_group")?,
+                    target: self.get(row, "target")?,
+                    active: self.get::<i64>(row, "active")? != 0,
+                    state: self.state_col(row, "state")?,
+                    since: self.get::<Option<i64>>(row, "since")?.map(from_ms),
+                    last_result_at: self.get::<Option<i64>>(row, "last_result_at")?.map(from_ms),
+                    last_outcome: self
+                        .get::<Option<String>>(row, "last_outcome")?
+                        .map(|s| self.outcome(&s))
+                        .transpose()?,
+                    last_reason: self
+                        .get::<Option<String>>(row, "last_reason")?
+                        .map(|s| self.reason(&s))
+                        .transpose()?,
+                    last_error: self.get(row, "last_error")?,
+                    last_duration_ms: self.get(row, "last_duration_ms")?,
+                    open_incident_since: self.get::<Option<i64>>(row, "open_incident_since")?.map(from_ms),
+                    pending_notifications: self.get::<i64>(row, "pending")?.max(0) as u64,
+                    dead_notifications: self.get::<i64>(row, "dead")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Outbox rows matching `filter`, oldest first, with their delivery records.
+    pub async fn notifications(&self, filter: &NotificationFilter) -> Result<Vec<NotificationRecord>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, check_name, channel, idempotency_key, kind, event, transition_id, state, attempts,
+                    created_at, next_attempt_at, delivered_at, last_error
+             FROM notifications WHERE 1 = 1",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("check_name", filter.check.clone()),
+            ("channel", filter.channel.clone()),
+            ("state", filter.state.map(|s| delivery_state_str(s).to_owned())),
+        ] {
+            if let Some(value) = value {
+                binds.push(value);
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
+        }
+        sql.push_str(" ORDER BY id");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut query = sqlx::query(&sql);
+        for value in &binds {
+            query = query.bind(value);
+        }
+        let rows = query
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(self.query_error("read notifications"))?;
+        rows.iter().map(|row| self.notification_record(row)).collect()
+    }
+
+    /// The newest `limit` results of one check, newest first.
+    pub async fn results(&self, check: &str, limit: usize) -> Result<Vec<StoredResult>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, check_name, started_at, outcome, reason, error, probe, http_status, duration_ms,
+                    queue_ms, dns_ms, connect_ms, tls_ms, ttfb_ms, transfer_ms, rtt_ms, ip, http_version,
+                    redirects, cert_days_left
+             FROM results WHERE check_name = $1
+             ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(check)
+        .bind(limit_i64(limit))
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(self.query_error("read results"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredResult {
+                    id: self.get(row, "id")?,
+                    check: self.get(row, "check_name")?,
+                    started_at: from_ms(self.get(row, "started_at")?),
+                    outcome: self.outcome(&self.get::<String>(row, "outcome")?)?,
+                    reason: self
+                        .get::<Option<String>>(row, "reason")?
+                        .map(|s| self.reason(&s))
+                        .transpose()?,
+                    error: self.get(row, "error")?,
+                    probe: self.get(row, "probe")?,
+                    http_status: self
+                        .get::<Option<i64>>(row, "http_status")?
+                        .and_then(|s| u16::try_from(s).ok()),
+                    duration_ms: self.get(row, "duration_ms")?,
+                    queue_ms: self.get(row, "queue_ms")?,
+                    dns_ms: self.get(row, "dns_ms")?,
+                    connect_ms: self.get(row, "connect_ms")?,
+                    tls_ms: self.get(row, "tls_ms")?,
+                    ttfb_ms: self.get(row, "ttfb_ms")?,
+                    transfer_ms: self.get(row, "transfer_ms")?,
+                    rtt_ms: self.get(row, "rtt_ms")?,
+                    ip: self.get(row, "ip")?,
+                    http_version: self.get(row, "http_version")?,
+                    redirects: u32::try_from(self.get::<i64>(row, "redirects")?).unwrap_or(u32::MAX),
+                    cert_days_left: self.get(row, "cert_days_left")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of raw results kept (all checks, or one).
+    pub async fn result_count(&self, check: Option<&str>) -> Result<u64, StoreError> {
+        let count: i64 = match check {
+            Some(check) => sqlx::query_scalar("SELECT COUNT(*) FROM results WHERE check_name = $1").bind(check),
+            None => sqlx::query_scalar("SELECT COUNT(*) FROM results"),
+        }
+        .fetch_one(&self.inner.read)
+        .await
+        .map_err(self.query_error("count results"))?;
+        Ok(count.max(0) as u64)
+    }
+
+    /// Transitions (all checks, or one), oldest first, at most `limit` of the newest.
+    pub async fn transitions(&self, check: Option<&str>, limit: usize) -> Result<Vec<StoredTransition>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, check_name, from_state, to_state, at, cause FROM (
+                 SELECT * FROM transitions WHERE $1 IS NULL OR check_name = $1
+                 ORDER BY id DESC LIMIT $2
+             ) AS newest ORDER BY id",
+        )
+        .bind(check)
+        .bind(limit_i64(limit))
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(self.query_error("read transitions"))?;
+        rows.iter()
+            .map(|row| {
+                let cause: String = self.get(row, "cause")?;
+                Ok(StoredTransition {
+                    id: self.get(row, "id")?,
+                    check: self.get(row, "check_name")?,
+                    from: self.state_col(row, "from_state")?,
+                    to: self.state_col(row, "to_state")?,
+                    at: from_ms(self.get(row, "at")?),
+                    cause: serde_json::from_str(&cause)
+                        .map_err(|e| self.corrupt("decode transition cause", e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Incidents (all checks, or one), oldest first.
+    pub async fn incidents(&self, check: Option<&str>) -> Result<Vec<Incident>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, check_name, started_at, ended_at, opened_by, closed_by FROM incidents
+             WHERE $1 IS NULL OR check_name = $1 ORDER BY id",
+        )
+        .bind(check)
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(self.query_error("read incidents"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(Incident {
+                    id: self.get(row, "id")?,
+                    check: self.get(row, "check_name")?,
+                    started_at: from_ms(self.get(row, "started_at")?),
+                    ended_at: self.get::<Option<i64>>(row, "ended_at")?.map(from_ms),
+                    opened_by: self.get(row, "opened_by")?,
+                    closed_by: self.get(row, "closed_by")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Hourly aggregates of one check, oldest first.
+    pub async fn hourly(&self, check: &str) -> Result<Vec<HourlyAggregate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT check_name, hour, count, up_count, mean_ms, p50_ms, p95_ms, p99_ms
+             FROM hourly WHERE check_name = $1 ORDER BY hour",
+        )
+        .bind(check)
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(self.query_error("read hourly aggregates"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(HourlyAggregate {
+                    check: self.get(row, "check_name")?,
+                    hour: from_ms(self.get(row, "hour")?),
+                    count: self.get::<i64>(row, "count")?.max(0) as u64,
+                    up_count: self.get::<i64>(row, "up_count")?.max(0) as u64,
+                    mean_ms: self.get(row, "mean_ms")?,
+                    p50_ms: self.get(row, "p50_ms")?,
+                    p95_ms: self.get(row, "p95_ms")?,
+                    p99_ms: self.get(row, "p99_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn notification_record(&self, row: &SqliteRow) -> Result<NotificationRecord, StoreError> {
+        let id: i64 = self.get(row, "id")?;
+        let event: String = self.get(row, "event")?;
+        let event: AlertEvent = serde_json::from_str(&event)
+            .map_err(|e| self.corrupt("decode notification event", format!("notification {id}: {e}")))?;
+        let state: String = self.get(row, "state")?;
+        let state = parse_delivery_state(&state)
+            .ok_or_else(|| self.corrupt("decode notification state", format!("notification {id}: {state:?}")))?;
+        Ok(NotificationRecord {
+            id,
+            check: self.get(row, "check_name")?,
+            channel: self.get(row, "channel")?,
+            idempotency_key: self.get(row, "idempotency_key")?,
+            kind: event.kind,
+            event,
+            transition_id: self.get(row, "transition_id")?,
+            state,
+            attempts: u32::try_from(self.get::<i64>(row, "attempts")?).unwrap_or(u32::MAX),
+            created_at: from_ms(self.get(row, "created_at")?),
+            next_attempt_at: from_ms(self.get(row, "next_attempt_at")?),
+            delivered_at: self.get::<Option<i64>>(row, "delivered_at")?.map(from_ms),
+            last_error: self.get(row, "last_error")?,
+        })
+    }
+
+    pub(crate) fn get<'r, T>(&self, row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
+    where
+        T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
+        row.try_get(column).map_err(self.query_error(column))
+    }
+
+    fn state_col(&self, row: &SqliteRow, column: &'static str) -> Result<State, StoreError> {
+        let text: String = self.get(row, column)?;
+        State::parse(&text).ok_or_else(|| self.corrupt("decode state", format!("{column} = {text:?}")))
+    }
+
+    fn outcome(&self, text: &str) -> Result<Outcome, StoreError> {
+        [Outcome::Up, Outcome::Down, Outcome::Cancelled]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .ok_or_else(|| self.corrupt("decode outcome", format!("{text:?}")))
+    }
+
+    fn reason(&self, text: &str) -> Result<Reason, StoreError> {
+        Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| self.corrupt("decode reason", format!("{text:?}")))
+    }
+}
+
+pub(crate) fn delivery_state_str(state: DeliveryState) -> &'static str {
+    match state {
+        DeliveryState::Pending => "pending",
+        DeliveryState::Delivered => "delivered",
+        DeliveryState::Dead => "dead",
+    }
+}
+
+fn parse_delivery_state(text: &str) -> Option<DeliveryState> {
+    match text {
+        "pending" => Some(DeliveryState::Pending),
+        "delivered" => Some(DeliveryState::Delivered),
+        "dead" => Some(DeliveryState::Dead),
+        _ => None,
+    }
+}
+
+pub(crate) fn limit_i64(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,342 @@
+//! Applying [`WriteEvent`]s inside one write transaction.
+
+use pulsecheck_core::outbox::AlertEvent;
+use pulsecheck_core::state::{CheckState, State, Transition};
+use pulsecheck_core::CheckResult;
+use sqlx::SqliteConnection;
+
+use crate::error::StoreError;
+use crate::store::Store;
+use crate::time::{duration_ms, to_ms};
+
+/// A configured check's metadata, upserted on start and on every reload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckMeta {
+    pub name: String,
+    pub group: Option<String>,
+    pub target: String,
+}
+
+/// One unit of work for the writer. Events are applied in the order they were sent.
+// Results are nearly every event, so boxing the large variant would add an allocation
+// per result and save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+pub enum WriteEvent {
+    /// A finished check: inserts the result row and upserts the check's state (and its
+    /// latest-result columns).
+    Result {
+        check: String,
+        result: CheckResult,
+        state: CheckState,
+    },
+    /// A change of state: inserts the transition, opens (to down) or closes (from down)
+    /// the incident, inserts one outbox row per `(channel, event)` and upserts the state,
+    /// all in the same transaction. A notification whose idempotency key already exists
+    /// is ignored. An empty key is replaced by `{check}:{transition id}:{channel}`.
+    Transition {
+        check: String,
+        transition: Transition,
+        state: CheckState,
+        notifications: Vec<(String, AlertEvent)>,
+    },
+    /// Notifications without a transition: reminders and test messages. An empty
+    /// idempotency key is replaced by `{check}:{kind}:{at ms}:{channel}`.
+    Notify { notifications: Vec<(String, AlertEvent)> },
+    /// Upserts metadata of the configured checks. With `retire_others`, every other known
+    /// check is marked inactive (removed from the config; its history stays) and listed
+    /// ones are marked active again.
+    RegisterChecks {
+        checks: Vec<CheckMeta>,
+        retire_others: bool,
+    },
+}
+
+impl WriteEvent {
+    pub(crate) fn adds_notifications(&self) -> bool {
+        match self {
+            WriteEvent::Transition { notifications, .. } | WriteEvent::Notify { notifications } => {
+                !notifications.is_empty()
+            }
+            WriteEvent::Result { .. } | WriteEvent::RegisterChecks { .. } => false,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            WriteEvent::Result { .. } => "result",
+            WriteEvent::Transition { .. } => "transition",
+            WriteEvent::Notify { .. } => "notify",
+            WriteEvent::RegisterChecks { .. } => "register_checks",
+        }
+    }
+}
+
+impl Store {
+    /// Applies `events` in order in one `BEGIN IMMEDIATE` transaction: either all of
+    /// them are committed or none. `now` stamps `updated_at` and new notifications'
+    /// `created_at`/`next_attempt_at`. The writer task calls this; tests and one-off
+    /// tools may call it directly.
+    pub async fn write(&self, events: &[WriteEvent], now: jiff::Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let now = to_ms(now);
+        for event in events {
+            self.apply(&mut tx, event, now).await?;
+        }
+        tx.commit().await.map_err(self.query_error("commit"))
+    }
+
+    async fn apply(&self, conn: &mut SqliteConnection, event: &WriteEvent, now: i64) -> Result<(), StoreError> {
+        match event {
+            WriteEvent::Result { check, result, state } => {
+                self.upsert_state(conn, check, Some(result), state, now).await?;
+                self.insert_result(conn, check, result).await
+            }
+            WriteEvent::Transition {
+                check,
+                transition,
+                state,
+                notifications,
+            } => {
+                self.upsert_state(conn, check, None, state, now).await?;
+                let id = self.insert_transition(conn, check, transition).await?;
+                for (channel, event) in notifications {
+                    self.insert_notification(conn, channel, event, Some(id), now).await?;
+                }
+                Ok(())
+            }
+            WriteEvent::Notify { notifications } => {
+                for (channel, event) in notifications {
+                    self.insert_notification(conn, channel, event, None, now).await?;
+                }
+                Ok(())
+            }
+            WriteEvent::RegisterChecks { checks, retire_others } => {
+                if *retire_others {
+                    sqlx::query("UPDATE checks SET active = 0, updated_at = $1 WHERE active = 1")
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(self.query_error("retire checks"))?;
+                }
+                for meta in checks {
+                    sqlx::query(
+                        "INSERT INTO checks (name, check_group, target, active, updated_at)
+                         VALUES ($1, $2, $3, 1, $4)
+                         ON CONFLICT (name) DO UPDATE SET
+                             check_group = excluded.check_group,
+                             target = excluded.target,
+                             active = 1,
+                             updated_at = excluded.updated_at",
+                    )
+                    .bind(&meta.name)
+                    .bind(&meta.group)
+                    .bind(&meta.target)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.query_error("register check"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Upserts the persisted state; with a result, also the latest-result columns (and
+    /// the target, for a check that was never registered).
+    async fn upsert_state(
+        &self,
+        conn: &mut SqliteConnection,
+        check: &str,
+        result: Option<&CheckResult>,
+        state: &CheckState,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let streak = serde_json::to_string(&state.streak).map_err(|e| self.corrupt("encode streak", e.to_string()))?;
+        let since = state.since.map(to_ms);
+        match result {
+            Some(result) => sqlx::query(
+                "INSERT INTO checks (name, target, state, since, streak, last_result_at, last_outcome,
+                                     last_reason, last_error, last_duration_ms, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (name) DO UPDATE SET
+                     state = excluded.state,
+                     since = excluded.since,
+                     streak = excluded.streak,
+                     last_result_at = excluded.last_result_at,
+                     last_outcome = excluded.last_outcome,
+                     last_reason = excluded.last_reason,
+                     last_error = excluded.last_error,
+                     last_duration_ms = excluded.last_duration_ms,
+                     updated_at = excluded.updated_at",
+            )
+            .bind(check)
+            .bind(&result.target)
+            .bind(state.state.as_str())
+            .bind(since)
+            .bind(streak)
+            .bind(to_ms(result.started_at))
+            .bind(result.outcome.as_str())
+            .bind(result.reason.map(|r| r.as_str()))
+            .bind(&result.error)
+            .bind(duration_ms(result.duration_ms))
+            .bind(now),
+            None => sqlx::query(
+                "INSERT INTO checks (name, state, since, streak, updated_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (name) DO UPDATE SET
+                     state = excluded.state,
+                     since = excluded.since,
+                     streak = excluded.streak,
+                     updated_at = excluded.updated_at",
+            )
+            .bind(check)
+            .bind(state.state.as_str())
+            .bind(since)
+            .bind(streak)
+            .bind(now),
+        }
+        .execute(&mut *conn)
+        .await
+        .map_err(self.query_error("upsert check state"))?;
+        Ok(())
+    }
+
+    async fn insert_result(&self, conn: &mut SqliteConnection, check: &str, r: &CheckResult) -> Result<(), StoreError> {
+        let t = &r.timings;
+        sqlx::query(
+            "INSERT INTO results (check_name, started_at, outcome, reason, error, probe, http_status,
+                                  duration_ms, queue_ms, dns_ms, connect_ms, tls_ms, ttfb_ms, transfer_ms,
+                                  rtt_ms, ip, http_version, redirects, cert_days_left)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+        )
+        .bind(check)
+        .bind(to_ms(r.started_at))
+        .bind(r.outcome.as_str())
+        .bind(r.reason.map(|r| r.as_str()))
+        .bind(&r.error)
+        .bind(probe_str(r.probe))
+        .bind(r.http_status.map(i64::from))
+        .bind(duration_ms(r.duration_ms))
+        .bind(duration_ms(r.queue_ms))
+        .bind(t.dns_ms.map(duration_ms))
+        .bind(t.connect_ms.map(duration_ms))
+        .bind(t.tls_ms.map(duration_ms))
+        .bind(t.ttfb_ms.map(duration_ms))
+        .bind(t.transfer_ms.map(duration_ms))
+        .bind(r.rtt_ms.map(duration_ms))
+        .bind(r.ip.map(|ip| ip.to_string()))
+        .bind(&r.http_version)
+        .bind(i64::from(r.redirects))
+        .bind(r.certificate.as_ref().map(|c| c.days_left))
+        .execute(&mut *conn)
+        .await
+        .map_err(self.query_error("insert result"))?;
+        Ok(())
+    }
+
+    async fn insert_transition(
+        &self,
+        conn: &mut SqliteConnection,
+        check: &str,
+        transition: &Transition,
+    ) -> Result<i64, StoreError> {
+        let cause = serde_json::to_string(&transition.cause)
+            .map_err(|e| self.corrupt("encode transition cause", e.to_string()))?;
+        let at = to_ms(transition.at);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO transitions (check_name, from_state, to_state, at, cause)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(check)
+        .bind(transition.from.as_str())
+        .bind(transition.to.as_str())
+        .bind(at)
+        .bind(cause)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(self.query_error("insert transition"))?;
+
+        if transition.from == State::Down && transition.to != State::Down {
+            sqlx::query(
+                "UPDATE incidents SET ended_at = $1, closed_by = $2
+                 WHERE check_name = $3 AND ended_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(check)
+            .execute(&mut *conn)
+            .await
+            .map_err(self.query_error("close incident"))?;
+        }
+        if transition.to == State::Down && transition.from != State::Down {
+            // At most one open incident per check: a second "down" without an "up" in
+            // between (possible after a restart that lost no state but re-derived one)
+            // extends the open incident instead of failing on the unique index.
+            sqlx::query(
+                "INSERT INTO incidents (check_name, started_at, opened_by)
+                 SELECT $1, $2, $3
+                 WHERE NOT EXISTS (SELECT 1 FROM incidents WHERE check_name = $1 AND ended_at IS NULL)",
+            )
+            .bind(check)
+            .bind(at)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(self.query_error("open incident"))?;
+        }
+        Ok(id)
+    }
+
+    async fn insert_notification(
+        &self,
+        conn: &mut SqliteConnection,
+        channel: &str,
+        event: &AlertEvent,
+        transition_id: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let keyed;
+        let event = if event.idempotency_key.is_empty() {
+            let mut e = event.clone();
+            e.idempotency_key = match transition_id {
+                Some(id) => format!("{}:{id}:{channel}", e.check),
+                None => format!("{}:{}:{}:{channel}", e.check, e.kind.as_str(), to_ms(e.at)),
+            };
+            keyed = e;
+            &keyed
+        } else {
+            event
+        };
+        let json = serde_json::to_string(event).map_err(|e| self.corrupt("encode alert event", e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO notifications (check_name, channel, idempotency_key, kind, event, transition_id,
+                                        state, attempts, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&event.check)
+        .bind(channel)
+        .bind(&event.idempotency_key)
+        .bind(event.kind.as_str())
+        .bind(json)
+        .bind(transition_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(self.query_error("insert notification"))?;
+        Ok(())
+    }
+}
+
+pub(crate) fn probe_str(probe: pulsecheck_core::ProbeKind) -> &'static str {
+    use pulsecheck_core::ProbeKind;
+    match probe {
+        ProbeKind::Http => "http",
+        ProbeKind::Tcp => "tcp",
+        ProbeKind::Tls => "tls",
+        ProbeKind::Dns => "dns",
+        ProbeKind::Icmp => "icmp",
+        ProbeKind::None => "none",
+    }
+}

@@ -1,0 +1,56 @@
+//! `pulsecheck notify-test CHANNEL`: sends one test message through a configured channel
+//! and says whether it was accepted.
+
+use crate::cli::NotifyTestArgs;
+use crate::exit::Exit;
+
+pub fn run(args: NotifyTestArgs) -> Exit {
+    let config = match pulsecheck_core::config::load(&args.config) {
+        Ok(config) => config,
+        Err(errors) => {
+            crate::serve::print_config_errors(&errors);
+            return Exit::BadInput;
+        }
+    };
+    let channels = match crate::serve::build_channels(&config) {
+        Ok(channels) => channels,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Exit::BadInput;
+        }
+    };
+    let Some(channel) = channels.get(&args.channel) else {
+        let mut names: Vec<&str> = channels.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        eprintln!(
+            "error: no channel '{}' in {}; channels: {}",
+            args.channel,
+            args.config.display(),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+        return Exit::BadInput;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Internal;
+        }
+    };
+    match runtime.block_on(pulsecheck_notify::send_test(channel, "pulsecheck-notify-test")) {
+        Ok(()) => {
+            println!("sent a test message through '{}' ({})", args.channel, channel.kind());
+            Exit::AllUp
+        }
+        Err(e) => {
+            eprintln!("error: '{}' did not accept the test message: {e}", args.channel);
+            Exit::SomeDown
+        }
+    }
+}
