@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// Also trust the CA certificates in this PEM file.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
+
+    /// On shutdown, write run, schedule-lag and writer statistics to this file as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub stats_json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -20,9 +20,9 @@ use pulsecheck_core::clock::Clock;
 use pulsecheck_core::config::{self, MonitorConfig};
 use pulsecheck_core::outbox::Outbox;
 use pulsecheck_core::rlimit::{max_concurrency_for, raise_nofile_limit};
-use pulsecheck_core::scheduler::Scheduler;
+use pulsecheck_core::scheduler::{Scheduler, SchedulerStats};
 use pulsecheck_core::{Engine, EngineSetup};
-use pulsecheck_notify::{spawn_delivery, Channel, Channels, DeliveryConfig};
+use pulsecheck_notify::{spawn_delivery, Channel, Channels, DeliveryConfig, DeliveryStats};
 use pulsecheck_store::{spawn_writer, CheckMeta, Store, WriteEvent, WriterConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -211,7 +211,7 @@ async fn serve(args: ServeArgs) -> Exit {
         .await;
     let delivery_cancel = CancellationToken::new();
     let (channels_tx, channels_rx) = watch::channel(channels);
-    spawn_delivery(
+    let delivery_stats = spawn_delivery(
         Arc::new(store.clone()) as Arc<dyn Outbox>,
         channels_rx,
         clock.clone(),
@@ -229,6 +229,12 @@ async fn serve(args: ServeArgs) -> Exit {
     let pipeline = TaskTracker::new();
     pipeline.spawn(Monitor::new(active_rx.clone(), states, writer.clone(), clock.clone()).run(runs_rx));
     background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));
+    background.spawn(log_stats_periodically(
+        scheduler.stats(),
+        writer.clone(),
+        delivery_stats.clone(),
+        delivery_cancel.clone(),
+    ));
     let report = scheduler.apply(jobs(&config));
     tracing::info!(
         checks = report.started.len(),
@@ -303,11 +309,19 @@ async fn serve(args: ServeArgs) -> Exit {
         std::process::exit(Exit::Interrupted as i32);
     });
     tracing::info!("shutting down: no new checks; waiting for checks in flight (signal again to exit now)");
+    let scheduler_stats = scheduler.stats();
     scheduler.shutdown().await;
     drop(scheduler);
     pipeline.close();
     pipeline.wait().await;
     writer.close_and_wait().await;
+    let stats = stats_json(&scheduler_stats, &writer, &delivery_stats);
+    tracing::info!(%stats, "final statistics");
+    if let Some(path) = &args.stats_json {
+        if let Err(e) = std::fs::write(path, format!("{stats}\n")) {
+            tracing::error!("cannot write --stats-json {}: {e}", path.display());
+        }
+    }
     delivery_cancel.cancel();
     writer_shutdown.cancel();
     background.close();
@@ -315,6 +329,55 @@ async fn serve(args: ServeArgs) -> Exit {
     store.close().await;
     tracing::info!("stopped cleanly");
     Exit::AllUp
+}
+
+/// How often the daemon logs its statistics.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+
+fn stats_json(
+    scheduler: &SchedulerStats,
+    writer: &pulsecheck_store::WriterHandle,
+    delivery: &DeliveryStats,
+) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let w = writer.stats();
+    serde_json::json!({
+        "runs": scheduler.runs.load(Relaxed),
+        "skipped_ticks": scheduler.skipped.load(Relaxed),
+        "lag_p50_ms": ms(scheduler.lag.quantile(0.50)),
+        "lag_p99_ms": ms(scheduler.lag.quantile(0.99)),
+        "lag_max_ms": ms(scheduler.lag.quantile(1.0)),
+        "writer_batches": w.batches,
+        "writer_events": w.events,
+        "writer_queued": w.queued,
+        "writer_batch_p50_ms": w.p50_batch_ms,
+        "writer_batch_p99_ms": w.p99_batch_ms,
+        "writer_batch_max_ms": w.max_batch_ms,
+        "writer_max_batch_size": w.max_batch_size,
+        "writer_failed_attempts": w.failed_attempts,
+        "deliveries": delivery.delivered.load(Relaxed),
+        "delivery_retries": delivery.retried.load(Relaxed),
+        "dead_letters": delivery.dead.load(Relaxed),
+    })
+}
+
+async fn log_stats_periodically(
+    scheduler: Arc<SchedulerStats>,
+    writer: pulsecheck_store::WriterHandle,
+    delivery: Arc<DeliveryStats>,
+    stop: CancellationToken,
+) {
+    let mut every = tokio::time::interval(STATS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        tracing::info!(stats = %stats_json(&scheduler, &writer, &delivery), "statistics");
+    }
 }
 
 fn delivery_config(config: &MonitorConfig) -> DeliveryConfig {
