@@ -317,6 +317,20 @@ fn unknown_keys_suggest_the_right_one_or_list_them() {
 }
 
 #[test]
+fn a_misspelt_key_is_one_error_not_two() {
+    let e = only_error("checks:\n  - nmae: a\n    target: tcp://127.0.0.1:1\n");
+    assert_eq!((e.line, e.column, e.message.as_str()), (2, 5, "unknown key 'nmae'"));
+    let text = "checks:\n  - name: a\n    target: http://127.0.0.1:1/\n    conditions:\n      - statuss: 200\n";
+    let e = only_error(text);
+    assert_eq!(
+        (e.line, e.column, e.hint.as_deref()),
+        (5, 9, Some("did you mean 'status'?"))
+    );
+    let e = only_error("channels:\n  a:\n    tpye: slack\n    webhook_url: http://x/\n");
+    assert_eq!((e.line, e.message.as_str()), (3, "unknown key 'tpye'"));
+}
+
+#[test]
 fn a_missing_channel_names_the_defined_ones() {
     let e = only_error(
         "checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    channels: [ops, pager]\nchannels:\n  ops: {type: webhook, url: 'http://127.0.0.1:9/'}\n",
@@ -526,6 +540,25 @@ fn defaults_apply_and_checks_override() {
     assert_eq!((b.interval, b.reminder), (Duration::from_secs(60), None));
     assert_eq!(a.options.timeout, Duration::from_secs(5));
 
+    // Mistakes in defaults are found even when no check uses them, and reported once
+    // however many checks do.
+    let errors = load_yaml("defaults:\n  interval: 10s\n  reminder: 1s\n  conditions: [{json_path: '$.a'}]\n")
+        .expect_err("invalid defaults");
+    assert_eq!(
+        positions(&errors),
+        [
+            "3:13: reminder (1.0s) is shorter than the interval (10.0s)",
+            "4:28: json_path needs 'equals' or 'exists'"
+        ]
+    );
+    let errors = load_yaml(
+        "defaults:\n  timeout: 90s\nchecks:\n  - {name: a, target: 'tcp://127.0.0.1:1'}\n  - {name: b, target: 'tcp://127.0.0.1:2'}\n",
+    )
+    .expect_err("timeout");
+    assert_eq!(
+        positions(&errors),
+        ["2:12: timeout (90.0s) must be shorter than the interval (60.0s)"]
+    );
     let e = only_error("defaults:\n  name: x\n");
     assert_eq!((e.line, e.message.as_str()), (2, "'name' cannot be set in defaults"));
 }

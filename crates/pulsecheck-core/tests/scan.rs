@@ -140,10 +140,20 @@ async fn a_blackhole_batch_finishes_within_its_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellation_ends_the_scan_promptly_and_keeps_every_target() {
-    let sim = pulsecheck_sim::start(SimConfig::default()).await.unwrap();
+    // The quick targets are on a second address, so the hanging ones (on the first)
+    // cannot hold their per-host slots.
+    let sim = pulsecheck_sim::start(SimConfig {
+        bind: vec![
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        ],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
     // 20 quick targets, then 2,000 that hang; per-host 50 keeps most of them queued.
     let mut targets: Vec<Target> = (0..20)
-        .map(|i| Target::parse(&format!("http://{}/ok?i={i}", sim.info.http[0]), None))
+        .map(|i| Target::parse(&format!("http://{}/ok?i={i}", sim.info.http[1]), None))
         .collect();
     targets.extend((0..2000).map(|i| Target::parse(&format!("http://{}/?i={i}", sim.info.blackhole), None)));
     let engine = Arc::new(

@@ -168,6 +168,8 @@ pub(crate) struct DeError {
     message: String,
     hint: Option<String>,
     reported: bool,
+    /// For an unknown key: the known key it is probably a typo of.
+    meant: Option<&'static str>,
 }
 
 impl DeError {
@@ -177,6 +179,7 @@ impl DeError {
             message,
             hint,
             reported: false,
+            meant: None,
         }
     }
 
@@ -230,10 +233,12 @@ impl de::Error for DeError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        DeError::new(
+        let mut error = DeError::new(
             format!("unknown key '{field}'"),
             Some(super::suggest::hint(field, expected, "valid keys here")),
-        )
+        );
+        error.meant = super::suggest::closest(field, expected.iter().copied());
+        error
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -576,6 +581,11 @@ impl<'de> MapAccess<'de> for MapDe<'_> {
                     return Ok(Some(k));
                 }
                 Err(error) => {
+                    // A typo of a known key: that key is there, just misspelt, so
+                    // validation must not also report it missing.
+                    if let Some(meant) = error.meant {
+                        self.ctx.invalid.borrow_mut().0.insert((self.loc, meant.to_owned()));
+                    }
                     self.ctx.report(error.or_at(key.loc));
                 }
             }

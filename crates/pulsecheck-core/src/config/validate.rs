@@ -183,6 +183,9 @@ fn checks(v: &mut Validator<'_>, raw: &RawConfig, names: &Names) -> Vec<CheckCon
             }
         }
     }
+    if let Some(defaults) = &raw.defaults {
+        check_config(v, defaults, None, None, names);
+    }
     let mut seen: HashMap<String, Loc> = HashMap::new();
     let mut out = Vec::new();
     for (index, check) in raw.checks.as_deref().unwrap_or_default().iter().enumerate() {
@@ -200,7 +203,7 @@ fn checks(v: &mut Validator<'_>, raw: &RawConfig, names: &Names) -> Vec<CheckCon
                 seen.insert(name.value.clone(), name.loc);
             }
         }
-        if let Some(built) = check_config(v, check, index, defaults, names) {
+        if let Some(built) = check_config(v, check, Some(index), defaults, names) {
             out.push(built);
         }
     }
@@ -210,7 +213,9 @@ fn checks(v: &mut Validator<'_>, raw: &RawConfig, names: &Names) -> Vec<CheckCon
 fn check_config(
     v: &mut Validator<'_>,
     check: &Spanned<RawCheck>,
-    index: usize,
+    // `None` validates `defaults` itself, so that its mistakes are found even when no
+    // check uses them (its name and target are not required).
+    index: Option<usize>,
     defaults: Option<&RawCheck>,
     names: &Names,
 ) -> Option<CheckConfig> {
@@ -223,13 +228,15 @@ fn check_config(
             valid_name(v, "check name", name, "a check name is its identity across reloads").then(|| name.value.clone())
         }
         None => {
-            v.missing(
-                check.loc,
-                "name",
-                check.loc,
-                format!("check #{} has no 'name'", index + 1),
-                Some("every check needs a unique name; it identifies the check across reloads".into()),
-            );
+            if let Some(index) = index {
+                v.missing(
+                    check.loc,
+                    "name",
+                    check.loc,
+                    format!("check #{} has no 'name'", index + 1),
+                    Some("every check needs a unique name; it identifies the check across reloads".into()),
+                );
+            }
             None
         }
     };
@@ -255,6 +262,7 @@ fn check_config(
                 }
             }
         }
+        None if index.is_none() => None,
         None => {
             v.missing(
                 check.loc,
@@ -262,7 +270,7 @@ fn check_config(
                 c.name.as_ref().map_or(check.loc, |n| n.loc),
                 match &c.name {
                     Some(n) => format!("check '{}' has no 'target'", n.value),
-                    None => format!("check #{} has no 'target'", index + 1),
+                    None => format!("check #{} has no 'target'", index.unwrap_or_default() + 1),
                 },
                 Some("add e.g. target: https://example.com/health".into()),
             );
