@@ -57,6 +57,10 @@ pub struct SimConfig {
     /// If set, the CA certificate is written to `cert_dir/ca.pem` (the
     /// directory is created if needed).
     pub cert_dir: Option<PathBuf>,
+    /// Port of the valid-certificate HTTPS listener; 0 picks an ephemeral one.
+    pub tls_port: u16,
+    /// Port of the DNS server (UDP); 0 picks an ephemeral one.
+    pub dns_port: u16,
 }
 
 impl Default for SimConfig {
@@ -65,6 +69,8 @@ impl Default for SimConfig {
             bind: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             port: 0,
             cert_dir: None,
+            tls_port: 0,
+            dns_port: 0,
         }
     }
 }
@@ -179,12 +185,13 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     let blackhole = listeners::bind_tcp(eph)?;
     let reset = listeners::bind_tcp(eph)?;
     let (refused_socket, refused) = listeners::reserve_refused(eph)?;
-    let tls_valid = listeners::bind_tcp(eph)?;
+    let tls_valid = listeners::bind_tcp(SocketAddr::new(first, config.tls_port))?;
     let tls_expired = listeners::bind_tcp(eph)?;
     let tls_self_signed = listeners::bind_tcp(eph)?;
-    let dns_socket = tokio::net::UdpSocket::bind(eph)
+    let dns_addr = SocketAddr::new(first, config.dns_port);
+    let dns_socket = tokio::net::UdpSocket::bind(dns_addr)
         .await
-        .with_context(|| format!("cannot bind UDP {eph}"))?;
+        .with_context(|| format!("cannot bind UDP {dns_addr}"))?;
 
     let info = ReadyInfo {
         event: "ready".to_owned(),

@@ -44,6 +44,19 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 0)]
     port: u16,
 
+    /// Port of the HTTPS listener with the valid certificate; 0 picks an ephemeral port.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    tls_port: u16,
+
+    /// Port of the DNS server (UDP); 0 picks an ephemeral port.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    dns_port: u16,
+
+    /// Also run a webhook receiver on 127.0.0.1:N that accepts every request and
+    /// prints it to stderr, to watch `pulsecheck serve` alerts arrive.
+    #[arg(long, value_name = "N")]
+    receiver_port: Option<u16>,
+
     /// Directory to write the CA certificate to (as ca.pem), so clients can
     /// trust the tls_valid listener. Created if missing.
     #[arg(long, value_name = "DIR")]
@@ -112,6 +125,8 @@ fn main() -> ExitCode {
         bind,
         port: cli.port,
         cert_dir: cli.cert_dir,
+        tls_port: cli.tls_port,
+        dns_port: cli.dns_port,
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -121,7 +136,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, cli.receiver_port)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("pulsecheck-sim: {err:#}");
@@ -130,9 +145,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: SimConfig) -> anyhow::Result<()> {
+async fn run(config: SimConfig, receiver_port: Option<u16>) -> anyhow::Result<()> {
     // Registered first so a signal that arrives while starting is not lost.
-    let signals = Signals::new()?;
+    let mut signals = Signals::new()?;
     let nofile = pulsecheck_sim::raise_nofile_limit();
     let listeners = config.bind.len();
     let sim = pulsecheck_sim::start(config).await?;
@@ -146,7 +161,33 @@ async fn run(config: SimConfig) -> anyhow::Result<()> {
     drop(stdout);
     print_summary(&sim.info, listeners, nofile.ok());
 
-    signals.wait().await;
+    match receiver_port {
+        Some(port) => {
+            let receiver = pulsecheck_sim::receiver::Receiver::start(port).await?;
+            eprintln!("pulsecheck-sim: webhook receiver on {}", receiver.url("/"));
+            let mut printed = 0;
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tokio::select! {
+                    _ = signals.wait() => break,
+                    _ = every.tick() => {}
+                }
+                let received = receiver.received();
+                for request in &received[printed..] {
+                    eprintln!(
+                        "pulsecheck-sim: received {} {} ({}): {}",
+                        request.method,
+                        request.path,
+                        request.header("idempotency-key").unwrap_or("no idempotency key"),
+                        String::from_utf8_lossy(&request.body)
+                    );
+                }
+                printed = received.len();
+            }
+            receiver.shutdown().await;
+        }
+        None => signals.wait().await,
+    }
     eprintln!("pulsecheck-sim: shutting down");
     if tokio::time::timeout(SHUTDOWN_GRACE, sim.shutdown()).await.is_err() {
         eprintln!("pulsecheck-sim: some connections did not close within {SHUTDOWN_GRACE:?}");
@@ -169,7 +210,7 @@ impl Signals {
         })
     }
 
-    async fn wait(mut self) {
+    async fn wait(&mut self) {
         tokio::select! {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}

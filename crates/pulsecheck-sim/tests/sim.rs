@@ -288,8 +288,8 @@ async fn several_binds_and_cert_dir() {
     let second = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
     let sim = pulsecheck_sim::start(SimConfig {
         bind: vec![IpAddr::V4(Ipv4Addr::LOCALHOST), second],
-        port: 0,
         cert_dir: Some(dir.clone()),
+        ..SimConfig::default()
     })
     .await
     .unwrap();
