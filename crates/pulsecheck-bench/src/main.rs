@@ -16,7 +16,17 @@
 //!   5 % blackhole, 5 % refused; `--timeout 5s`. Goals: wall ≤ 5.5 s, 0 misclassified.
 //! * `blackhole`: 1,000 × a listener that never answers; `--timeout 5s`. Goal: wall ≤ 5.2 s.
 //!
-//! Usage: `cargo build --release --workspace && target/release/pulsecheck-bench [SCENARIO...]`.
+//! Those three are the default set. One more runs only when named, since it
+//! takes minutes:
+//!
+//! * `serve`: `pulsecheck serve CONFIG --db DB --stats-json STATS` (RUST_LOG=warn)
+//!   with 10,000 checks of `/ok` every 6 s (100,000 checks per minute), for
+//!   `--serve-seconds` (120), then SIGTERM and `wait4`. Reports CPU share, peak
+//!   RSS, the daemon's own schedule-lag and writer-batch figures, and database
+//!   growth. Goals (issue 3): CPU < 50 % of one core, lag p99 < 50 ms.
+//!
+//! Usage: `cargo build --release --workspace && target/release/pulsecheck-bench [SCENARIO...]`
+//! (`pulsecheck-bench fast mixed blackhole serve` runs everything).
 //! The exit code is 0 even when goals are missed (it is a measurement); it is
 //! non-zero only when the benchmark itself failed. MB are 10^6 bytes.
 
@@ -24,6 +34,7 @@ mod measure;
 mod proc;
 mod report;
 mod scenarios;
+mod serve;
 mod sim;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +57,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 #[derive(Parser, Debug)]
 #[command(name = "pulsecheck-bench", version, max_term_width = 100)]
 struct Cli {
-    /// Scenarios to run, in this order [default: all]
+    /// Scenarios to run, in this order [default: fast mixed blackhole; serve
+    /// takes minutes and runs only when named]
     #[arg(value_enum, value_name = "SCENARIO")]
     scenarios: Vec<Scenario>,
 
@@ -54,10 +66,20 @@ struct Cli {
     #[arg(long)]
     json: bool,
 
-    /// Runs per scenario; each is reported, then the median.
+    /// Runs per scan scenario; each is reported, then the median. `serve` runs once.
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=50))]
     runs: u32,
+
+    /// How long `serve` lets the daemon run before SIGTERM, in seconds.
+    #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_SECONDS,
+          value_parser = clap::value_parser!(u64).range(serve::MIN_SECONDS..=86_400))]
+    serve_seconds: u64,
+
+    /// How many checks `serve` runs, each every 6 s.
+    #[arg(long, value_name = "N", default_value_t = serve::DEFAULT_CHECKS,
+          value_parser = parse_checks)]
+    serve_checks: usize,
 
     /// The pulsecheck binary [default: next to this executable]
     #[arg(long, value_name = "PATH")]
@@ -98,7 +120,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     // Declared before the simulator so it is removed after the simulator stops.
     let dir = TempDir::create()?;
     let sim = sim::Sim::start(&sim_bin, &dir.0.join("sim.stderr"))?;
-    let plans: Vec<_> = selected.iter().map(|s| s.plan(&sim.ready)).collect();
+    // `None` stands for serve, which has a config instead of a target list.
+    let jobs: Vec<Option<scenarios::Plan>> = selected.iter().map(|s| s.plan(&sim.ready)).collect();
+    let serve_paths = serve::Paths::in_dir(&dir.0);
+    let serve_command = serve::command_line(&pulsecheck, &serve_paths);
 
     if !cli.json {
         let (cpus, kernel) = report::machine();
@@ -112,15 +137,53 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             println!("{label:<11} {} ({}){debug}", bin.display(), report::age(bin));
         }
         println!("sim command {}", sim.command);
-        for plan in &plans {
-            let (args, _) = measure::command_line(&pulsecheck, plan, &dir.0);
-            println!("{:<11} {}", plan.scenario.name(), args.join(" "));
+        for job in &jobs {
+            match job {
+                Some(plan) => {
+                    let (args, _) = measure::command_line(&pulsecheck, plan, &dir.0);
+                    println!("{:<11} {}", plan.scenario.name(), args.join(" "));
+                }
+                None => println!(
+                    "{:<11} RUST_LOG=warn {}  ({} checks every {}, timeout {}; SIGTERM after {} s)",
+                    Scenario::Serve.name(),
+                    serve_command.join(" "),
+                    cli.serve_checks,
+                    serve::INTERVAL,
+                    serve::TIMEOUT,
+                    cli.serve_seconds,
+                ),
+            }
         }
-        println!();
-        println!("{}", report::TABLE_HEADER);
     }
 
-    for plan in &plans {
+    let mut scan_header_printed = false;
+    for job in &jobs {
+        if proc::interrupted() {
+            bail!("interrupted");
+        }
+        let Some(plan) = job else {
+            let seconds = Duration::from_secs(cli.serve_seconds);
+            let run = serve::run(&pulsecheck, &sim.ready.http, &dir.0, cli.serve_checks, seconds)
+                .context("scenario serve")?;
+            if cli.json {
+                let v = report::serve_json(&run, &serve_command, cli.serve_seconds, &sim.command);
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                println!();
+                println!("{}", report::serve_header());
+                println!("{}", report::serve_row(&run));
+                for line in report::serve_details(&run) {
+                    println!("{line}");
+                }
+                scan_header_printed = false;
+            }
+            continue;
+        };
+        if !cli.json && !scan_header_printed {
+            println!();
+            println!("{}", report::TABLE_HEADER);
+            scan_header_printed = true;
+        }
         let mut runs = Vec::new();
         for i in 1..=cli.runs {
             if proc::interrupted() {
@@ -149,6 +212,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     drop(sim);
     drop(dir);
     Ok(())
+}
+
+/// `--serve-checks`: at least 1, at most a million.
+fn parse_checks(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1_000_000) => Ok(n),
+        Ok(_) => Err("must be between 1 and 1000000".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// The given binary, or the one named `name` next to this executable.

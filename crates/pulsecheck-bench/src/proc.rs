@@ -1,6 +1,7 @@
 //! Child-process plumbing on Linux: reap one child with `wait4` (its exact CPU
-//! time and peak RSS) within a time bound, tie children to our life, and notice
-//! Ctrl+C without dying before cleanup.
+//! time and peak RSS) within a time bound, let a daemon run for a while while
+//! noticing if it exits early, tie children to our life, and notice Ctrl+C
+//! without dying before cleanup.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -83,6 +84,20 @@ pub fn reap(pid: pid_t, limit: Duration) -> io::Result<Reaped> {
         }
     }
     Err(io::Error::other("wait4 kept being interrupted"))
+}
+
+/// Lets `pid`, our own unreaped child, run for `duration` while watching it on a
+/// pidfd (a `poll`, no sleeping loop). True if it is still running at the end,
+/// false if it exited before (it is then left for [`reap`] to collect).
+pub fn run_for(pid: pid_t, duration: Duration) -> io::Result<bool> {
+    let pidfd = pidfd_open(pid).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            io::Error::other("pidfd_open is not supported (Linux before 5.3): cannot watch a running child")
+        } else {
+            e
+        }
+    })?;
+    Ok(!wait_exit(&pidfd, duration)?)
 }
 
 /// Sends `sig` to `pid`, which must be our own unreaped child.

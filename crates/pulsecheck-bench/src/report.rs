@@ -1,4 +1,5 @@
-//! Printing: the machine header, the table rows, goal verdicts and JSON objects.
+//! Printing: the machine header, the table rows, goal verdicts and JSON objects
+//! (the scan scenarios' and the serve scenario's).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -7,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::measure::Run;
 use crate::scenarios::{Goals, Plan};
+use crate::serve::{self, ServeRun};
 
 /// "2 CPUs, Linux 6.1.0 x86_64".
 pub fn machine() -> (usize, String) {
@@ -223,5 +225,150 @@ pub fn scenario_json(plan: &Plan, command: &[String], runs: &[Run], sim_command:
         },
         "runs": runs_json,
         "median": summary_json(plan, &Summary::median(runs, n)),
+    })
+}
+
+/// A column set shared by the serve header and its rows, so they line up.
+fn serve_columns(f: [&str; 14]) -> String {
+    format!(
+        "{:<10} {:<7} {:<8} {:<8} {:<10} {:<8} {:<9} {:<15} {:<20} {:<8} {:<8} {:<9} {:<12} {}",
+        f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13]
+    )
+}
+
+pub fn serve_header() -> String {
+    serve_columns([
+        "scenario",
+        "checks",
+        "seconds",
+        "runs",
+        "checks/min",
+        "cpu",
+        "peak_rss",
+        "lag p50/p99",
+        "batch p50/p99/max",
+        "batches",
+        "skipped",
+        "db",
+        "db growth",
+        "goals",
+    ])
+}
+
+/// "1.2" or "—" when the daemon had no figure.
+fn opt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_owned(), |v| format!("{v:.1}"))
+}
+
+pub fn serve_row(run: &ServeRun) -> String {
+    let s = &run.stats;
+    let goals: Vec<String> = run
+        .verdicts()
+        .into_iter()
+        .map(|(name, met, limit)| {
+            if met {
+                format!("{name} ✓")
+            } else {
+                format!("{name} ✗ ({limit})")
+            }
+        })
+        .collect();
+    serve_columns([
+        "serve",
+        &run.checks.to_string(),
+        &format!("{:.1} s", run.wall.as_secs_f64()),
+        &s.runs.to_string(),
+        &format!("{:.0}", run.checks_per_min()),
+        &format!("{:.1} %", run.cpu_share_pct()),
+        &format!("{:.0} MB", run.rss_mb()),
+        &format!("{}/{} ms", opt_ms(s.lag_p50_ms), opt_ms(s.lag_p99_ms)),
+        &format!(
+            "{}/{}/{} ms",
+            opt_ms(s.writer_batch_p50_ms),
+            opt_ms(s.writer_batch_p99_ms),
+            opt_ms(s.writer_batch_max_ms)
+        ),
+        &s.writer_batches.to_string(),
+        &s.skipped_ticks.to_string(),
+        &format!("{:.1} MB", run.db_bytes as f64 / 1e6),
+        &format!("{:.0} MB/h", run.db_growth_mb_per_h()),
+        &goals.join(" "),
+    ])
+}
+
+/// Indented detail lines under the serve row.
+pub fn serve_details(run: &ServeRun) -> Vec<String> {
+    let s = &run.stats;
+    vec![
+        format!(
+            "           cpu {:.2} s = user {:.2} s + sys {:.2} s · lag max {} ms · shutdown {:.2} s after SIGTERM · exit {}",
+            run.cpu().as_secs_f64(),
+            run.user.as_secs_f64(),
+            run.sys.as_secs_f64(),
+            opt_ms(s.lag_max_ms),
+            run.shutdown.as_secs_f64(),
+            run.exit_code,
+        ),
+        format!(
+            "           writer: {} events in {} batches (largest {}), {} queued at exit, {} failed attempts · \
+             deliveries {} · retries {} · dead letters {}",
+            s.writer_events,
+            s.writer_batches,
+            s.writer_max_batch_size,
+            s.writer_queued,
+            s.writer_failed_attempts,
+            s.deliveries,
+            s.delivery_retries,
+            s.dead_letters,
+        ),
+    ]
+}
+
+/// One machine-readable object for the serve scenario.
+pub fn serve_json(run: &ServeRun, command: &[String], seconds: u64, sim_command: &str) -> Value {
+    let (cpus, kernel) = machine();
+    let met: serde_json::Map<String, Value> = run
+        .verdicts()
+        .into_iter()
+        .map(|(name, met, _)| (name.to_owned(), Value::Bool(met)))
+        .collect();
+    let round1 = |v: f64| (v * 10.0).round() / 10.0;
+    json!({
+        "scenario": "serve",
+        "checks": run.checks,
+        "interval": serve::INTERVAL,
+        "timeout": serve::TIMEOUT,
+        "serve_seconds": seconds,
+        "machine": { "cpus": cpus, "kernel": kernel },
+        "command": command,
+        "env": { "RUST_LOG": "warn" },
+        "sim_command": sim_command,
+        "goals": {
+            "cpu_share_pct_below": serve::GOAL_CPU_SHARE_PCT,
+            "lag_p99_ms_below": serve::GOAL_LAG_P99_MS,
+        },
+        "wall_s": secs(run.wall),
+        "shutdown_s": secs(run.shutdown),
+        "cpu_s": secs(run.cpu()),
+        "user_s": secs(run.user),
+        "sys_s": secs(run.sys),
+        "cpu_share_pct": round1(run.cpu_share_pct()),
+        "peak_rss_mb": round1(run.rss_mb()),
+        "peak_rss_kib": run.max_rss_kib,
+        "runs": run.stats.runs,
+        "checks_per_min": run.checks_per_min().round(),
+        "lag_p50_ms": run.stats.lag_p50_ms,
+        "lag_p99_ms": run.stats.lag_p99_ms,
+        "lag_max_ms": run.stats.lag_max_ms,
+        "writer_batch_p50_ms": run.stats.writer_batch_p50_ms,
+        "writer_batch_p99_ms": run.stats.writer_batch_p99_ms,
+        "writer_batch_max_ms": run.stats.writer_batch_max_ms,
+        "writer_batches": run.stats.writer_batches,
+        "skipped_ticks": run.stats.skipped_ticks,
+        "db_bytes": run.db_bytes,
+        "db_growth_mb_per_h": round1(run.db_growth_mb_per_h()),
+        "exit_code": run.exit_code,
+        "daemon_stats": run.stats_raw,
+        "goals_met": met,
     })
 }

@@ -17,8 +17,12 @@ pub enum Scenario {
     Mixed,
     /// 1,000 × a listener that accepts and never answers; --timeout 5s.
     Blackhole,
+    /// `pulsecheck serve`: 10,000 checks every 6 s for 120 s (not in the default set).
+    Serve,
 }
 
+/// The default set: the quick `scan` scenarios. `serve` takes minutes, so it
+/// runs only when named.
 pub const ALL: [Scenario; 3] = [Scenario::Fast, Scenario::Mixed, Scenario::Blackhole];
 
 /// Targets per scenario ("fast" and "mixed").
@@ -88,10 +92,13 @@ impl Scenario {
             Scenario::Fast => "fast",
             Scenario::Mixed => "mixed",
             Scenario::Blackhole => "blackhole",
+            Scenario::Serve => "serve",
         }
     }
 
-    pub fn plan(self, sim: &Ready) -> Plan {
+    /// The target list of a `scan` scenario; `None` for `serve`, which has a
+    /// config instead (see `serve.rs`).
+    pub fn plan(self, sim: &Ready) -> Option<Plan> {
         // Kinds of target, expanded to URLs below once shuffled.
         #[derive(Clone, Copy)]
         enum Kind {
@@ -138,6 +145,7 @@ impl Scenario {
                     ..Goals::default()
                 },
             ),
+            Scenario::Serve => return None,
         };
         let mut targets = Vec::with_capacity(kinds.len());
         let mut expect = Vec::with_capacity(kinds.len());
@@ -153,13 +161,13 @@ impl Scenario {
             targets.push(url);
             expect.push(exp);
         }
-        Plan {
+        Some(Plan {
             scenario: self,
             targets,
             expect,
             timeout,
             goals,
-        }
+        })
     }
 }
 
@@ -275,7 +283,7 @@ mod tests {
 
     #[test]
     fn mixed_has_the_promised_proportions_and_unique_targets() {
-        let plan = Scenario::Mixed.plan(&ready());
+        let plan = Scenario::Mixed.plan(&ready()).unwrap();
         assert_eq!(plan.targets.len(), BIG);
         let count = |e: Expect| plan.expect.iter().filter(|&&x| x == e).count();
         assert_eq!(count(UP), 8000);
@@ -285,13 +293,13 @@ mod tests {
         let unique: std::collections::HashSet<_> = plan.targets.iter().collect();
         assert_eq!(unique.len(), BIG);
         // Deterministic and actually shuffled.
-        assert_eq!(plan.targets, Scenario::Mixed.plan(&ready()).targets);
+        assert_eq!(plan.targets, Scenario::Mixed.plan(&ready()).unwrap().targets);
         assert!(plan.expect[..100].iter().any(|&e| e != UP));
     }
 
     #[test]
     fn tally_counts_wrong_missing_duplicate_and_unknown() {
-        let plan = Scenario::Blackhole.plan(&ready());
+        let plan = Scenario::Blackhole.plan(&ready()).unwrap();
         let line =
             |t: &str, o: &str, r: &str| format!(r#"{{"target":"{t}","outcome":"{o}","reason":{r},"queue_ms":1.0}}"#);
         let mut out = String::new();
