@@ -8,6 +8,7 @@ pub mod inputs;
 pub mod logging;
 pub mod notify_test;
 pub mod output;
+pub mod runtime;
 pub mod scan;
 pub mod serve;
 pub mod signals;

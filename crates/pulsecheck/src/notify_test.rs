@@ -36,12 +36,9 @@ pub fn run(args: NotifyTestArgs) -> Exit {
         );
         return Exit::BadInput;
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Internal;
-        }
+    let runtime = match crate::runtime::build(crate::runtime::Threads::One) {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
     };
     match runtime.block_on(pulsecheck_notify::send_test(channel, "pulsecheck-notify-test")) {
         Ok(()) => {

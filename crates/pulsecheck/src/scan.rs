@@ -191,12 +191,9 @@ fn execute(args: ScanArgs, prepared: Prepared) -> Exit {
             },
         ),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return Exit::Internal;
-        }
+    let runtime = match crate::runtime::build(crate::runtime::Threads::All) {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
     };
     let show_progress = !args.no_progress && io::stderr().is_terminal();
     runtime.block_on(scan(prepared, writer, show_progress, args.quiet))

@@ -27,12 +27,9 @@ pub fn run(args: StatusArgs) -> Exit {
         );
         return Exit::BadInput;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Internal;
-        }
+    let runtime = match crate::runtime::build(crate::runtime::Threads::One) {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
     };
     let rows = runtime.block_on(async {
         let store = Store::open_existing(&path).await?;

@@ -41,12 +41,9 @@ const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 
 pub fn run(args: ServeArgs) -> Exit {
     crate::logging::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return Exit::Internal;
-        }
+    let runtime = match crate::runtime::build(crate::runtime::Threads::All) {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
     };
     runtime.block_on(serve(args))
 }
