@@ -112,6 +112,11 @@ pub(crate) async fn serve_plain_http(listener: TcpListener, ctx: Ctx) {
                 raw::Detected::Raw(route) => {
                     let _ = raw::serve(route, stream).await;
                 }
+                raw::Detected::Http1 => {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), http::service())
+                        .await;
+                }
                 raw::Detected::Http => {
                     let _ = server.serve_connection(TokioIo::new(stream), http::service()).await;
                 }

@@ -38,7 +38,9 @@ pub(crate) enum Detected {
     Closed,
     /// A raw route: serve it with [`serve`].
     Raw(Route),
-    /// Anything else: hand the untouched stream to hyper.
+    /// HTTP/1: hand the untouched stream to hyper's HTTP/1 server.
+    Http1,
+    /// Anything else (h2c prior knowledge): hand it to hyper's auto-detecting server.
     Http,
 }
 
@@ -91,6 +93,9 @@ pub(crate) async fn detect(stream: &TcpStream) -> Detected {
         };
         match classify(&buf[..n]) {
             Verdict::Raw(route) => return Detected::Raw(route),
+            // Most clients speak HTTP/1; skipping hyper's version sniffing for them
+            // saves the simulator work on every connection of a benchmark.
+            Verdict::Http if !buf[..n].starts_with(b"PRI ") => return Detected::Http1,
             Verdict::Http => return Detected::Http,
             // peek returns at once while any byte is buffered, so waiting for
             // the rest of a split request line means polling.
