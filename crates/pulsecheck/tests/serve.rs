@@ -94,6 +94,22 @@ async fn states(db: &Path) -> HashMap<String, (State, bool)> {
     rows.into_iter().map(|r| (r.name, (r.state, r.active))).collect()
 }
 
+/// Outbox rows not yet delivered (`usize::MAX` while the database cannot be read).
+async fn pending(db: &Path) -> usize {
+    let Ok(store) = Store::open_existing(db).await else {
+        return usize::MAX;
+    };
+    let pending = store
+        .notifications(&NotificationFilter {
+            state: Some(DeliveryState::Pending),
+            ..NotificationFilter::default()
+        })
+        .await
+        .map_or(usize::MAX, |rows| rows.len());
+    store.close().await;
+    pending
+}
+
 async fn result_count(db: &Path, check: &str) -> u64 {
     let store = Store::open_existing(db).await.unwrap();
     let count = store.result_count(Some(check)).await.unwrap();
@@ -225,18 +241,7 @@ delivery:
     // Everything queued during the outage goes out; the checks keep flapping, so a
     // couple of fresh alerts may still be in flight at any moment.
     eventually(Duration::from_secs(30), "the backlog to be delivered", || async {
-        let Ok(store) = Store::open_existing(&db).await else {
-            return false;
-        };
-        let pending = store
-            .notifications(&NotificationFilter {
-                state: Some(DeliveryState::Pending),
-                ..NotificationFilter::default()
-            })
-            .await
-            .map_or(usize::MAX, |rows| rows.len());
-        store.close().await;
-        pending <= 2
+        pending(&db).await <= 2
     })
     .await;
     assert_eq!(daemon.stop().await, 0);
@@ -379,20 +384,8 @@ async fn crash_test_every_transition_is_delivered() {
     // Stable targets: every check settles up, so the outbox can drain completely.
     let daemon = Daemon::start(&stable, &db, &log);
     eventually(Duration::from_secs(60), "the outbox to drain", || async {
-        let Ok(store) = Store::open_existing(&db).await else {
-            return false;
-        };
-        let pending = store
-            .notifications(&NotificationFilter {
-                state: Some(DeliveryState::Pending),
-                ..NotificationFilter::default()
-            })
-            .await
-            .map(|rows| rows.len())
-            .unwrap_or(usize::MAX);
-        let states = store.status().await.unwrap_or_default();
-        store.close().await;
-        pending == 0 && states.len() == checks.len() && states.iter().all(|s| s.state == State::Up)
+        let settled = states(&db).await;
+        pending(&db).await == 0 && settled.len() == checks.len() && settled.values().all(|(s, _)| *s == State::Up)
     })
     .await;
     assert_eq!(daemon.stop().await, 0);
