@@ -61,10 +61,6 @@ impl Engine {
         self.ledger.counts()
     }
 
-    pub fn limits(&self) -> &EngineOptions {
-        &self.options
-    }
-
     /// Runs one check: waits for its slots (time recorded as `queue_ms`), then runs the
     /// probe under `options.timeout`. Returns exactly one result whatever happens: a
     /// panic in the probe becomes `internal`, cancellation becomes `cancelled`.

@@ -19,10 +19,6 @@ impl LedgerCounts {
     pub fn balanced(&self) -> bool {
         self.started == self.finished
     }
-
-    pub fn in_flight(&self) -> u64 {
-        self.started.saturating_sub(self.finished)
-    }
 }
 
 impl Ledger {

@@ -11,7 +11,6 @@
 //!   running untouched, removed ones stop, changed ones restart.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +23,8 @@ use tokio_util::task::TaskTracker;
 use crate::outbox::BoxFuture;
 use crate::result::CheckResult;
 
-/// What to run and how often. Equality decides whether a reload restarts a job.
+/// What to run and how often. A reload restarts a job when its interval or its spec
+/// (compared with `PartialEq`) changed.
 #[derive(Clone, Debug)]
 pub struct Job<S> {
     pub name: String,
@@ -116,9 +116,9 @@ impl LagHistogram {
     }
 }
 
-struct Running {
+struct Running<S> {
     interval: Duration,
-    spec_fingerprint: u64,
+    spec: Arc<S>,
     /// Stops scheduling this job (a child of `stop_all`).
     stop: CancellationToken,
     /// Cancels its run in flight (a child of `abort_all`).
@@ -134,14 +134,14 @@ pub struct Scheduler<S, R> {
     stop_all: CancellationToken,
     /// Cancels runs in flight (second signal).
     abort_all: CancellationToken,
-    running: HashMap<String, Running>,
+    running: HashMap<String, Running<S>>,
     stats: Arc<SchedulerStats>,
     _spec: std::marker::PhantomData<fn() -> S>,
 }
 
 impl<S, R> Scheduler<S, R>
 where
-    S: Hash + Send + Sync + 'static,
+    S: PartialEq + Send + Sync + 'static,
     R: Runner<S>,
 {
     pub fn new(
@@ -181,7 +181,7 @@ where
         for name in names {
             let keep = wanted.get(&name).is_some_and(|job| {
                 let running = &self.running[&name];
-                running.interval == job.interval && running.spec_fingerprint == fingerprint(&job.spec)
+                running.interval == job.interval && *running.spec == *job.spec
             });
             if keep {
                 wanted.remove(&name);
@@ -209,7 +209,7 @@ where
                 name,
                 Running {
                     interval: job.interval,
-                    spec_fingerprint: fingerprint(&job.spec),
+                    spec: job.spec.clone(),
                     stop: stop.clone(),
                     cancel: cancel.clone(),
                 },
@@ -247,12 +247,6 @@ pub struct ApplyReport {
     pub stopped: Vec<String>,
     pub changed: Vec<String>,
     pub kept: Vec<String>,
-}
-
-fn fingerprint<S: Hash>(spec: &S) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    spec.hash(&mut hasher);
-    hasher.finish()
 }
 
 /// A stable offset in `[0, interval)` from the name, so start times are spread evenly
@@ -325,7 +319,7 @@ mod tests {
         running: Mutex<HashMap<String, bool>>,
     }
 
-    #[derive(Hash)]
+    #[derive(PartialEq)]
     struct FakeSpec(Duration);
 
     impl Runner<FakeSpec> for FakeRunner {
@@ -428,7 +422,8 @@ mod tests {
         for _ in 0..6 {
             rx.recv().await.unwrap();
         }
-        let report = scheduler.apply(vec![job("a", 1_000, 10), job("b", 2_000, 10), job("d", 1_000, 10)]);
+        // b keeps its interval but its spec changes: that alone restarts it.
+        let report = scheduler.apply(vec![job("a", 1_000, 10), job("b", 1_000, 20), job("d", 1_000, 10)]);
         assert_eq!(report.kept, vec!["a"]);
         assert_eq!(report.changed, vec!["b"]);
         assert_eq!(report.stopped, vec!["c"]);

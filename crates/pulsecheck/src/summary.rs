@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pulsecheck_core::{CheckResult, LedgerCounts, Outcome, Reason};
 
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default)]
 pub struct Summary {
     pub targets: usize,
     pub up: usize,
@@ -23,7 +23,6 @@ pub struct Summary {
     /// Targets that got no result, or more than one (must both be zero).
     pub missing: usize,
     pub duplicated: usize,
-    #[serde(skip)]
     latencies: Vec<Duration>,
 }
 

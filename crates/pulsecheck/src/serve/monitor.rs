@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use pulsecheck_core::clock::Clock;
+use pulsecheck_core::conditions;
 use pulsecheck_core::config::{CheckConfig, MonitorConfig};
 use pulsecheck_core::outbox::{AlertEvent, AlertKind, CauseResult};
 use pulsecheck_core::scheduler::Run;
 use pulsecheck_core::state::{self, CheckState, State, Transition};
-use pulsecheck_core::{conditions, Outcome};
 use pulsecheck_store::{WriteEvent, WriterHandle};
 use tokio::sync::{mpsc, watch};
 
@@ -36,7 +36,7 @@ impl Active {
     }
 
     fn muted(&self, check: &CheckConfig, at: jiff::Timestamp) -> bool {
-        self.config.maintenance.iter().any(|w| w.covers(check, at))
+        self.config.maintenance_for(check, at).is_some()
     }
 }
 
@@ -86,11 +86,7 @@ impl Monitor {
             return;
         };
         let mut result = run.result;
-        if let Err((reason, message)) = conditions::evaluate(&check.conditions, &result) {
-            result.outcome = Outcome::Down;
-            result.reason = Some(reason);
-            result.error = Some(message);
-        }
+        conditions::apply(&check.conditions, &mut result);
         // The captured body was only for the conditions.
         result.response = None;
         let cause = CauseResult {

@@ -1,6 +1,6 @@
-//! The scheduler's runner in production: each run is one `Engine::check`.
+//! The scheduler's runner in production: each run is one `Engine::check`. Jobs carry
+//! their `CheckConfig`, whose `PartialEq` tells a reload which checks changed.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use pulsecheck_core::config::{CheckConfig, MonitorConfig};
@@ -9,40 +9,14 @@ use pulsecheck_core::scheduler::{Job, Runner};
 use pulsecheck_core::{CheckResult, Engine};
 use tokio_util::sync::CancellationToken;
 
-/// A configured check as the scheduler sees it. Two specs are equal when their whole
-/// configuration is, so a reload restarts exactly the checks whose config changed.
-pub struct JobSpec {
-    pub check: CheckConfig,
-    fingerprint: u64,
-}
-
-impl Hash for JobSpec {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.fingerprint.hash(state);
-    }
-}
-
-impl JobSpec {
-    pub fn new(check: CheckConfig) -> JobSpec {
-        // Debug covers every field (regexes print their pattern), which is what a
-        // config change is.
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        format!("{check:?}").hash(&mut hasher);
-        JobSpec {
-            fingerprint: hasher.finish(),
-            check,
-        }
-    }
-}
-
-pub fn jobs(config: &MonitorConfig) -> Vec<Job<JobSpec>> {
+pub fn jobs(config: &MonitorConfig) -> Vec<Job<CheckConfig>> {
     config
         .checks
         .iter()
         .map(|check| Job {
             name: check.name.clone(),
             interval: check.interval,
-            spec: Arc::new(JobSpec::new(check.clone())),
+            spec: Arc::new(check.clone()),
         })
         .collect()
 }
@@ -51,9 +25,8 @@ pub struct EngineRunner {
     pub engine: Arc<Engine>,
 }
 
-impl Runner<JobSpec> for EngineRunner {
-    fn run<'a>(&'a self, job: &'a Job<JobSpec>, cancel: &'a CancellationToken) -> BoxFuture<'a, CheckResult> {
-        let check = &job.spec.check;
-        Box::pin(self.engine.check(&check.target, &check.options, cancel))
+impl Runner<CheckConfig> for EngineRunner {
+    fn run<'a>(&'a self, job: &'a Job<CheckConfig>, cancel: &'a CancellationToken) -> BoxFuture<'a, CheckResult> {
+        Box::pin(self.engine.check(&job.spec.target, &job.spec.options, cancel))
     }
 }
