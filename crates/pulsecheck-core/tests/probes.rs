@@ -142,6 +142,25 @@ async fn method_and_headers_are_sent() {
     assert_up(&f.check_with(&f.http("/method"), &options).await);
 }
 
+/// hyper's buffers start small here (vendor/hyper/PULSECHECK.md): a 20 KB request head
+/// must still be written whole, and its 20 KB echo read across many reads.
+#[tokio::test]
+async fn heads_and_bodies_larger_than_the_first_buffers_arrive_whole() {
+    let f = fixture().await;
+    let value = format!("{}-end-marker", "a".repeat(20_000));
+    let options = CheckOptions {
+        headers: vec![(
+            http::HeaderName::from_static("x-large"),
+            http::HeaderValue::from_str(&value).unwrap(),
+        )],
+        body_contains: Some(value),
+        ..opts()
+    };
+    let r = f.check_with(&f.http("/headers"), &options).await;
+    assert_up(&r);
+    assert!(r.timings.transfer_ms.is_some(), "{r:#?}");
+}
+
 #[tokio::test]
 async fn redirects_are_followed_and_bounded() {
     let f = fixture().await;

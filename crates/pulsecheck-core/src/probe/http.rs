@@ -172,49 +172,72 @@ async fn exchange<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let request = build_request(url, method, options, h2)?;
+    // Boxed: async parameters live as long as the future, so a bare request would stay.
+    let request = Box::new(build_request(url, method, options, h2)?);
     let io = TokioIo::new(io);
     let keep_body = options.capture_response || options.body_contains.is_some() || options.body_regex.is_some();
     if h2 {
-        Box::pin(async {
-            let (mut sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
-                .handshake(io)
-                .await
-                .map_err(|e| hyper_failure(&e))?;
-            drive(
-                conn,
-                sender.send_request(request),
-                options.max_body_bytes,
-                keep_body,
-                attempt,
-            )
-            .await
-        })
+        Box::pin(exchange_http2(
+            ctx,
+            io,
+            request,
+            options.max_body_bytes,
+            keep_body,
+            attempt,
+        ))
         .await
     } else {
-        let exchange = async {
-            let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-                .handshake(io)
-                .await
-                .map_err(|e| hyper_failure(&e))?;
-            drive(
-                conn,
-                sender.send_request(request),
-                options.max_body_bytes,
-                keep_body,
-                attempt,
-            )
-            .await
-        };
-        Box::pin(exchange).await
+        Box::pin(exchange_http1(io, request, options.max_body_bytes, keep_body, attempt)).await
     }
+}
+
+async fn exchange_http1<I>(
+    io: TokioIo<I>,
+    request: Box<Request<Empty<Bytes>>>,
+    max_body_bytes: usize,
+    keep_body: bool,
+    attempt: &mut Attempt,
+) -> Result<Exchange, Failure>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| hyper_failure(&e))?;
+    // Pinned here and lent to `drive`, so their state is stored once, not again in
+    // `drive`'s future (async parameters are never overlapped with later state).
+    let conn = pin!(conn);
+    let send = pin!(sender.send_request(*request));
+    drive(conn, send, max_body_bytes, keep_body, attempt).await
+}
+
+async fn exchange_http2<I>(
+    ctx: &ProbeContext,
+    io: TokioIo<I>,
+    request: Box<Request<Empty<Bytes>>>,
+    max_body_bytes: usize,
+    keep_body: bool,
+    attempt: &mut Attempt,
+) -> Result<Exchange, Failure>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
+        .handshake(io)
+        .await
+        .map_err(|e| hyper_failure(&e))?;
+    // Pinned and lent, as in `exchange_http1`.
+    let conn = pin!(conn);
+    let send = pin!(sender.send_request(*request));
+    drive(conn, send, max_body_bytes, keep_body, attempt).await
 }
 
 /// Sends the request and reads the capped body while polling the connection in this
 /// task, so that dropping the check (deadline, cancellation) closes the socket at once.
 async fn drive<C, S>(
-    conn: C,
-    send: S,
+    mut conn: Pin<&mut C>,
+    send: Pin<&mut S>,
     max_body_bytes: usize,
     keep_body: bool,
     attempt: &mut Attempt,
@@ -223,7 +246,6 @@ where
     C: Future,
     S: Future<Output = hyper::Result<Response<Incoming>>>,
 {
-    let mut conn = pin!(conn);
     let mut conn_done = false;
     attempt.phase = Phase::WaitingForResponse;
     let started = Instant::now();
@@ -241,12 +263,8 @@ where
 
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
-    let body = alongside(
-        read_capped(response.into_body(), max_body_bytes, keep_body),
-        conn.as_mut(),
-        &mut conn_done,
-    )
-    .await;
+    let read = pin!(read_capped(response.into_body(), max_body_bytes, keep_body));
+    let body = alongside(read, conn.as_mut(), &mut conn_done).await;
     Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
     let body = body.map_err(|e| hyper_failure(&e))?;
     Ok(Exchange {
@@ -259,12 +277,11 @@ where
 }
 
 /// Polls `work` and the connection together until `work` is done.
-async fn alongside<W: Future, C: Future>(work: W, conn: Pin<&mut C>, conn_done: &mut bool) -> W::Output {
-    let mut work = pin!(work);
+async fn alongside<W: Future, C: Future>(mut work: Pin<&mut W>, conn: Pin<&mut C>, conn_done: &mut bool) -> W::Output {
     if !*conn_done {
         tokio::select! {
             biased;
-            out = &mut work => return out,
+            out = work.as_mut() => return out,
             _ = conn => *conn_done = true,
         }
     }
@@ -356,4 +373,51 @@ fn hyper_failure(error: &hyper::Error) -> Failure {
         None => error.to_string(),
     };
     Failure::new(Reason::Protocol, format!("invalid HTTP response: {detail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::TrackedExecutor;
+    use crate::resolve::Resolver;
+    use crate::result::{CheckResult, Outcome, ProbeKind};
+    use crate::tls::TlsClients;
+
+    /// Every check in flight holds these futures, so their size is multiplied by the
+    /// concurrency (10,000 by default). The bounds leave about 2× headroom over today's
+    /// sizes; crossing one means some large state is no longer boxed or is stored twice.
+    #[tokio::test]
+    async fn in_flight_futures_stay_small() {
+        let ctx = ProbeContext {
+            resolver: Resolver::new(None),
+            tls: TlsClients::new(&[]).unwrap(),
+            icmp: Default::default(),
+            executor: TrackedExecutor::default(),
+        };
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let options = CheckOptions::default();
+        let mut attempt = Attempt {
+            result: CheckResult::new("x", None, ProbeKind::Http, Outcome::Down),
+            phase: Phase::Starting,
+        };
+        let probe_size = std::mem::size_of_val(&probe(&ctx, &url, &options, &mut attempt));
+        assert!(probe_size <= 1024, "the HTTP probe future is {probe_size} bytes");
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let request = Box::new(build_request(&url, &Method::GET, &options, false).unwrap());
+        let exchange_size = std::mem::size_of_val(&exchange_http1(
+            TokioIo::new(stream),
+            request,
+            1024,
+            false,
+            &mut attempt,
+        ));
+        assert!(
+            exchange_size <= 3 * 1024,
+            "the HTTP/1 exchange future is {exchange_size} bytes"
+        );
+    }
 }

@@ -139,7 +139,9 @@ pub async fn resolve(ctx: &ProbeContext, host: &Host, attempt: &mut Attempt) -> 
     }
     attempt.phase = Phase::Dns;
     let started = Instant::now();
-    let result = ctx.resolver.resolve(host).await;
+    // Boxed: the lookup's state is large and would otherwise stay in every probe's future
+    // for its whole life, long after the name is resolved.
+    let result = Box::pin(ctx.resolver.resolve(host)).await;
     Timings::add(&mut attempt.result.timings.dns_ms, started.elapsed());
     result.map_err(|e| Failure::new(Reason::Dns, e.0))
 }
@@ -152,7 +154,8 @@ pub async fn connect(addrs: &[IpAddr], port: u16, attempt: &mut Attempt) -> Resu
     for ip in addrs {
         let addr = SocketAddr::new(*ip, port);
         attempt.result.ip = Some(*ip);
-        match TcpStream::connect(addr).await {
+        // Boxed: the connect state would otherwise stay in the probe's future for its life.
+        match Box::pin(TcpStream::connect(addr)).await {
             Ok(stream) => {
                 Timings::add(&mut attempt.result.timings.connect_ms, started.elapsed());
                 // Health checks are tiny request/response exchanges: Nagle only adds latency.
@@ -176,12 +179,13 @@ pub async fn handshake(
     host: &Host,
     insecure: bool,
     attempt: &mut Attempt,
-) -> Result<TlsStream<TcpStream>, Failure> {
+) -> Result<Box<TlsStream<TcpStream>>, Failure> {
     attempt.phase = Phase::Tls;
     let name = server_name(&host.server_name()).map_err(|m| Failure::new(Reason::Tls, m))?;
     let connector = tokio_rustls::TlsConnector::from(ctx.tls.config(insecure));
     let started = Instant::now();
-    let outcome = connector.connect(name, stream).await;
+    // Boxed for the same reason as the lookup: the handshake state is large and short-lived.
+    let outcome = Box::pin(connector.connect(name, stream)).await;
     Timings::add(&mut attempt.result.timings.tls_ms, started.elapsed());
     let stream = outcome.map_err(|e| match classify_tls_error(&e) {
         Some((reason, message)) => Failure::new(reason, message),
@@ -190,7 +194,8 @@ pub async fn handshake(
     if let Some(chain) = stream.get_ref().1.peer_certificates() {
         attempt.result.certificate = certificate_info(chain);
     }
-    Ok(stream)
+    // Boxed so the caller's future holds a pointer, not the whole TLS session state.
+    Ok(Box::new(stream))
 }
 
 /// Fails when the certificate expires sooner than `min_days`.
