@@ -50,6 +50,7 @@ impl Engine {
                 tls: TlsClients::new(&setup.extra_ca)?,
                 icmp: Default::default(),
                 executor: TrackedExecutor::default(),
+                pool: Default::default(),
             },
             limiter: Limiter::new(setup.limits.concurrency, setup.limits.per_host),
             ledger: Ledger::default(),

@@ -36,6 +36,9 @@ pub struct CheckOptions {
     /// Keep the final response's headers and (capped) body in
     /// [`CheckResult::response`](crate::CheckResult::response), for conditions to inspect.
     pub capture_response: bool,
+    /// Keep HTTP connections open between checks of the same scheme, host and port
+    /// (keep-alive) instead of a fresh connection per check.
+    pub reuse_connections: bool,
 }
 
 impl Default for CheckOptions {
@@ -54,6 +57,7 @@ impl Default for CheckOptions {
             min_cert_days: None,
             user_agent: concat!("pulsecheck/", env!("CARGO_PKG_VERSION")).to_owned(),
             capture_response: false,
+            reuse_connections: false,
         }
     }
 }

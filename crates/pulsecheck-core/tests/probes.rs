@@ -142,6 +142,63 @@ async fn method_and_headers_are_sent() {
     assert_up(&f.check_with(&f.http("/method"), &options).await);
 }
 
+/// With `reuse_connections`, later checks of the same scheme, host and port go over the
+/// first check's connection: no DNS, connect or TLS phase, but the same IP and certificate.
+#[tokio::test]
+async fn reused_connections_skip_the_handshake_phases() {
+    let f = fixture().await;
+    let options = CheckOptions {
+        reuse_connections: true,
+        ..opts()
+    };
+    let first = f.check_with(&f.http("/ok"), &options).await;
+    assert_up(&first);
+    assert!(first.timings.connect_ms.is_some(), "{first:#?}");
+    for _ in 0..3 {
+        let again = f.check_with(&f.http("/ok"), &options).await;
+        assert_up(&again);
+        assert_eq!(again.timings.connect_ms, None, "reused: {again:#?}");
+        assert!(again.timings.ttfb_ms.is_some(), "{again:#?}");
+        assert_eq!(again.ip, first.ip);
+    }
+
+    let https = f.https(f.sim.info.tls_valid, "/ok");
+    let first = f.check_with(&https, &options).await;
+    assert_up(&first);
+    assert!(first.timings.tls_ms.is_some(), "{first:#?}");
+    let again = f.check_with(&https, &options).await;
+    assert_up(&again);
+    assert_eq!(again.timings.tls_ms, None, "reused: {again:#?}");
+    assert_eq!(
+        again.certificate.as_ref().map(|c| c.days_left),
+        first.certificate.as_ref().map(|c| c.days_left),
+        "the connection's certificate is reported again"
+    );
+
+    // A check cut short by its deadline closes the connection it was using.
+    let short = CheckOptions {
+        timeout: Duration::from_millis(500),
+        ..options.clone()
+    };
+    assert_down(&f.check_with(&f.http("/delay/5000"), &short).await, Reason::Timeout);
+    let fresh = f.check_with(&f.http("/ok"), &options).await;
+    assert!(fresh.timings.connect_ms.is_some(), "{fresh:#?}");
+
+    // A response left partly unread closes its connection: the next check opens anew.
+    let capped = CheckOptions {
+        max_body_bytes: 16,
+        ..options.clone()
+    };
+    assert_up(&f.check_with(&f.http("/bytes/200000"), &capped).await);
+    let fresh = f.check_with(&f.http("/ok"), &options).await;
+    assert_up(&fresh);
+    assert!(fresh.timings.connect_ms.is_some(), "{fresh:#?}");
+
+    // Without the option every check connects.
+    let r = f.check(&f.http("/ok")).await;
+    assert!(r.timings.connect_ms.is_some(), "{r:#?}");
+}
+
 /// hyper's buffers start small here (vendor/hyper/PULSECHECK.md): a 20 KB request head
 /// must still be written whole, and its 20 KB echo read across many reads.
 #[tokio::test]

@@ -190,3 +190,41 @@ async fn cancellation_ends_the_scan_promptly_and_keeps_every_target() {
     assert_eq!(cancelled, 2000);
     assert!(engine.ledger().balanced());
 }
+
+/// With connection reuse, concurrent checks share pooled connections: every target
+/// still gets exactly one result, and with at most 4 checks per host in flight only a
+/// handful of connections are ever opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_connections_serve_a_whole_batch() {
+    let sim = pulsecheck_sim::start(SimConfig::default()).await.unwrap();
+    let engine = Arc::new(
+        Engine::new(EngineSetup {
+            limits: pulsecheck_core::EngineOptions {
+                concurrency: 100,
+                per_host: 4,
+            },
+            ..EngineSetup::default()
+        })
+        .unwrap(),
+    );
+    let options = CheckOptions {
+        timeout: Duration::from_secs(5),
+        reuse_connections: true,
+        ..CheckOptions::default()
+    };
+    let targets: Vec<Target> = (0..300)
+        .map(|i| Target::parse(&format!("http://{}/delay/5?i={i}", sim.info.http[0]), None))
+        .collect();
+    let results = run_scan(engine, targets, options, CancellationToken::new()).await;
+    let mut seen = vec![0u32; 300];
+    for (index, result) in &results {
+        assert_eq!(result.outcome, Outcome::Up, "{result:#?}");
+        seen[*index] += 1;
+    }
+    assert!(seen.iter().all(|&n| n == 1), "exactly one result per target");
+    let connected = results.iter().filter(|(_, r)| r.timings.connect_ms.is_some()).count();
+    assert!(
+        (1..=8).contains(&connected),
+        "{connected} of 300 checks opened a connection"
+    );
+}

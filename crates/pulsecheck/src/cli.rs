@@ -166,6 +166,12 @@ pub struct ScanArgs {
     #[arg(short = 'k', long)]
     pub insecure: bool,
 
+    /// Keep HTTP(S) connections open and reuse them for later checks of the same scheme,
+    /// host and port, instead of a fresh connection per check. A check on a reused
+    /// connection reports no DNS, connect or TLS time (those phases did not happen).
+    #[arg(long)]
+    pub reuse_connections: bool,
+
     /// Also trust the CA certificates in this PEM file.
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,

@@ -122,6 +122,7 @@ fn check_options(args: &ScanArgs) -> Result<CheckOptions, UsageError> {
         max_body_bytes: args.max_body.max(1),
         insecure: args.insecure,
         min_cert_days: args.min_cert_days,
+        reuse_connections: args.reuse_connections,
         ..CheckOptions::default()
     };
     if options.timeout.is_zero() {

@@ -266,3 +266,21 @@ async fn interrupt_prints_everything_and_exits_130() {
         assert!(stderr(&output).contains("interrupted"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_connections_flag_keeps_connections_between_checks() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..50).map(|i| sim.url(&format!("/ok?i={i}"))).collect();
+    let file = targets_file(&dir, &lines);
+    let output = run(&[&file, "--format", "json", "--per-host", "2", "--reuse-connections"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let results = json_lines(&output);
+    assert_eq!(results.len(), 50);
+    let connected = results.iter().filter(|r| !r["timings"]["connect_ms"].is_null()).count();
+    assert!((1..=4).contains(&connected), "{connected} of 50 checks connected");
+    assert!(
+        results.iter().all(|r| r["ip"].is_string()),
+        "reused checks still name the IP"
+    );
+}

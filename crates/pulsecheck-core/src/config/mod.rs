@@ -128,6 +128,7 @@ impl PartialEq for CheckConfig {
             && a.min_cert_days == b.min_cert_days
             && a.user_agent == b.user_agent
             && a.capture_response == b.capture_response
+            && a.reuse_connections == b.reuse_connections
     }
 }
 

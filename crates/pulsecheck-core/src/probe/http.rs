@@ -7,19 +7,30 @@ use std::io;
 use std::pin::{pin, Pin};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::header::{ACCEPT, HOST, LOCATION, USER_AGENT};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use url::Url;
 
-use super::{check_certificate_days, connect, handshake, resolve, Attempt, Failure, Phase, ProbeContext};
+use super::pool::{PoolKey, PooledConnection, Sender};
+use super::{
+    check_certificate_days, connect, handshake, resolve, Attempt, Failure, Phase, ProbeContext, TrackedExecutor,
+};
 use crate::options::CheckOptions;
 use crate::result::{Reason, Timings};
 use crate::target::Host;
+
+/// A client connection of either version, driven until it closes.
+type Connection<I> = Either<
+    hyper::client::conn::http1::Connection<TokioIo<I>, Empty<Bytes>>,
+    hyper::client::conn::http2::Connection<TokioIo<I>, Empty<Bytes>, TrackedExecutor>,
+>;
 
 /// What one request/response exchange produced.
 struct Exchange {
@@ -74,6 +85,27 @@ pub async fn probe(
         }
         return evaluate(&exchange, &current, options, attempt);
     }
+}
+
+impl Exchange {
+    fn new(response: http::response::Parts, keep_headers: bool, body: Vec<u8>) -> Exchange {
+        Exchange {
+            status: response.status,
+            version: response.version,
+            location: response.headers.get(LOCATION).cloned(),
+            headers: if keep_headers {
+                response.headers
+            } else {
+                http::HeaderMap::new()
+            },
+            body,
+        }
+    }
+}
+
+/// Whether a body condition or the captured response needs the body (and headers) kept.
+fn keeps_body(options: &CheckOptions) -> bool {
+    options.capture_response || options.body_contains.is_some() || options.body_regex.is_some()
 }
 
 fn capture(exchange: &Exchange) -> crate::result::CapturedResponse {
@@ -149,6 +181,15 @@ async fn hop(
         }
     };
     let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    if options.reuse_connections {
+        let key = PoolKey {
+            https,
+            host: host.to_string(),
+            port,
+            insecure: options.insecure,
+        };
+        return Box::pin(hop_on_pool(ctx, url, method, options, attempt, &host, key)).await;
+    }
     let addrs = resolve(ctx, &host, attempt).await?;
     let stream = connect(&addrs, port, attempt).await?;
     if https {
@@ -160,6 +201,109 @@ async fn hop(
     }
 }
 
+/// A hop with `--reuse-connections`: an idle pooled connection if there is one, else a
+/// fresh one that joins the pool once its response has been read to the end.
+async fn hop_on_pool(
+    ctx: &ProbeContext,
+    url: &Url,
+    method: &Method,
+    options: &CheckOptions,
+    attempt: &mut Attempt,
+    host: &Host,
+    key: PoolKey,
+) -> Result<Exchange, Failure> {
+    if let Some(connection) = ctx.pool.take(&key) {
+        let request = build_request(url, method, options, connection.sender.is_http2())?;
+        // The server may have closed an idle connection just before our request; that
+        // is not the target's failure, so the hop goes on with a fresh connection.
+        if let Some(done) = exchange_pooled(ctx, connection, &key, true, request, options, attempt).await {
+            return done;
+        }
+    }
+    let addrs = resolve(ctx, host, attempt).await?;
+    let stream = connect(&addrs, key.port, attempt).await?;
+    let ip = attempt.result.ip.unwrap_or(addrs[0]);
+    let connection = if key.https {
+        let tls = handshake(ctx, stream, host, options.insecure, attempt).await?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        open_pooled(ctx, tls, h2, ip, attempt).await?
+    } else {
+        open_pooled(ctx, stream, false, ip, attempt).await?
+    };
+    let request = build_request(url, method, options, connection.sender.is_http2())?;
+    // Only a reused connection is ever reported stale; a fresh one reports its failure.
+    exchange_pooled(ctx, connection, &key, false, request, options, attempt)
+        .await
+        .unwrap_or_else(|| Err(Failure::new(Reason::Reset, "connection closed before any response")))
+}
+
+/// Hands a fresh connection to the pool's care: it is driven by its own task from now on.
+async fn open_pooled<I>(
+    ctx: &ProbeContext,
+    io: I,
+    h2: bool,
+    ip: std::net::IpAddr,
+    attempt: &Attempt,
+) -> Result<PooledConnection, Failure>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = open(ctx, io, h2).await?;
+    let certificate = attempt.result.certificate.clone();
+    Ok(ctx.pool.adopt(&ctx.executor, conn, sender, ip, certificate))
+}
+
+/// One request on a pooled connection, which goes back to the pool only when its
+/// response was read to the end. `None` when a reused connection turned out to be
+/// closed before any response (the caller opens a fresh one).
+async fn exchange_pooled(
+    ctx: &ProbeContext,
+    mut connection: PooledConnection,
+    key: &PoolKey,
+    reused: bool,
+    request: Request<Empty<Bytes>>,
+    options: &CheckOptions,
+    attempt: &mut Attempt,
+) -> Option<Result<Exchange, Failure>> {
+    if reused {
+        // What this connection's handshake established is this check's too.
+        attempt.result.ip = Some(connection.ip);
+        attempt.result.certificate = connection.certificate.clone();
+    }
+    attempt.phase = Phase::WaitingForResponse;
+    let started = Instant::now();
+    if reused && connection.sender.ready().await.is_err() {
+        return None;
+    }
+    let response = connection.sender.send_request(request).await;
+    if let Err(e) = &response {
+        if reused && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) {
+            return None;
+        }
+    }
+    Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
+    let (parts, mut body) = match response {
+        Ok(response) => response.into_parts(),
+        Err(e) => return Some(Err(hyper_failure(&e))),
+    };
+    attempt.phase = Phase::ReadingBody;
+    let started = Instant::now();
+    let keep_body = keeps_body(options);
+    let read = read_capped(&mut body, options.max_body_bytes, keep_body).await;
+    Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
+    let read = match read {
+        Ok(read) => read,
+        Err(e) => return Some(Err(hyper_failure(&e))),
+    };
+    // A response not read to the end leaves bytes on the wire: that connection is
+    // dropped (closed), not reused.
+    if body.is_end_stream() {
+        ctx.pool.put(key.clone(), connection);
+    }
+    Some(Ok(Exchange::new(parts, keep_body, read)))
+}
+
+/// One request over a fresh connection driven in this task (the default: no reuse).
 async fn exchange<I>(
     ctx: &ProbeContext,
     io: I,
@@ -172,65 +316,33 @@ async fn exchange<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Boxed: async parameters live as long as the future, so a bare request would stay.
-    let request = Box::new(build_request(url, method, options, h2)?);
-    let io = TokioIo::new(io);
-    let keep_body = options.capture_response || options.body_contains.is_some() || options.body_regex.is_some();
-    if h2 {
-        Box::pin(exchange_http2(
-            ctx,
-            io,
-            request,
-            options.max_body_bytes,
-            keep_body,
-            attempt,
-        ))
-        .await
-    } else {
-        Box::pin(exchange_http1(io, request, options.max_body_bytes, keep_body, attempt)).await
-    }
-}
-
-async fn exchange_http1<I>(
-    io: TokioIo<I>,
-    request: Box<Request<Empty<Bytes>>>,
-    max_body_bytes: usize,
-    keep_body: bool,
-    attempt: &mut Attempt,
-) -> Result<Exchange, Failure>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(io)
-        .await
-        .map_err(|e| hyper_failure(&e))?;
+    let (mut sender, conn) = open(ctx, io, h2).await?;
     // Pinned here and lent to `drive`, so their state is stored once, not again in
     // `drive`'s future (async parameters are never overlapped with later state).
     let conn = pin!(conn);
-    let send = pin!(sender.send_request(*request));
-    drive(conn, send, max_body_bytes, keep_body, attempt).await
+    let send = pin!(sender.send_request(build_request(url, method, options, h2)?));
+    drive(conn, send, options.max_body_bytes, keeps_body(options), attempt).await
 }
 
-async fn exchange_http2<I>(
-    ctx: &ProbeContext,
-    io: TokioIo<I>,
-    request: Box<Request<Empty<Bytes>>>,
-    max_body_bytes: usize,
-    keep_body: bool,
-    attempt: &mut Attempt,
-) -> Result<Exchange, Failure>
+/// The HTTP handshake on an established stream: HTTP/2 when ALPN chose it, else HTTP/1.1.
+async fn open<I>(ctx: &ProbeContext, io: I, h2: bool) -> Result<(Sender, Connection<I>), Failure>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
-        .handshake(io)
-        .await
-        .map_err(|e| hyper_failure(&e))?;
-    // Pinned and lent, as in `exchange_http1`.
-    let conn = pin!(conn);
-    let send = pin!(sender.send_request(*request));
-    drive(conn, send, max_body_bytes, keep_body, attempt).await
+    let io = TokioIo::new(io);
+    if h2 {
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
+            .handshake(io)
+            .await
+            .map_err(|e| hyper_failure(&e))?;
+        Ok((Sender::Http2(sender), Either::Right(conn)))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| hyper_failure(&e))?;
+        Ok((Sender::Http1(sender), Either::Left(conn)))
+    }
 }
 
 /// Sends the request and reads the capped body while polling the connection in this
@@ -251,29 +363,14 @@ where
     let started = Instant::now();
     let response = alongside(send, conn.as_mut(), &mut conn_done).await;
     Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
-    let response = response.map_err(|e| hyper_failure(&e))?;
-    let status = response.status();
-    let version = response.version();
-    let location = response.headers().get(LOCATION).cloned();
-    let headers = if keep_body {
-        response.headers().clone()
-    } else {
-        http::HeaderMap::new()
-    };
+    let (parts, mut body) = response.map_err(|e| hyper_failure(&e))?.into_parts();
 
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
-    let read = pin!(read_capped(response.into_body(), max_body_bytes, keep_body));
-    let body = alongside(read, conn.as_mut(), &mut conn_done).await;
+    let read = pin!(read_capped(&mut body, max_body_bytes, keep_body));
+    let read = alongside(read, conn.as_mut(), &mut conn_done).await;
     Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
-    let body = body.map_err(|e| hyper_failure(&e))?;
-    Ok(Exchange {
-        status,
-        version,
-        location,
-        headers,
-        body,
-    })
+    Ok(Exchange::new(parts, keep_body, read.map_err(|e| hyper_failure(&e))?))
 }
 
 /// Polls `work` and the connection together until `work` is done.
@@ -289,7 +386,7 @@ async fn alongside<W: Future, C: Future>(mut work: Pin<&mut W>, conn: Pin<&mut C
 }
 
 /// Reads at most `cap` body bytes; the rest is never downloaded, so memory stays bounded.
-async fn read_capped(mut body: Incoming, cap: usize, keep: bool) -> hyper::Result<Vec<u8>> {
+async fn read_capped(body: &mut Incoming, cap: usize, keep: bool) -> hyper::Result<Vec<u8>> {
     let mut kept = Vec::new();
     let mut read = 0usize;
     while let Some(frame) = body.frame().await {
@@ -393,6 +490,7 @@ mod tests {
             tls: TlsClients::new(&[]).unwrap(),
             icmp: Default::default(),
             executor: TrackedExecutor::default(),
+            pool: Default::default(),
         };
         let url = Url::parse("http://127.0.0.1:9/").unwrap();
         let options = CheckOptions::default();
@@ -407,17 +505,18 @@ mod tests {
         let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let request = Box::new(build_request(&url, &Method::GET, &options, false).unwrap());
-        let exchange_size = std::mem::size_of_val(&exchange_http1(
-            TokioIo::new(stream),
-            request,
-            1024,
+        let exchange_size = std::mem::size_of_val(&exchange(
+            &ctx,
+            stream,
             false,
+            &url,
+            &Method::GET,
+            &options,
             &mut attempt,
         ));
         assert!(
             exchange_size <= 3 * 1024,
-            "the HTTP/1 exchange future is {exchange_size} bytes"
+            "the exchange future is {exchange_size} bytes"
         );
     }
 }

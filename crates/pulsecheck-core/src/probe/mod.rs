@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod http;
 pub mod icmp;
+pub mod pool;
 pub mod tcp;
 pub mod tls;
 
@@ -29,6 +30,8 @@ pub struct ProbeContext {
     pub icmp: icmp::Pingers,
     /// Runs the few background tasks hyper needs (HTTP/2), tracked like every other task.
     pub executor: TrackedExecutor,
+    /// Idle connections for `--reuse-connections`; empty otherwise.
+    pub pool: pool::Pool,
 }
 
 /// A hyper executor that spawns onto a [`TaskTracker`], so no task is fire-and-forget.
