@@ -32,6 +32,7 @@ pub struct PoolKey {
     pub insecure: bool,
 }
 
+/// The request side of a client connection of either HTTP version.
 pub enum Sender {
     Http1(http1::SendRequest<Empty<Bytes>>),
     Http2(http2::SendRequest<Empty<Bytes>>),
