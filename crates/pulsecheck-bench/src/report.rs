@@ -110,8 +110,9 @@ pub fn verdicts(goals: &Goals, s: &Summary) -> Vec<(&'static str, bool, String)>
 pub const TABLE_HEADER: &str =
     "scenario   run     targets  wall      cpu       peak_rss  checks/s  up     down   misclassified  goals";
 
-pub fn row(plan: &Plan, label: &str, s: &Summary) -> String {
-    let goals: Vec<String> = verdicts(&plan.goals, s)
+/// `name ✓`, or `name ✗ (limit)` for a goal missed.
+fn goal_marks(verdicts: Vec<(&'static str, bool, String)>) -> Vec<String> {
+    verdicts
         .into_iter()
         .map(|(name, met, limit)| {
             if met {
@@ -120,7 +121,11 @@ pub fn row(plan: &Plan, label: &str, s: &Summary) -> String {
                 format!("{name} ✗ ({limit})")
             }
         })
-        .collect();
+        .collect()
+}
+
+pub fn row(plan: &Plan, label: &str, s: &Summary) -> String {
+    let goals = goal_marks(verdicts(&plan.goals, s));
     format!(
         "{:<10} {:<7} {:<8} {:<9} {:<9} {:<9} {:<9} {:<6} {:<6} {:<14} {}",
         plan.scenario.name(),
@@ -262,17 +267,7 @@ fn opt_ms(v: Option<f64>) -> String {
 
 pub fn serve_row(run: &ServeRun) -> String {
     let s = &run.stats;
-    let goals: Vec<String> = run
-        .verdicts()
-        .into_iter()
-        .map(|(name, met, limit)| {
-            if met {
-                format!("{name} ✓")
-            } else {
-                format!("{name} ✗ ({limit})")
-            }
-        })
-        .collect();
+    let goals = goal_marks(run.verdicts());
     serve_columns([
         "serve",
         &run.checks.to_string(),

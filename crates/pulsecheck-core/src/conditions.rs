@@ -331,21 +331,11 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 
 fn show(value: &Value) -> String {
     let text = value.to_string();
-    crate_truncate(&text, 80)
+    crate::config::truncate(&text, 80)
 }
 
 fn show_str(text: &str) -> String {
-    crate_truncate(&format!("{text:?}"), 80)
-}
-
-fn crate_truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let mut out: String = text.chars().take(max).collect();
-        out.push('…');
-        out
-    }
+    crate::config::truncate(&format!("{text:?}"), 80)
 }
 
 impl fmt::Display for Condition {

@@ -41,6 +41,43 @@ pub struct CheckOptions {
     pub reuse_connections: bool,
 }
 
+/// Equal when checks would run the same way (regexes compare by their source). Written
+/// out field by field so that a new option cannot be left out unnoticed.
+impl PartialEq for CheckOptions {
+    fn eq(&self, other: &Self) -> bool {
+        let CheckOptions {
+            timeout,
+            method,
+            headers,
+            expect_status,
+            body_contains,
+            body_regex,
+            max_latency,
+            max_redirects,
+            max_body_bytes,
+            insecure,
+            min_cert_days,
+            user_agent,
+            capture_response,
+            reuse_connections,
+        } = self;
+        *timeout == other.timeout
+            && *method == other.method
+            && *headers == other.headers
+            && *expect_status == other.expect_status
+            && *body_contains == other.body_contains
+            && body_regex.as_ref().map(Regex::as_str) == other.body_regex.as_ref().map(Regex::as_str)
+            && *max_latency == other.max_latency
+            && *max_redirects == other.max_redirects
+            && *max_body_bytes == other.max_body_bytes
+            && *insecure == other.insecure
+            && *min_cert_days == other.min_cert_days
+            && *user_agent == other.user_agent
+            && *capture_response == other.capture_response
+            && *reuse_connections == other.reuse_connections
+    }
+}
+
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
@@ -167,6 +204,21 @@ impl Default for EngineOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_compare_by_how_the_check_runs() {
+        let with_regex = |source: &str| CheckOptions {
+            body_regex: Some(Regex::new(source).unwrap()),
+            ..CheckOptions::default()
+        };
+        assert_eq!(with_regex("up|ok"), with_regex("up|ok"), "regexes compare by source");
+        assert_ne!(with_regex("up|ok"), with_regex("up"));
+        let reuse = CheckOptions {
+            reuse_connections: true,
+            ..CheckOptions::default()
+        };
+        assert_ne!(reuse, CheckOptions::default());
+    }
 
     #[test]
     fn status_matcher_forms() {

@@ -39,6 +39,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub(crate) use tree::truncate;
 pub use tree::Format;
 
 use crate::channel::ChannelSpec;
@@ -106,7 +107,6 @@ pub struct CheckConfig {
 /// which checks changed).
 impl PartialEq for CheckConfig {
     fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (&self.options, &other.options);
         self.name == other.name
             && self.group == other.group
             && self.target.input == other.target.input
@@ -115,20 +115,7 @@ impl PartialEq for CheckConfig {
             && self.thresholds == other.thresholds
             && self.channels == other.channels
             && self.reminder == other.reminder
-            && a.timeout == b.timeout
-            && a.method == b.method
-            && a.headers == b.headers
-            && a.expect_status == b.expect_status
-            && a.body_contains == b.body_contains
-            && a.body_regex.as_ref().map(|r| r.as_str()) == b.body_regex.as_ref().map(|r| r.as_str())
-            && a.max_latency == b.max_latency
-            && a.max_redirects == b.max_redirects
-            && a.max_body_bytes == b.max_body_bytes
-            && a.insecure == b.insecure
-            && a.min_cert_days == b.min_cert_days
-            && a.user_agent == b.user_agent
-            && a.capture_response == b.capture_response
-            && a.reuse_connections == b.reuse_connections
+            && self.options == other.options
     }
 }
 
