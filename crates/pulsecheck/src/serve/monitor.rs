@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use pulsecheck_config::{CheckConfig, MonitorConfig};
 use pulsecheck_core::clock::Clock;
-use pulsecheck_core::conditions;
 use pulsecheck_core::outbox::{AlertEvent, AlertKind, CauseResult};
 use pulsecheck_core::scheduler::Run;
 use pulsecheck_core::state::{self, CheckState, State, Transition};
@@ -85,10 +84,7 @@ impl Monitor {
         let Some(check) = active.check(&run.check) else {
             return;
         };
-        let mut result = run.result;
-        conditions::apply(&check.conditions, &mut result);
-        // The captured body was only for the conditions.
-        result.response = None;
+        let result = run.result;
         let cause = CauseResult {
             at: result.started_at,
             outcome: result.outcome,
