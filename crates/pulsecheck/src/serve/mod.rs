@@ -8,7 +8,6 @@
 //! flight finish within their deadlines, commit every result and outbox row, let
 //! delivery attempts in flight finish, and exit; a second signal exits at once.
 
-pub mod monitor;
 pub mod runner;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::clock::Clock;
+use pulsecheck_core::monitor::Monitor;
 use pulsecheck_core::outbox::Outbox;
 use pulsecheck_core::rlimit::{max_concurrency_for, raise_nofile_limit};
 use pulsecheck_core::scheduler::{Scheduler, SchedulerStats};
@@ -31,7 +31,6 @@ use tokio_util::task::TaskTracker;
 use crate::cli::ServeArgs;
 use crate::config_file::{self, Loaded};
 use crate::exit::Exit;
-use monitor::{Active, Monitor};
 use runner::{jobs, EngineRunner};
 
 /// How often the config file's modification time is compared, for reload on change.
@@ -183,9 +182,10 @@ async fn serve(args: ServeArgs) -> Exit {
     let abort = CancellationToken::new();
     let (runs_tx, runs_rx) = mpsc::channel(16_384);
     let mut scheduler = Scheduler::new(Arc::new(EngineRunner { engine }), runs_tx, stop.clone(), abort.clone());
-    let (active_tx, active_rx) = watch::channel(Arc::new(Active::new(config.clone())));
+    let (policy_tx, policy_rx) = watch::channel(Arc::new(config.policy()));
+    let (active_tx, active_rx) = watch::channel(Arc::new(config.clone()));
     let pipeline = TaskTracker::new();
-    pipeline.spawn(Monitor::new(active_rx.clone(), states, writer.clone(), clock.clone()).run(runs_rx));
+    pipeline.spawn(Monitor::new(policy_rx, states, writer.clone(), clock.clone()).run(runs_rx));
     background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));
     background.spawn(log_stats_periodically(
         scheduler.stats(),
@@ -228,7 +228,8 @@ async fn serve(args: ServeArgs) -> Exit {
         };
         match config_file::load(&args.config) {
             Ok(Loaded { config, channels }) => {
-                active_tx.send_replace(Arc::new(Active::new(config.clone())));
+                policy_tx.send_replace(Arc::new(config.policy()));
+                active_tx.send_replace(Arc::new(config.clone()));
                 channels_tx.send_replace(channels);
                 writer
                     .send(WriteEvent::RegisterChecks {
@@ -347,7 +348,7 @@ fn delivery_config(config: &MonitorConfig) -> DeliveryConfig {
     }
 }
 
-async fn compact_periodically(store: Store, active: watch::Receiver<Arc<Active>>, stop: CancellationToken) {
+async fn compact_periodically(store: Store, active: watch::Receiver<Arc<MonitorConfig>>, stop: CancellationToken) {
     let mut every = tokio::time::interval(COMPACT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -357,7 +358,7 @@ async fn compact_periodically(store: Store, active: watch::Receiver<Arc<Active>>
         }
         let (raw_days, hourly_days) = {
             let active = active.borrow();
-            (active.config.store.raw_days, active.config.store.hourly_days)
+            (active.store.raw_days, active.store.hourly_days)
         };
         match store.compact(jiff::Timestamp::now(), raw_days, hourly_days).await {
             Ok(report) => tracing::debug!(?report, "compacted the store"),

@@ -27,6 +27,7 @@ pub struct EngineRunner {
 
 impl Runner<CheckConfig> for EngineRunner {
     fn run<'a>(&'a self, job: &'a Job<CheckConfig>, cancel: &'a CancellationToken) -> BoxFuture<'a, CheckResult> {
+        // The engine judges the result with the check's conditions (in its options).
         Box::pin(self.engine.check(&job.spec.target, &job.spec.options, cancel))
     }
 }

@@ -5,14 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pulsecheck_core::clock::Clock;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::Store;
-use crate::write::WriteEvent;
+use crate::clock::Clock;
+use crate::storage::{Storage, WriteEvent};
 
 /// Batch latencies kept for the percentiles in [`WriterStats`].
 const LATENCY_WINDOW: usize = 1024;
@@ -111,7 +110,7 @@ struct StatsData {
 /// Starts the writer on `tasks`. It runs until every [`WriterHandle`] is dropped, the
 /// handle is closed, or `config.shutdown` is cancelled, and in each case commits every
 /// accepted event before it exits.
-pub fn spawn_writer(store: Store, tasks: &TaskTracker, config: WriterConfig) -> WriterHandle {
+pub fn spawn_writer(store: Arc<dyn Storage>, tasks: &TaskTracker, config: WriterConfig) -> WriterHandle {
     let (tx, rx) = mpsc::channel(config.capacity.max(1));
     let (commit_seq, _) = watch::channel(0);
     let shared = Arc::new(Shared {
@@ -239,7 +238,7 @@ fn nearest_rank(sorted: &[f64], percent: usize) -> f64 {
 }
 
 struct Writer {
-    store: Store,
+    store: Arc<dyn Storage>,
     rx: mpsc::Receiver<WriteEvent>,
     shared: Arc<Shared>,
     close: CancellationToken,
@@ -283,7 +282,7 @@ impl Writer {
             self.commit(&batch).await;
             batch.clear();
         }
-        tracing::debug!(path = %self.store.path().display(), "store writer finished");
+        tracing::debug!(store = %self.store.location(), "store writer finished");
     }
 
     /// Commits `events` in one transaction, retrying until it succeeds. Never gives up
@@ -311,7 +310,7 @@ impl Writer {
                 // Wake `flush` callers: the skipped event counts as processed.
                 self.shared.commit_seq.send_modify(|seq| *seq += 1);
                 tracing::error!(
-                    path = %self.store.path().display(),
+                    store = %self.store.location(),
                     kind = event.kind(),
                     "store writer: skipping an event that fails on every attempt: {event:?}"
                 );
@@ -340,7 +339,7 @@ impl Writer {
                         .unwrap_or_else(|p| p.into_inner())
                         .stats
                         .failed_attempts += 1;
-                    if !error.is_transient() {
+                    if !error.transient {
                         permanent_failures += 1;
                         if permanent_failures >= self.config.isolate_after.max(1) {
                             tracing::error!(events = events.len(), "store writer: batch failed: {error}");
