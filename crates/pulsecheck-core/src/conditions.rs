@@ -513,23 +513,21 @@ fn status_failure(status: u16, expected: &StatusMatcher, result: &CheckResult, s
 /// The DNS default: NOERROR, with at least one record of the type asked for.
 fn dns_default(name: &str, record: RecordKind, result: &CheckResult) -> Result<(), String> {
     let answer = result.dns.as_ref().ok_or("no DNS answer")?;
-    let from = result.ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
-    let asked = crate::probe::dns::record_type(record).to_string();
+    let from = || result.ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+    let asked: &'static str = crate::probe::dns::record_type(record).into();
     let rcode = rcode_mnemonic(&answer.rcode).unwrap_or(answer.rcode.as_str());
     if rcode != "NOERROR" {
-        return Err(format!("{name} {asked}: {rcode}{from}"));
+        return Err(format!("{name} {asked}: {rcode}{}", from()));
     }
     // The probe writes each record as `TYPE DATA`.
-    let has_asked = answer
-        .answers
-        .iter()
-        .any(|a| a.split(' ').next() == Some(asked.as_str()));
+    let has_asked = answer.answers.iter().any(|a| a.split(' ').next() == Some(asked));
     if !has_asked {
         return Err(if answer.answers.is_empty() {
-            format!("{name} has no {asked} records (NOERROR, empty answer{from})")
+            format!("{name} has no {asked} records (NOERROR, empty answer{})", from())
         } else {
             format!(
-                "{name} has no {asked} records (NOERROR{from}, answers: {})",
+                "{name} has no {asked} records (NOERROR{}, answers: {})",
+                from(),
                 show_str(&answer.answers.join(", "))
             )
         });
