@@ -14,6 +14,8 @@
 //!
 //! Timestamps are stored as unix milliseconds, durations as fractional milliseconds.
 
+#![forbid(unsafe_code)]
+
 mod compact;
 mod error;
 mod outbox;
