@@ -1,0 +1,5 @@
+//! The `pulsecheck` crate's one integration-test binary: the real binary against the
+//! real simulator.
+
+mod cli;
+mod serve;
