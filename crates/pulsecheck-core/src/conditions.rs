@@ -331,11 +331,11 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 
 fn show(value: &Value) -> String {
     let text = value.to_string();
-    crate::config::truncate(&text, 80)
+    crate::text::truncate(&text, 80)
 }
 
 fn show_str(text: &str) -> String {
-    crate::config::truncate(&format!("{text:?}"), 80)
+    crate::text::truncate(&format!("{text:?}"), 80)
 }
 
 impl fmt::Display for Condition {

@@ -13,11 +13,11 @@
 pub mod channel;
 pub mod clock;
 pub mod conditions;
-pub mod config;
 pub mod engine;
 pub mod latency;
 pub mod ledger;
 pub mod limiter;
+pub mod maintenance;
 pub mod options;
 pub mod outbox;
 pub mod probe;
@@ -27,6 +27,7 @@ pub mod rlimit;
 pub mod scheduler;
 pub mod state;
 pub mod target;
+pub mod text;
 pub mod tls;
 
 pub use engine::{Engine, EngineSetup};

@@ -2,6 +2,7 @@
 //! documented exit code. The work itself is in `pulsecheck-core`.
 
 pub mod cli;
+pub mod config_file;
 pub mod demo;
 pub mod exit;
 pub mod inputs;

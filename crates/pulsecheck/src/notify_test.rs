@@ -5,21 +5,9 @@ use crate::cli::NotifyTestArgs;
 use crate::exit::Exit;
 
 pub fn run(args: NotifyTestArgs) -> Exit {
-    let config = match pulsecheck_core::config::load(&args.config) {
-        Ok(config) => config,
-        Err(errors) => {
-            crate::serve::print_config_errors(&errors);
-            return Exit::BadInput;
-        }
-    };
-    let channels = match crate::serve::build_channels(&config) {
-        Ok(channels) => channels,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return Exit::BadInput;
-        }
+    let channels = match crate::config_file::load_or_report(&args.config) {
+        Ok(loaded) => loaded.channels,
+        Err(exit) => return exit,
     };
     let Some(channel) = channels.get(&args.channel) else {
         let mut names: Vec<&str> = channels.keys().map(String::as_str).collect();

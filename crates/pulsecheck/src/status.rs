@@ -10,12 +10,9 @@ use crate::exit::Exit;
 
 pub fn run(args: StatusArgs) -> Exit {
     let configured = match &args.config {
-        Some(path) => match pulsecheck_core::config::load(path) {
-            Ok(config) => config.store.path,
-            Err(errors) => {
-                crate::serve::print_config_errors(&errors);
-                return Exit::BadInput;
-            }
+        Some(path) => match crate::config_file::load_or_report(path) {
+            Ok(loaded) => loaded.config.store.path,
+            Err(exit) => return exit,
         },
         None => None,
     };

@@ -11,18 +11,17 @@
 pub mod monitor;
 pub mod runner;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::clock::Clock;
-use pulsecheck_core::config::{self, MonitorConfig};
 use pulsecheck_core::outbox::Outbox;
 use pulsecheck_core::rlimit::{max_concurrency_for, raise_nofile_limit};
 use pulsecheck_core::scheduler::{Scheduler, SchedulerStats};
 use pulsecheck_core::{Engine, EngineSetup};
-use pulsecheck_notify::{spawn_delivery, Channel, Channels, DeliveryConfig, DeliveryStats};
+use pulsecheck_notify::{spawn_delivery, DeliveryConfig, DeliveryStats};
 use pulsecheck_store::{spawn_writer, CheckMeta, Store, WriteEvent, WriterConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -30,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cli::ServeArgs;
+use crate::config_file::{self, Loaded};
 use crate::exit::Exit;
 use monitor::{Active, Monitor};
 use runner::{jobs, EngineRunner};
@@ -46,14 +46,6 @@ pub fn run(args: ServeArgs) -> Exit {
         Err(exit) => return exit,
     };
     runtime.block_on(serve(args))
-}
-
-/// Prints every config error, each with its location and hint.
-pub fn print_config_errors(errors: &[config::ConfigError]) {
-    for error in errors {
-        eprintln!("{error}");
-    }
-    eprintln!("{} error(s); nothing was started", errors.len());
 }
 
 /// `--db`, else the config's `store.path` (relative to the config file), else
@@ -75,25 +67,6 @@ pub fn database_path(cli: Option<&Path>, config_path: Option<&Path>, configured:
     }
 }
 
-/// Builds every channel, so template errors surface before anything starts.
-pub fn build_channels(config: &MonitorConfig) -> Result<Channels, Vec<String>> {
-    let mut channels = HashMap::new();
-    let mut errors = Vec::new();
-    for spec in &config.channels {
-        match Channel::new(spec.clone()) {
-            Ok(channel) => {
-                channels.insert(spec.name.clone(), channel);
-            }
-            Err(e) => errors.push(format!("{}: channel '{}': {e}", config.source.display(), spec.name)),
-        }
-    }
-    if errors.is_empty() {
-        Ok(Arc::new(channels))
-    } else {
-        Err(errors)
-    }
-}
-
 fn check_meta(config: &MonitorConfig) -> Vec<CheckMeta> {
     config
         .checks
@@ -111,21 +84,9 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 async fn serve(args: ServeArgs) -> Exit {
-    let config = match config::load(&args.config) {
-        Ok(config) => config,
-        Err(errors) => {
-            print_config_errors(&errors);
-            return Exit::BadInput;
-        }
-    };
-    let channels = match build_channels(&config) {
-        Ok(channels) => channels,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return Exit::BadInput;
-        }
+    let (config, channels) = match config_file::load_or_report(&args.config) {
+        Ok(loaded) => (loaded.config, loaded.channels),
+        Err(exit) => return exit,
     };
     let db_path = database_path(args.db.as_deref(), Some(&args.config), config.store.path.as_deref());
     let store = match Store::open(&db_path).await {
@@ -265,8 +226,8 @@ async fn serve(args: ServeArgs) -> Exit {
                 "the config file changed"
             }
         };
-        match reload(&args.config) {
-            Ok((config, channels)) => {
+        match config_file::load(&args.config) {
+            Ok(Loaded { config, channels }) => {
                 active_tx.send_replace(Arc::new(Active::new(config.clone())));
                 channels_tx.send_replace(channels);
                 writer
@@ -384,12 +345,6 @@ fn delivery_config(config: &MonitorConfig) -> DeliveryConfig {
         backoff_max: config.delivery.backoff_max,
         ..DeliveryConfig::default()
     }
-}
-
-fn reload(path: &Path) -> Result<(MonitorConfig, Channels), Vec<String>> {
-    let config = config::load(path).map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let channels = build_channels(&config)?;
-    Ok((config, channels))
 }
 
 async fn compact_periodically(store: Store, active: watch::Receiver<Arc<Active>>, stop: CancellationToken) {

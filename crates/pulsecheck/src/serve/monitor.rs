@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use pulsecheck_config::{CheckConfig, MonitorConfig};
 use pulsecheck_core::clock::Clock;
 use pulsecheck_core::conditions;
-use pulsecheck_core::config::{CheckConfig, MonitorConfig};
 use pulsecheck_core::outbox::{AlertEvent, AlertKind, CauseResult};
 use pulsecheck_core::scheduler::Run;
 use pulsecheck_core::state::{self, CheckState, State, Transition};

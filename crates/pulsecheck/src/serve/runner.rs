@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pulsecheck_core::config::{CheckConfig, MonitorConfig};
+use pulsecheck_config::{CheckConfig, MonitorConfig};
 use pulsecheck_core::outbox::BoxFuture;
 use pulsecheck_core::scheduler::{Job, Runner};
 use pulsecheck_core::{CheckResult, Engine};

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use super::Located;
+pub(crate) use pulsecheck_core::text::truncate;
 
 /// A position in the source: 1-based line and column (in characters), and the byte offset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,16 +110,6 @@ impl Node {
             Kind::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v),
             _ => None,
         }
-    }
-}
-
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        let mut out: String = text.chars().take(max).collect();
-        out.push('…');
-        out
     }
 }
 

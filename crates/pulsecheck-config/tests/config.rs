@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use proptest::prelude::*;
+use pulsecheck_config::{self as config, ConfigError, MonitorConfig, Recurrence};
 use pulsecheck_core::channel::{ChannelKind, SmtpSecurity};
 use pulsecheck_core::conditions::Condition;
-use pulsecheck_core::config::{self, ConfigError, MonitorConfig, Recurrence};
 
 fn example(name: &str) -> (PathBuf, String) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name);
@@ -119,9 +119,9 @@ fn the_yaml_example_loads() {
 
     let nightly = &config.maintenance[1];
     let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
-    assert!(nightly.covers(db, at("2026-03-04T02:10:00Z")));
-    assert!(!nightly.covers(db, at("2026-03-04T02:30:00Z")));
-    assert!(!nightly.covers(api, at("2026-03-04T02:10:00Z")));
+    assert!(nightly.covers(&db.name, db.group.as_deref(), at("2026-03-04T02:10:00Z")));
+    assert!(!nightly.covers(&db.name, db.group.as_deref(), at("2026-03-04T02:30:00Z")));
+    assert!(!nightly.covers(&api.name, api.group.as_deref(), at("2026-03-04T02:10:00Z")));
     assert_eq!(
         config.maintenance_for(db, at("2026-03-04T02:10:00Z")).unwrap().name,
         "nightly-backup"

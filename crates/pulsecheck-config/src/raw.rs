@@ -14,7 +14,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize as DeriveDeserialize;
 
 use super::de::{struct_fields, Entries, Spanned, OR_SCALAR};
-use crate::options::StatusMatcher;
+use pulsecheck_core::options::StatusMatcher;
 
 /// The whole file.
 #[derive(Debug, Default, DeriveDeserialize)]
@@ -264,7 +264,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             }
         }
     }
-    crate::options::parse_duration(trimmed).map_err(|e| e.replace("use ms, s, m or h", "use ms, s, m, h or d"))
+    pulsecheck_core::options::parse_duration(trimmed)
+        .map_err(|e| e.replace("use ms, s, m or h", "use ms, s, m, h or d"))
 }
 
 impl<'de> Deserialize<'de> for Dur {

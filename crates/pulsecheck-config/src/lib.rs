@@ -39,14 +39,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub(crate) use tree::truncate;
+pub use pulsecheck_core::maintenance::{MaintenanceWindow, Recurrence};
 pub use tree::Format;
 
-use crate::channel::ChannelSpec;
-use crate::conditions::Condition;
-use crate::options::{CheckOptions, EngineOptions};
-use crate::state::Thresholds;
-use crate::target::Target;
+use pulsecheck_core::channel::ChannelSpec;
+use pulsecheck_core::conditions::Condition;
+use pulsecheck_core::options::{CheckOptions, EngineOptions};
+use pulsecheck_core::state::Thresholds;
+use pulsecheck_core::target::Target;
 
 /// Config files larger than this are refused.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
@@ -76,7 +76,9 @@ impl MonitorConfig {
 
     /// The first maintenance window that covers `check` at `at`, if any.
     pub fn maintenance_for(&self, check: &CheckConfig, at: jiff::Timestamp) -> Option<&MaintenanceWindow> {
-        self.maintenance.iter().find(|w| w.covers(check, at))
+        self.maintenance
+            .iter()
+            .find(|w| w.covers(&check.name, check.group.as_deref(), at))
     }
 }
 
@@ -94,7 +96,7 @@ pub struct CheckConfig {
     /// or headers, and `expect_status` accepts every status when a `status` condition
     /// decides instead.
     pub options: CheckOptions,
-    /// Judged in order on results that are up ([`crate::conditions::evaluate`]).
+    /// Judged in order on results that are up ([`pulsecheck_core::conditions::evaluate`]).
     pub conditions: Vec<Condition>,
     pub thresholds: Thresholds,
     /// Names of channels in [`MonitorConfig::channels`].
@@ -137,78 +139,6 @@ impl Default for StoreConfig {
             path: None,
             raw_days: validate::DEFAULT_RAW_DAYS,
             hourly_days: validate::DEFAULT_HOURLY_DAYS,
-        }
-    }
-}
-
-/// How often a maintenance window repeats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recurrence {
-    /// Every 24 hours from `start`.
-    Daily,
-    /// Every 7 × 24 hours from `start`.
-    Weekly,
-}
-
-impl Recurrence {
-    fn period_nanos(self) -> i128 {
-        let day = 86_400 * 1_000_000_000i128;
-        match self {
-            Recurrence::Daily => day,
-            Recurrence::Weekly => 7 * day,
-        }
-    }
-}
-
-/// A span of time in which alerts are muted (results are still recorded).
-///
-/// One-off: from `start` to `end`. Recurring (`every: daily` or `weekly`): the same span
-/// repeats every 24 h or 7 × 24 h from `start`, for ever. Repetition is in absolute time
-/// (UTC), so a window written in local time shifts by an hour across DST changes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct MaintenanceWindow {
-    pub name: String,
-    pub start: jiff::Timestamp,
-    /// End of the first (or only) occurrence.
-    pub end: jiff::Timestamp,
-    pub every: Option<Recurrence>,
-    /// Checks by name; with `groups`, a check listed in either is covered.
-    pub checks: Option<Vec<String>>,
-    /// Checks by group. `checks` and `groups` both `None`: every check.
-    pub groups: Option<Vec<String>>,
-}
-
-impl MaintenanceWindow {
-    /// Whether the window mutes `check` at `at`.
-    pub fn covers(&self, check: &CheckConfig, at: jiff::Timestamp) -> bool {
-        self.applies_to(check) && self.active_at(at)
-    }
-
-    /// Whether `check` is one of the checks this window is for.
-    pub fn applies_to(&self, check: &CheckConfig) -> bool {
-        if self.checks.is_none() && self.groups.is_none() {
-            return true;
-        }
-        let by_name = self.checks.as_ref().is_some_and(|names| names.contains(&check.name));
-        let by_group = match (&self.groups, &check.group) {
-            (Some(groups), Some(group)) => groups.contains(group),
-            _ => false,
-        };
-        by_name || by_group
-    }
-
-    /// Whether the window (or one of its repetitions) is open at `at`. Start inclusive,
-    /// end exclusive.
-    pub fn active_at(&self, at: jiff::Timestamp) -> bool {
-        let start = self.start.as_nanosecond();
-        let length = self.end.as_nanosecond() - start;
-        let since = at.as_nanosecond() - start;
-        if since < 0 {
-            return false;
-        }
-        match self.every {
-            None => since < length,
-            Some(every) => since % every.period_nanos() < length,
         }
     }
 }
@@ -517,24 +447,27 @@ mod tests {
         let api = check("api", None);
         let db = check("pg", Some("db"));
         let other = check("web", Some("front"));
-        assert!(window.covers(&api, at("2025-06-01T22:00:00Z")));
-        assert!(window.covers(&db, at("2025-06-01T22:59:59Z")));
-        assert!(!window.covers(&other, at("2025-06-01T22:30:00Z")));
-        assert!(!window.covers(&api, at("2025-06-01T23:00:00Z")), "end is exclusive");
-        assert!(!window.covers(&api, at("2025-06-02T22:30:00Z")));
-        assert!(!window.covers(&api, at("2025-06-01T21:59:59Z")));
+        assert!(window.covers(&api.name, api.group.as_deref(), at("2025-06-01T22:00:00Z")));
+        assert!(window.covers(&db.name, db.group.as_deref(), at("2025-06-01T22:59:59Z")));
+        assert!(!window.covers(&other.name, other.group.as_deref(), at("2025-06-01T22:30:00Z")));
+        assert!(
+            !window.covers(&api.name, api.group.as_deref(), at("2025-06-01T23:00:00Z")),
+            "end is exclusive"
+        );
+        assert!(!window.covers(&api.name, api.group.as_deref(), at("2025-06-02T22:30:00Z")));
+        assert!(!window.covers(&api.name, api.group.as_deref(), at("2025-06-01T21:59:59Z")));
 
         window.every = Some(Recurrence::Daily);
-        assert!(window.covers(&api, at("2025-06-05T22:30:00Z")));
-        assert!(!window.covers(&api, at("2025-06-05T21:30:00Z")));
+        assert!(window.covers(&api.name, api.group.as_deref(), at("2025-06-05T22:30:00Z")));
+        assert!(!window.covers(&api.name, api.group.as_deref(), at("2025-06-05T21:30:00Z")));
         window.every = Some(Recurrence::Weekly);
-        assert!(window.covers(&api, at("2025-06-08T22:30:00Z")));
-        assert!(!window.covers(&api, at("2025-06-05T22:30:00Z")));
+        assert!(window.covers(&api.name, api.group.as_deref(), at("2025-06-08T22:30:00Z")));
+        assert!(!window.covers(&api.name, api.group.as_deref(), at("2025-06-05T22:30:00Z")));
 
         window.checks = None;
         window.groups = None;
         assert!(
-            window.covers(&other, at("2025-06-08T22:30:00Z")),
+            window.covers(&other.name, other.group.as_deref(), at("2025-06-08T22:30:00Z")),
             "no lists: every check"
         );
     }

@@ -17,12 +17,12 @@ use super::raw::*;
 use super::suggest;
 use super::tree::{Kind, Loc, Node};
 use super::{CheckConfig, DeliveryConfig, Located, MaintenanceWindow, MonitorConfig, Recurrence, StoreConfig};
-use crate::channel::{ChannelKind, ChannelSpec, SmtpSecurity, SmtpSettings, DEFAULT_DELIVERY_TIMEOUT};
-use crate::conditions::{Condition, JsonExpect};
-use crate::options::{CheckOptions, EngineOptions, StatusMatcher};
-use crate::result::ProbeKind;
-use crate::state::Thresholds;
-use crate::target::{Target, TargetSpec};
+use pulsecheck_core::channel::{ChannelKind, ChannelSpec, SmtpSecurity, SmtpSettings, DEFAULT_DELIVERY_TIMEOUT};
+use pulsecheck_core::conditions::{Condition, JsonExpect};
+use pulsecheck_core::options::{CheckOptions, EngineOptions, StatusMatcher};
+use pulsecheck_core::result::ProbeKind;
+use pulsecheck_core::state::Thresholds;
+use pulsecheck_core::target::{Target, TargetSpec};
 
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -306,7 +306,9 @@ fn check_config(
         }
     }
     let timeout = pick(&c.timeout, d(|r| &r.timeout));
-    let timeout_value = timeout.value.map_or(crate::options::DEFAULT_TIMEOUT, |t| t.value.0);
+    let timeout_value = timeout
+        .value
+        .map_or(pulsecheck_core::options::DEFAULT_TIMEOUT, |t| t.value.0);
     if timeout_value.is_zero() {
         if let Some(t) = timeout.value {
             v.error(t.loc, "timeout must be more than 0", None);
@@ -427,8 +429,9 @@ fn check_config(
                     Some(format!(
                         "{scheme_desc}; {}",
                         match condition.reason() {
-                            crate::Reason::Certificate => "certificate conditions need an https:// or tls:// target",
-                            crate::Reason::Dns => "DNS conditions need a dns:// target",
+                            pulsecheck_core::Reason::Certificate =>
+                                "certificate conditions need an https:// or tls:// target",
+                            pulsecheck_core::Reason::Dns => "DNS conditions need a dns:// target",
                             _ => "status, body, JSON and header conditions need an http:// or https:// target",
                         }
                     )),
@@ -1346,7 +1349,7 @@ fn recurrence(every: Every) -> Recurrence {
 }
 
 fn human(duration: Duration) -> String {
-    crate::probe::human(duration)
+    pulsecheck_core::probe::human(duration)
 }
 
 #[cfg(test)]
