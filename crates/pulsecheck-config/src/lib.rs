@@ -46,6 +46,7 @@ pub use tree::Format;
 
 use pulsecheck_core::channel::ChannelSpec;
 use pulsecheck_core::conditions::Condition;
+use pulsecheck_core::monitor::{MonitoredCheck, Policy};
 use pulsecheck_core::options::{CheckOptions, EngineOptions};
 use pulsecheck_core::state::Thresholds;
 use pulsecheck_core::target::Target;
@@ -74,6 +75,24 @@ impl MonitorConfig {
 
     pub fn channel(&self, name: &str) -> Option<&ChannelSpec> {
         self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// What the monitor needs: each check's thresholds, channels and reminder, and the
+    /// maintenance windows.
+    pub fn policy(&self) -> Policy {
+        let checks = self
+            .checks
+            .iter()
+            .map(|c| MonitoredCheck {
+                name: c.name.clone(),
+                group: c.group.clone(),
+                target: c.target.input.clone(),
+                thresholds: c.thresholds,
+                channels: c.channels.clone(),
+                reminder: c.reminder,
+            })
+            .collect();
+        Policy::new(checks, self.maintenance.clone())
     }
 
     /// The first maintenance window that covers `check` at `at`, if any.

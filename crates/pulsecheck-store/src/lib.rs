@@ -5,12 +5,15 @@
 //!   ([`Store::load_states`]), reports [`Store::status`], reads history, compacts old
 //!   results into hourly aggregates ([`Store::compact`]) and implements the
 //!   [`pulsecheck_core::outbox::Outbox`] that delivery workers drain.
-//! - [`spawn_writer`] starts the one task that writes: probes hand it [`WriteEvent`]s
-//!   through a bounded channel ([`WriterHandle::send`]); it commits them in batches, each
-//!   batch one `BEGIN IMMEDIATE` transaction, retries a failed batch until it commits,
-//!   and wakes the delivery workers after commits that added notifications.
-//! - A state transition and the notifications it causes are written in one transaction,
-//!   so an alert is never lost between "the check went down" and "someone was told".
+//! - [`Store`] implements [`pulsecheck_core::storage::Storage`], the trait the monitor
+//!   writes through; [`spawn_writer`] starts core's batched writer on it: the monitor
+//!   hands it [`WriteEvent`]s through a bounded channel ([`WriterHandle::send`]); it
+//!   commits them in batches, each batch one `BEGIN IMMEDIATE` transaction, retries a
+//!   failed batch until it commits, and wakes the delivery workers after commits that
+//!   added notifications.
+//! - A run's result, the check's new state, the transition and the notifications it
+//!   causes are one event, written in one transaction, so an alert is never lost between
+//!   "the check went down" and "someone was told".
 //!
 //! Timestamps are stored as unix milliseconds, durations as fractional milliseconds.
 
@@ -20,16 +23,17 @@ mod compact;
 mod error;
 mod outbox;
 mod read;
+mod storage;
 mod store;
 mod time;
 mod write;
-mod writer;
 
 pub use compact::CompactReport;
 pub use error::StoreError;
+pub use pulsecheck_core::storage::{CheckMeta, RunRecord, WriteEvent};
+pub use pulsecheck_core::writer::{WriterConfig, WriterHandle, WriterStats};
 pub use read::{
     CheckStatus, HourlyAggregate, Incident, NotificationFilter, NotificationRecord, StoredResult, StoredTransition,
 };
+pub use storage::spawn_writer;
 pub use store::{Store, StoreOptions};
-pub use write::{CheckMeta, WriteEvent};
-pub use writer::{spawn_writer, WriterConfig, WriterHandle, WriterStats};

@@ -2,75 +2,13 @@
 
 use pulsecheck_core::outbox::AlertEvent;
 use pulsecheck_core::state::{CheckState, State, Transition};
+use pulsecheck_core::storage::{idempotency_key, WriteEvent};
 use pulsecheck_core::CheckResult;
 use sqlx::SqliteConnection;
 
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::time::{duration_ms, to_ms};
-
-/// A configured check's metadata, upserted on start and on every reload.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckMeta {
-    pub name: String,
-    pub group: Option<String>,
-    pub target: String,
-}
-
-/// One unit of work for the writer. Events are applied in the order they were sent.
-// Results are nearly every event, so boxing the large variant would add an allocation
-// per result and save nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
-pub enum WriteEvent {
-    /// A finished check: inserts the result row and upserts the check's state (and its
-    /// latest-result columns).
-    Result {
-        check: String,
-        result: CheckResult,
-        state: CheckState,
-    },
-    /// A change of state: inserts the transition, opens (to down) or closes (from down)
-    /// the incident, inserts one outbox row per `(channel, event)` and upserts the state,
-    /// all in the same transaction. A notification whose idempotency key already exists
-    /// is ignored. An empty key is replaced by `{check}:{transition id}:{channel}`.
-    Transition {
-        check: String,
-        transition: Transition,
-        state: CheckState,
-        notifications: Vec<(String, AlertEvent)>,
-    },
-    /// Notifications without a transition: reminders and test messages. An empty
-    /// idempotency key is replaced by `{check}:{kind}:{at ms}:{channel}`.
-    Notify { notifications: Vec<(String, AlertEvent)> },
-    /// Upserts metadata of the configured checks. With `retire_others`, every other known
-    /// check is marked inactive (removed from the config; its history stays) and listed
-    /// ones are marked active again.
-    RegisterChecks {
-        checks: Vec<CheckMeta>,
-        retire_others: bool,
-    },
-}
-
-impl WriteEvent {
-    pub(crate) fn adds_notifications(&self) -> bool {
-        match self {
-            WriteEvent::Transition { notifications, .. } | WriteEvent::Notify { notifications } => {
-                !notifications.is_empty()
-            }
-            WriteEvent::Result { .. } | WriteEvent::RegisterChecks { .. } => false,
-        }
-    }
-
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            WriteEvent::Result { .. } => "result",
-            WriteEvent::Transition { .. } => "transition",
-            WriteEvent::Notify { .. } => "notify",
-            WriteEvent::RegisterChecks { .. } => "register_checks",
-        }
-    }
-}
 
 impl Store {
     /// Applies `events` in order in one `BEGIN IMMEDIATE` transaction: either all of
@@ -88,20 +26,17 @@ impl Store {
 
     async fn apply(&self, conn: &mut SqliteConnection, event: &WriteEvent, now: i64) -> Result<(), StoreError> {
         match event {
-            WriteEvent::Result { check, result, state } => {
-                self.upsert_state(conn, check, Some(result), state, now).await?;
-                self.insert_result(conn, check, result).await
-            }
-            WriteEvent::Transition {
-                check,
-                transition,
-                state,
-                notifications,
-            } => {
-                self.upsert_state(conn, check, None, state, now).await?;
-                let id = self.insert_transition(conn, check, transition).await?;
-                for (channel, event) in notifications {
-                    self.insert_notification(conn, channel, event, Some(id), now).await?;
+            WriteEvent::Run(run) => {
+                self.upsert_state(conn, &run.check, Some(&run.result), &run.state, now)
+                    .await?;
+                self.insert_result(conn, &run.check, &run.result).await?;
+                let transition_id = match &run.transition {
+                    Some(transition) => Some(self.insert_transition(conn, &run.check, transition).await?),
+                    None => None,
+                };
+                for (channel, event) in &run.notifications {
+                    self.insert_notification(conn, channel, event, transition_id, now)
+                        .await?;
                 }
                 Ok(())
             }
@@ -299,10 +234,7 @@ impl Store {
         let keyed;
         let event = if event.idempotency_key.is_empty() {
             let mut e = event.clone();
-            e.idempotency_key = match transition_id {
-                Some(id) => format!("{}:{id}:{channel}", e.check),
-                None => format!("{}:{}:{}:{channel}", e.check, e.kind.as_str(), to_ms(e.at)),
-            };
+            e.idempotency_key = idempotency_key(&e, transition_id.and_then(|id| u64::try_from(id).ok()), channel);
             keyed = e;
             &keyed
         } else {

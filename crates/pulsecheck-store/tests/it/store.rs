@@ -244,14 +244,14 @@ async fn load_states_round_trips() {
 
     let states = store.load_states().await.unwrap();
     assert_eq!(states.len(), 3);
-    let WriteEvent::Transition { state: db_state, .. } = &events[2] else {
+    let WriteEvent::Run(db) = &events[2] else {
         unreachable!()
     };
-    assert_eq!(&states["db"], db_state);
-    let WriteEvent::Result { state: api_state, .. } = &events[0] else {
+    assert_eq!(states["db"], db.state);
+    let WriteEvent::Run(api) = &events[0] else {
         unreachable!()
     };
-    assert_eq!(&states["api"], api_state);
+    assert_eq!(states["api"], api.state);
     assert_eq!(states["api"].streak.len(), 1);
     assert_eq!(states["cache"].since, Some(ts(0)));
 }
@@ -264,7 +264,6 @@ async fn incidents_open_on_down_and_close_on_up_and_status_shows_them() {
         .write(
             &[
                 register(&["api", "db"]),
-                result_event("api", Outcome::Down, ts(100), 5_000),
                 transition("api", State::Up, State::Down, ts(100), &["hook"]),
                 result_event("db", Outcome::Up, ts(101), 7),
             ],
@@ -292,7 +291,7 @@ async fn incidents_open_on_down_and_close_on_up_and_status_shows_them() {
     assert_eq!(api.last_outcome, Some(Outcome::Down));
     assert_eq!(api.last_reason, Some(pulsecheck_core::Reason::Timeout));
     assert_eq!(api.last_error.as_deref(), Some("no answer within 5 s"));
-    assert_eq!(api.last_duration_ms, Some(5_000.0));
+    assert_eq!(api.last_duration_ms, Some(12.0), "the run that caused the transition");
     assert_eq!(api.last_result_at, Some(ts(100)));
     assert_eq!(api.open_incident_since, Some(ts(100)));
     assert_eq!(api.pending_notifications, 1);
@@ -315,10 +314,15 @@ async fn incidents_open_on_down_and_close_on_up_and_status_shows_them() {
     assert_eq!(store.status().await.unwrap()[0].open_incident_since, None);
 
     let history = store.results("api", 10).await.unwrap();
-    assert_eq!(history.len(), 1);
-    assert_eq!(history[0].http_status, None);
-    assert_eq!(history[0].dns_ms, Some(1.5));
-    assert_eq!(history[0].queue_ms, 0.25);
+    assert_eq!(
+        history.len(),
+        2,
+        "the run that opened the incident and the one that closed it"
+    );
+    let down = history.iter().find(|r| r.started_at == ts(100)).unwrap();
+    assert_eq!(down.http_status, None);
+    assert_eq!(down.dns_ms, Some(1.5));
+    assert_eq!(down.queue_ms, 0.25);
 }
 
 #[tokio::test]

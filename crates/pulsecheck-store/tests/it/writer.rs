@@ -112,12 +112,12 @@ async fn dropping_every_handle_mid_stream_commits_everything_sent() {
         producers.spawn(async move {
             let check = format!("check-{p}");
             for i in 0..2_000 {
-                writer.send(result_event(&check, Outcome::Up, ts(i), 10)).await;
-                if i == 1_000 {
-                    writer
-                        .send(transition(&check, State::Unknown, State::Up, ts(i), &["hook"]))
-                        .await;
-                }
+                let event = if i == 1_000 {
+                    transition(&check, State::Unknown, State::Up, ts(i), &["hook"])
+                } else {
+                    result_event(&check, Outcome::Up, ts(i), 10)
+                };
+                writer.send(event).await;
             }
             // The clone drops here, mid-way through the writer's backlog.
         });
@@ -213,10 +213,69 @@ async fn a_failing_batch_is_retried_until_it_commits() {
 
     side_sql(store.path(), "DROP TRIGGER fail_results").await;
     timeout(DEADLINE, writer.flush()).await.unwrap();
-    assert_eq!(store.result_count(None).await.unwrap(), 50);
+    assert_eq!(
+        store.result_count(None).await.unwrap(),
+        51,
+        "50 runs and the one that caused the transition"
+    );
     assert_eq!(store.transitions(None, 10).await.unwrap().len(), 1);
     let stats = writer.stats();
     assert_eq!((stats.events, stats.poisoned), (51, 0), "{stats:?}");
+    close(&writer).await;
+}
+
+/// A run's result, the check's new state, the transition and its notification are one
+/// write. A failure after the result is written (here: inserting the notification, the
+/// last statement of the run) rolls all of it back, so a crash at that moment restarts
+/// the daemon with the check's old state and it derives the transition again; once the
+/// fault clears everything is there, the alert included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_between_a_result_and_its_alert_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store.write(&[register(&["api"])], ts(0)).await.unwrap();
+    side_sql(
+        store.path(),
+        "CREATE TRIGGER fail_notifications BEFORE INSERT ON notifications
+         BEGIN SELECT RAISE(ABORT, 'crash between the result and its alert'); END",
+    )
+    .await;
+    let tasks = TaskTracker::new();
+    let writer = spawn_writer(store.clone(), &tasks, config());
+    writer.send(result_event("api", Outcome::Up, ts(1), 10)).await;
+    writer
+        .send(transition("api", State::Up, State::Down, ts(2), &["hook"]))
+        .await;
+    let failing = async {
+        while writer.stats().failed_attempts < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    timeout(DEADLINE, failing).await.unwrap();
+    // What a restart at this moment would find: none of the run that failed.
+    assert_eq!(store.result_count(None).await.unwrap(), 0);
+    assert!(store.transitions(None, 10).await.unwrap().is_empty());
+    assert!(store.incidents(None).await.unwrap().is_empty());
+    let states = store.load_states().await.unwrap();
+    assert_ne!(states.get("api").map(|s| s.state), Some(State::Down), "{states:?}");
+    assert!(store
+        .notifications(&NotificationFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+
+    side_sql(store.path(), "DROP TRIGGER fail_notifications").await;
+    timeout(DEADLINE, writer.flush()).await.unwrap();
+    assert_eq!(store.result_count(None).await.unwrap(), 2);
+    assert_eq!(store.load_states().await.unwrap()["api"].state, State::Down);
+    let transitions = store.transitions(None, 10).await.unwrap();
+    assert_eq!(transitions.len(), 1);
+    assert_eq!(store.incidents(Some("api")).await.unwrap().len(), 1);
+    let alerts = store.notifications(&NotificationFilter::default()).await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].channel, "hook");
+    let stats = writer.stats();
+    assert_eq!(stats.poisoned, 0, "{stats:?}");
     close(&writer).await;
 }
 
@@ -279,7 +338,11 @@ async fn reopening_after_the_writer_closes_keeps_everything() {
     assert!(reopened.integrity_check().await.unwrap());
     assert_eq!(reopened.load_states().await.unwrap(), states);
     assert_eq!(reopened.status().await.unwrap(), status);
-    assert_eq!(reopened.result_count(None).await.unwrap(), 200);
+    assert_eq!(
+        reopened.result_count(None).await.unwrap(),
+        201,
+        "200 runs and the one with the transition"
+    );
     assert_eq!(reopened.incidents(Some("db")).await.unwrap().len(), 1);
     let notifications = reopened.notifications(&NotificationFilter::default()).await.unwrap();
     assert_eq!(notifications.len(), 3);

@@ -8,7 +8,6 @@
 //! flight finish within their deadlines, commit every result and outbox row, let
 //! delivery attempts in flight finish, and exit; a second signal exits at once.
 
-pub mod monitor;
 pub mod runner;
 
 use std::path::{Path, PathBuf};
@@ -17,10 +16,10 @@ use std::time::{Duration, SystemTime};
 
 use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::clock::Clock;
+use pulsecheck_core::monitor::Monitor;
 use pulsecheck_core::outbox::Outbox;
-use pulsecheck_core::rlimit::{max_concurrency_for, raise_nofile_limit};
 use pulsecheck_core::scheduler::{Scheduler, SchedulerStats};
-use pulsecheck_core::{Engine, EngineSetup};
+use pulsecheck_core::Engine;
 use pulsecheck_notify::{spawn_delivery, DeliveryConfig, DeliveryStats};
 use pulsecheck_store::{spawn_writer, CheckMeta, Store, WriteEvent, WriterConfig};
 use tokio::signal::unix::{signal, SignalKind};
@@ -31,7 +30,6 @@ use tokio_util::task::TaskTracker;
 use crate::cli::ServeArgs;
 use crate::config_file::{self, Loaded};
 use crate::exit::Exit;
-use monitor::{Active, Monitor};
 use runner::{jobs, EngineRunner};
 
 /// How often the config file's modification time is compared, for reload on change.
@@ -96,45 +94,19 @@ async fn serve(args: ServeArgs) -> Exit {
             return Exit::BadInput;
         }
     };
-    let mut limits = config.limits.clone();
-    if let Ok(nofile) = raise_nofile_limit() {
-        let max = max_concurrency_for(nofile);
-        if limits.concurrency > max {
-            tracing::warn!(
-                from = limits.concurrency,
-                to = max,
-                "concurrency lowered to fit the open-file limit"
-            );
-            limits.concurrency = max;
-        }
-    }
-    let nameserver = match args
-        .nameserver
-        .as_deref()
-        .map(pulsecheck_core::target::parse_server)
-        .transpose()
-    {
-        Ok(ns) => ns,
-        Err(m) => {
-            eprintln!("error: --nameserver: {m}");
+    let setup = match crate::setup::engine_setup(
+        config.limits.clone(),
+        args.nameserver.as_deref(),
+        args.cacert.as_deref(),
+        |note| tracing::warn!("{note}"),
+    ) {
+        Ok(setup) => setup,
+        Err(message) => {
+            eprintln!("error: {message}");
             return Exit::BadInput;
         }
     };
-    let extra_ca = match &args.cacert {
-        Some(path) => match pulsecheck_core::tls::load_pem_certificates(path) {
-            Ok(certs) => certs,
-            Err(e) => {
-                eprintln!("error: --cacert {e}");
-                return Exit::BadInput;
-            }
-        },
-        None => Vec::new(),
-    };
-    let engine = match Engine::new(EngineSetup {
-        limits,
-        nameserver,
-        extra_ca,
-    }) {
+    let engine = match Engine::new(setup) {
         Ok(engine) => Arc::new(engine),
         Err(e) => {
             eprintln!("error: {e}");
@@ -183,9 +155,10 @@ async fn serve(args: ServeArgs) -> Exit {
     let abort = CancellationToken::new();
     let (runs_tx, runs_rx) = mpsc::channel(16_384);
     let mut scheduler = Scheduler::new(Arc::new(EngineRunner { engine }), runs_tx, stop.clone(), abort.clone());
-    let (active_tx, active_rx) = watch::channel(Arc::new(Active::new(config.clone())));
+    let (policy_tx, policy_rx) = watch::channel(Arc::new(config.policy()));
+    let (active_tx, active_rx) = watch::channel(Arc::new(config.clone()));
     let pipeline = TaskTracker::new();
-    pipeline.spawn(Monitor::new(active_rx.clone(), states, writer.clone(), clock.clone()).run(runs_rx));
+    pipeline.spawn(Monitor::new(policy_rx, states, writer.clone(), clock.clone()).run(runs_rx));
     background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));
     background.spawn(log_stats_periodically(
         scheduler.stats(),
@@ -201,9 +174,17 @@ async fn serve(args: ServeArgs) -> Exit {
         "pulsecheck serve started"
     );
 
-    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
+    // The first SIGINT/SIGTERM cancels `shutdown`; a second one exits at once. The
+    // watcher's tracker is never waited on: it ends with the process.
+    let shutdown = CancellationToken::new();
+    let signal_watch = TaskTracker::new();
+    let (Ok(()), Ok(mut hangup)) = (
+        crate::signals::watch(
+            shutdown.clone(),
+            CancellationToken::new(),
+            &signal_watch,
+            "shutting down: no new checks; waiting for checks in flight (signal again to exit now)",
+        ),
         signal(SignalKind::hangup()),
     ) else {
         eprintln!("error: cannot install signal handlers");
@@ -214,8 +195,7 @@ async fn serve(args: ServeArgs) -> Exit {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let why = tokio::select! {
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
+            () = shutdown.cancelled() => break,
             _ = hangup.recv() => "SIGHUP",
             _ = poll.tick() => {
                 let now = modified(&args.config);
@@ -228,7 +208,8 @@ async fn serve(args: ServeArgs) -> Exit {
         };
         match config_file::load(&args.config) {
             Ok(Loaded { config, channels }) => {
-                active_tx.send_replace(Arc::new(Active::new(config.clone())));
+                policy_tx.send_replace(Arc::new(config.policy()));
+                active_tx.send_replace(Arc::new(config.clone()));
                 channels_tx.send_replace(channels);
                 writer
                     .send(WriteEvent::RegisterChecks {
@@ -255,18 +236,7 @@ async fn serve(args: ServeArgs) -> Exit {
         }
     }
 
-    // A second signal exits at once, whatever is still running. Its tracker is never
-    // waited on: the watcher ends with the process.
-    let second_signal = TaskTracker::new();
-    second_signal.spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        eprintln!("second signal: exiting now");
-        std::process::exit(Exit::Interrupted as i32);
-    });
-    tracing::info!("shutting down: no new checks; waiting for checks in flight (signal again to exit now)");
+    tracing::info!("shutting down");
     let scheduler_stats = scheduler.stats();
     scheduler.shutdown().await;
     drop(scheduler);
@@ -347,7 +317,7 @@ fn delivery_config(config: &MonitorConfig) -> DeliveryConfig {
     }
 }
 
-async fn compact_periodically(store: Store, active: watch::Receiver<Arc<Active>>, stop: CancellationToken) {
+async fn compact_periodically(store: Store, active: watch::Receiver<Arc<MonitorConfig>>, stop: CancellationToken) {
     let mut every = tokio::time::interval(COMPACT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -357,7 +327,7 @@ async fn compact_periodically(store: Store, active: watch::Receiver<Arc<Active>>
         }
         let (raw_days, hourly_days) = {
             let active = active.borrow();
-            (active.config.store.raw_days, active.config.store.hourly_days)
+            (active.store.raw_days, active.store.hourly_days)
         };
         match store.compact(jiff::Timestamp::now(), raw_days, hourly_days).await {
             Ok(report) => tracing::debug!(?report, "compacted the store"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pulsecheck_core::outbox::{AlertEvent, AlertKind, CauseResult};
 use pulsecheck_core::state::{CheckState, State, Transition};
 use pulsecheck_core::{CheckResult, Outcome, ProbeKind, Reason};
-use pulsecheck_store::{CheckMeta, Store, WriteEvent};
+use pulsecheck_store::{CheckMeta, RunRecord, Store, WriteEvent};
 use sqlx::Connection;
 
 /// 2026-01-01T00:00:00Z plus `seconds`.
@@ -67,8 +67,8 @@ pub fn alert(check: &str, key: &str, kind: AlertKind, at: jiff::Timestamp) -> Al
     }
 }
 
-/// A transition of `check` at `at` with one notification per channel, keyed
-/// `{check}:{to}:{seconds}:{channel}`.
+/// A run of `check` at `at` that caused a transition, with one notification per
+/// channel, keyed `{check}:{to}:{seconds}:{channel}`.
 pub fn transition(check: &str, from: State, to: State, at: jiff::Timestamp, channels: &[&str]) -> WriteEvent {
     let outcome = if to == State::Down { Outcome::Down } else { Outcome::Up };
     let kind = if to == State::Down {
@@ -77,14 +77,15 @@ pub fn transition(check: &str, from: State, to: State, at: jiff::Timestamp, chan
         AlertKind::Resolved
     };
     let streak = vec![cause(outcome, at)];
-    WriteEvent::Transition {
+    WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
-        transition: Transition {
+        result: result(check, outcome, at, 12),
+        transition: Some(Transition {
             from,
             to,
             at,
             cause: streak.clone(),
-        },
+        }),
         state: state(to, Some(at), streak),
         notifications: channels
             .iter()
@@ -93,16 +94,18 @@ pub fn transition(check: &str, from: State, to: State, at: jiff::Timestamp, chan
                 (channel.to_string(), alert(check, &key, kind, at))
             })
             .collect(),
-    }
+    }))
 }
 
 pub fn result_event(check: &str, outcome: Outcome, at: jiff::Timestamp, duration_ms: u64) -> WriteEvent {
     let s = if outcome == Outcome::Up { State::Up } else { State::Down };
-    WriteEvent::Result {
+    WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
         result: result(check, outcome, at, duration_ms),
         state: state(s, Some(ts(0)), vec![cause(outcome, at)]),
-    }
+        transition: None,
+        notifications: Vec::new(),
+    }))
 }
 
 pub fn register(names: &[&str]) -> WriteEvent {

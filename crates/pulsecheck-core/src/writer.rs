@@ -4,15 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pulsecheck_core::clock::Clock;
-use pulsecheck_core::LatencyHistogram;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::Store;
-use crate::write::WriteEvent;
+use crate::clock::Clock;
+use crate::latency::LatencyHistogram;
+use crate::storage::{Storage, WriteEvent};
 
 /// How the writer batches and retries.
 #[derive(Clone, Debug)]
@@ -109,7 +108,7 @@ struct StatsData {
 /// Starts the writer on `tasks`. It runs until every [`WriterHandle`] is dropped, the
 /// handle is closed, or `config.shutdown` is cancelled, and in each case commits every
 /// accepted event before it exits.
-pub fn spawn_writer(store: Store, tasks: &TaskTracker, config: WriterConfig) -> WriterHandle {
+pub fn spawn_writer(store: Arc<dyn Storage>, tasks: &TaskTracker, config: WriterConfig) -> WriterHandle {
     let (tx, rx) = mpsc::channel(config.capacity.max(1));
     let (commit_seq, _) = watch::channel(0);
     let shared = Arc::new(Shared {
@@ -228,7 +227,7 @@ impl WriterHandle {
 }
 
 struct Writer {
-    store: Store,
+    store: Arc<dyn Storage>,
     rx: mpsc::Receiver<WriteEvent>,
     shared: Arc<Shared>,
     close: CancellationToken,
@@ -272,7 +271,7 @@ impl Writer {
             self.commit(&batch).await;
             batch.clear();
         }
-        tracing::debug!(path = %self.store.path().display(), "store writer finished");
+        tracing::debug!(store = %self.store.location(), "store writer finished");
     }
 
     /// Commits `events` in one transaction, retrying until it succeeds. Never gives up
@@ -300,7 +299,7 @@ impl Writer {
                 // Wake `flush` callers: the skipped event counts as processed.
                 self.shared.commit_seq.send_modify(|seq| *seq += 1);
                 tracing::error!(
-                    path = %self.store.path().display(),
+                    store = %self.store.location(),
                     kind = event.kind(),
                     "store writer: skipping an event that fails on every attempt: {event:?}"
                 );
@@ -329,7 +328,7 @@ impl Writer {
                         .unwrap_or_else(|p| p.into_inner())
                         .stats
                         .failed_attempts += 1;
-                    if !error.is_transient() {
+                    if !error.transient {
                         permanent_failures += 1;
                         if permanent_failures >= self.config.isolate_after.max(1) {
                             tracing::error!(events = events.len(), "store writer: batch failed: {error}");

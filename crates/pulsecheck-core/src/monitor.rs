@@ -1,0 +1,496 @@
+//! The monitor: turns each finished run into state. The state machine applies the
+//! check's thresholds; a change of state becomes a transition with one notification per
+//! channel (none while a maintenance window mutes the check); a check that stays down
+//! re-alerts every `reminder`. Everything one run causes goes to the store's writer as
+//! one [`WriteEvent::Run`], so it is committed in one transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::maintenance::MaintenanceWindow;
+use crate::outbox::{AlertEvent, AlertKind, CauseResult};
+use crate::scheduler::Run;
+use crate::state::{self, CheckState, State, Thresholds, Transition};
+use crate::storage::{RunRecord, WriteEvent};
+use crate::writer::WriterHandle;
+
+/// What the monitor needs to know of one check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitoredCheck {
+    /// Unique; the identity of a check across reloads.
+    pub name: String,
+    pub group: Option<String>,
+    /// The target as written, for notifications.
+    pub target: String,
+    pub thresholds: Thresholds,
+    /// Names of the channels to notify.
+    pub channels: Vec<String>,
+    /// Re-alert this often while down; `None` for no reminders.
+    pub reminder: Option<Duration>,
+}
+
+/// The checks and maintenance windows in force. Replaced as a whole on reload.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    checks: Vec<MonitoredCheck>,
+    by_name: HashMap<String, usize>,
+    maintenance: Vec<MaintenanceWindow>,
+}
+
+impl Policy {
+    pub fn new(checks: Vec<MonitoredCheck>, maintenance: Vec<MaintenanceWindow>) -> Policy {
+        let by_name = checks.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        Policy {
+            checks,
+            by_name,
+            maintenance,
+        }
+    }
+
+    pub fn check(&self, name: &str) -> Option<&MonitoredCheck> {
+        self.by_name.get(name).map(|i| &self.checks[*i])
+    }
+
+    /// The maintenance window that mutes `check` at `at`, if any.
+    pub fn maintenance_for(&self, check: &MonitoredCheck, at: jiff::Timestamp) -> Option<&MaintenanceWindow> {
+        self.maintenance
+            .iter()
+            .find(|w| w.covers(&check.name, check.group.as_deref(), at))
+    }
+
+    fn muted(&self, check: &MonitoredCheck, at: jiff::Timestamp) -> bool {
+        self.maintenance_for(check, at).is_some()
+    }
+}
+
+pub struct Monitor {
+    policy: watch::Receiver<Arc<Policy>>,
+    states: HashMap<String, CheckState>,
+    writer: WriterHandle,
+    clock: Clock,
+    /// When each down check last alerted, for reminders.
+    last_alert: HashMap<String, jiff::Timestamp>,
+}
+
+impl Monitor {
+    /// A monitor that resumes from the persisted `states`.
+    pub fn new(
+        policy: watch::Receiver<Arc<Policy>>,
+        states: HashMap<String, CheckState>,
+        writer: WriterHandle,
+        clock: Clock,
+    ) -> Monitor {
+        // After a restart, reminders count from now rather than firing at once.
+        let now = clock.now();
+        let last_alert = states
+            .iter()
+            .filter(|(_, s)| s.state == State::Down)
+            .map(|(name, _)| (name.clone(), now))
+            .collect();
+        Monitor {
+            policy,
+            states,
+            writer,
+            clock,
+            last_alert,
+        }
+    }
+
+    /// Runs until the scheduler closes the channel, then returns.
+    pub async fn run(mut self, mut runs: mpsc::Receiver<Run>) {
+        while let Some(run) = runs.recv().await {
+            if let Some(record) = self.handle(run) {
+                self.writer.send(WriteEvent::Run(Box::new(record))).await;
+            }
+        }
+    }
+
+    /// Folds one run into the check's state and returns what to write. A run of a check
+    /// removed by a reload is dropped.
+    pub fn handle(&mut self, run: Run) -> Option<RunRecord> {
+        let policy = self.policy.borrow().clone();
+        let check = policy.check(&run.check)?;
+        let mut result = run.result;
+        // The conditions have run; the captured response is not stored.
+        result.response = None;
+        let cause = CauseResult {
+            at: result.started_at,
+            outcome: result.outcome,
+            reason: result.reason,
+            error: result.error.clone(),
+            duration_ms: result.duration_ms.as_secs_f64() * 1000.0,
+        };
+        let previous = self.states.get(&check.name).cloned().unwrap_or_default();
+        let (next, transition) = state::step(&previous, cause, check.thresholds);
+        let notifications = match &transition {
+            Some(transition) => self.on_transition(&policy, check, transition),
+            None => self.reminders(&policy, check, &next),
+        };
+        self.states.insert(check.name.clone(), next.clone());
+        Some(RunRecord {
+            check: check.name.clone(),
+            result,
+            state: next,
+            transition,
+            notifications,
+        })
+    }
+
+    /// The current state of every check seen so far.
+    pub fn states(&self) -> &HashMap<String, CheckState> {
+        &self.states
+    }
+
+    fn on_transition(
+        &mut self,
+        policy: &Policy,
+        check: &MonitoredCheck,
+        transition: &Transition,
+    ) -> Vec<(String, AlertEvent)> {
+        let muted = policy.muted(check, transition.at);
+        let kind = match (transition.from, transition.to) {
+            (_, State::Down) => Some(AlertKind::Down),
+            (State::Down, State::Up) => Some(AlertKind::Resolved),
+            // Unknown → up is how every check starts: nothing to tell anyone.
+            _ => None,
+        };
+        let notifications = match kind {
+            Some(kind) if !muted => events(check, kind, transition),
+            _ => Vec::new(),
+        };
+        if kind == Some(AlertKind::Down) && !muted {
+            self.last_alert.insert(check.name.clone(), transition.at);
+        }
+        tracing::info!(
+            check = %check.name,
+            from = %transition.from,
+            to = %transition.to,
+            notifications = notifications.len(),
+            muted,
+            "state changed"
+        );
+        notifications
+    }
+
+    fn reminders(&mut self, policy: &Policy, check: &MonitoredCheck, state: &CheckState) -> Vec<(String, AlertEvent)> {
+        let Some(every) = check.reminder else {
+            return Vec::new();
+        };
+        if state.state != State::Down {
+            return Vec::new();
+        }
+        let now = self.clock.now();
+        let due = match self.last_alert.get(&check.name) {
+            Some(last) => now.duration_since(*last) >= jiff::SignedDuration::try_from(every).unwrap_or_default(),
+            None => true,
+        };
+        if !due || policy.muted(check, now) {
+            return Vec::new();
+        }
+        self.last_alert.insert(check.name.clone(), now);
+        let transition = Transition {
+            from: State::Down,
+            to: State::Down,
+            at: now,
+            cause: state.streak.clone(),
+        };
+        events(check, AlertKind::Reminder, &transition)
+    }
+}
+
+/// One event per channel of the check. The idempotency key is left empty: the store
+/// derives it from the transition's row id, which is stable across retries and restarts.
+fn events(check: &MonitoredCheck, kind: AlertKind, transition: &Transition) -> Vec<(String, AlertEvent)> {
+    let last = transition.cause.last();
+    check
+        .channels
+        .iter()
+        .map(|channel| {
+            let event = AlertEvent {
+                idempotency_key: String::new(),
+                kind,
+                check: check.name.clone(),
+                group: check.group.clone(),
+                target: check.target.clone(),
+                from: transition.from.as_str().to_owned(),
+                to: transition.to.as_str().to_owned(),
+                at: transition.at,
+                reason: last.and_then(|c| c.reason),
+                error: last.and_then(|c| c.error.clone()),
+                cause: transition.cause.clone(),
+            };
+            (channel.clone(), event)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The monitor in process, on paused time, writing through the real batched writer
+    //! into [`MemoryStorage`].
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::{mpsc, watch};
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::maintenance::Recurrence;
+    use crate::storage::MemoryStorage;
+    use crate::writer::{spawn_writer, WriterConfig};
+    use crate::{CheckResult, Outcome, ProbeKind, Reason};
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn start() -> jiff::Timestamp {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn check(name: &str, reminder: Option<Duration>) -> MonitoredCheck {
+        MonitoredCheck {
+            name: name.into(),
+            group: Some("web".into()),
+            target: format!("https://{name}.test/"),
+            thresholds: Thresholds { failure: 2, success: 1 },
+            channels: vec!["ops".into(), "pager".into()],
+            reminder,
+        }
+    }
+
+    fn run(clock: &Clock, name: &str, outcome: Outcome) -> Run {
+        let mut result = CheckResult::new(&format!("https://{name}.test/"), None, ProbeKind::Http, outcome);
+        result.started_at = clock.now();
+        if outcome == Outcome::Down {
+            result.reason = Some(Reason::Status);
+            result.error = Some("status 503".into());
+        }
+        Run {
+            check: name.into(),
+            result,
+            lag: Duration::ZERO,
+            skipped: 0,
+        }
+    }
+
+    struct Harness {
+        clock: Clock,
+        storage: Arc<MemoryStorage>,
+        policy: watch::Sender<Arc<Policy>>,
+        monitor: Monitor,
+    }
+
+    impl Harness {
+        fn new(policy: Policy) -> Harness {
+            let clock = Clock::starting_at(start());
+            let storage = Arc::new(MemoryStorage::default());
+            let writer = spawn_writer(
+                storage.clone(),
+                &TaskTracker::new(),
+                WriterConfig {
+                    clock: clock.clone(),
+                    ..WriterConfig::default()
+                },
+            );
+            let (policy, policy_rx) = watch::channel(Arc::new(policy));
+            let monitor = Monitor::new(policy_rx, HashMap::new(), writer, clock.clone());
+            Harness {
+                clock,
+                storage,
+                policy,
+                monitor,
+            }
+        }
+
+        /// One run of `name` with `outcome` now, then `after` of paused time.
+        async fn step(&mut self, name: &str, outcome: Outcome, after: Duration) -> Option<RunRecord> {
+            let record = self.monitor.handle(run(&self.clock, name, outcome));
+            tokio::time::advance(after).await;
+            record
+        }
+    }
+
+    fn kinds(record: &RunRecord) -> Vec<(String, AlertKind)> {
+        record
+            .notifications
+            .iter()
+            .map(|(channel, event)| (channel.clone(), event.kind))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_down_transition_alerts_every_channel_and_recovery_resolves() {
+        let mut h = Harness::new(Policy::new(vec![check("api", None)], Vec::new()));
+        let first = h.step("api", Outcome::Up, MINUTE).await.unwrap();
+        assert_eq!(
+            first.transition.as_ref().map(|t| (t.from, t.to)),
+            Some((State::Unknown, State::Up))
+        );
+        assert!(first.notifications.is_empty(), "unknown → up tells nobody");
+
+        let one_failure = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+        assert!(one_failure.transition.is_none(), "the failure threshold is 2");
+        let down = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+        let transition = down.transition.as_ref().unwrap();
+        assert_eq!((transition.from, transition.to), (State::Up, State::Down));
+        assert_eq!(transition.cause.len(), 2);
+        assert_eq!(down.state.state, State::Down);
+        assert_eq!(
+            kinds(&down),
+            [
+                ("ops".to_owned(), AlertKind::Down),
+                ("pager".to_owned(), AlertKind::Down)
+            ]
+        );
+        assert_eq!(down.notifications[0].1.error.as_deref(), Some("status 503"));
+        assert!(down.result.response.is_none());
+
+        let up = h.step("api", Outcome::Up, MINUTE).await.unwrap();
+        assert_eq!(kinds(&up)[0].1, AlertKind::Resolved);
+        assert_eq!(h.monitor.states()["api"].state, State::Up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_maintenance_window_mutes_the_transition_but_records_it() {
+        let window = MaintenanceWindow {
+            name: "deploy".into(),
+            start: start(),
+            end: start() + jiff::SignedDuration::from_mins(30),
+            every: None,
+            checks: None,
+            groups: Some(vec!["web".into()]),
+        };
+        let other = MonitoredCheck {
+            group: Some("db".into()),
+            ..check("db", None)
+        };
+        let mut h = Harness::new(Policy::new(vec![check("api", None), other], vec![window]));
+        h.step("api", Outcome::Up, Duration::ZERO).await;
+        h.step("db", Outcome::Up, MINUTE).await;
+        h.step("api", Outcome::Down, Duration::ZERO).await;
+        h.step("db", Outcome::Down, MINUTE).await;
+        let api = h.step("api", Outcome::Down, Duration::ZERO).await.unwrap();
+        let db = h.step("db", Outcome::Down, 40 * MINUTE).await.unwrap();
+        assert_eq!(
+            api.transition.as_ref().map(|t| t.to),
+            Some(State::Down),
+            "muted, still recorded"
+        );
+        assert!(api.notifications.is_empty(), "the window covers group web");
+        assert_eq!(db.notifications.len(), 2, "the window does not cover group db");
+
+        // After the window: recovery and the next failure alert again.
+        let up = h.step("api", Outcome::Up, MINUTE).await.unwrap();
+        assert_eq!(kinds(&up)[0].1, AlertKind::Resolved);
+        h.step("api", Outcome::Down, MINUTE).await;
+        let down = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+        assert_eq!(kinds(&down)[0].1, AlertKind::Down);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reminders_repeat_while_down_and_not_while_muted() {
+        // A daily window from 13:00 to 13:20 (the check goes down at 12:01).
+        let window = MaintenanceWindow {
+            name: "nightly".into(),
+            start: start() + jiff::SignedDuration::from_hours(1),
+            end: start() + jiff::SignedDuration::from_mins(80),
+            every: Some(Recurrence::Daily),
+            checks: Some(vec!["api".into()]),
+            groups: None,
+        };
+        let mut h = Harness::new(Policy::new(vec![check("api", Some(10 * MINUTE))], vec![window]));
+        h.step("api", Outcome::Down, MINUTE).await;
+        let down = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+        assert_eq!(kinds(&down)[0].1, AlertKind::Down);
+        let down_at = down.transition.unwrap().at;
+
+        // One run a minute for 100 minutes; note when reminders were written.
+        let mut reminders = Vec::new();
+        for _ in 0..100 {
+            let record = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+            assert!(record.transition.is_none());
+            if !record.notifications.is_empty() {
+                assert_eq!(kinds(&record)[0].1, AlertKind::Reminder);
+                assert_eq!(record.notifications.len(), 2, "one per channel");
+                reminders.push(record.result.started_at.duration_since(down_at).as_mins());
+            }
+        }
+        // Every 10 minutes, except inside 13:00–13:20 (59 to 79 minutes after going down);
+        // the first run after the window reminds at once, since one is overdue.
+        assert_eq!(reminders, [10, 20, 30, 40, 50, 79, 89, 99]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_restart_reminders_count_from_now_and_a_removed_check_is_dropped() {
+        let clock = Clock::starting_at(start());
+        let storage = Arc::new(MemoryStorage::default());
+        let writer = spawn_writer(storage.clone(), &TaskTracker::new(), WriterConfig::default());
+        let down = CheckState {
+            state: State::Down,
+            since: Some(start() - jiff::SignedDuration::from_hours(5)),
+            streak: Vec::new(),
+        };
+        let (policy_tx, policy) =
+            watch::channel(Arc::new(Policy::new(vec![check("api", Some(10 * MINUTE))], Vec::new())));
+        let states = HashMap::from([("api".to_owned(), down)]);
+        let mut monitor = Monitor::new(policy, states, writer, clock.clone());
+        let first = monitor.handle(run(&clock, "api", Outcome::Down)).unwrap();
+        assert!(first.notifications.is_empty(), "no reminder burst on start");
+        tokio::time::advance(10 * MINUTE).await;
+        let later = monitor.handle(run(&clock, "api", Outcome::Down)).unwrap();
+        assert_eq!(kinds(&later)[0].1, AlertKind::Reminder);
+
+        policy_tx.send_replace(Arc::new(Policy::new(vec![check("web", None)], Vec::new())));
+        assert!(monitor.handle(run(&clock, "api", Outcome::Down)).is_none());
+    }
+
+    /// The whole pipeline: runs in, one write per run out, through a store that fails
+    /// for a while. Nothing is lost and every transition is written with its result.
+    #[tokio::test(start_paused = true)]
+    async fn runs_flow_through_the_writer_as_one_event_each_despite_failures() {
+        let h = Harness::new(Policy::new(vec![check("api", None)], Vec::new()));
+        h.storage.fail_next(3);
+        let (runs_tx, runs_rx) = mpsc::channel(16);
+        let clock = h.clock.clone();
+        let storage = h.storage.clone();
+        let tasks = TaskTracker::new();
+        tasks.spawn(h.monitor.run(runs_rx));
+        for outcome in [Outcome::Up, Outcome::Down, Outcome::Down, Outcome::Up] {
+            runs_tx.send(run(&clock, "api", outcome)).await.unwrap();
+            tokio::time::advance(MINUTE).await;
+        }
+        drop(runs_tx);
+        tasks.close();
+        tasks.wait().await;
+        // The writer retries with backoff on paused time; wait for it to catch up.
+        while storage.runs().len() < 4 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        let runs = storage.runs();
+        let transitions: Vec<(State, State)> = runs
+            .iter()
+            .filter_map(|r| r.transition.as_ref().map(|t| (t.from, t.to)))
+            .collect();
+        assert_eq!(
+            transitions,
+            [
+                (State::Unknown, State::Up),
+                (State::Up, State::Down),
+                (State::Down, State::Up)
+            ]
+        );
+        assert_eq!(storage.states()["api"].state, State::Up);
+        let keys: Vec<String> = storage
+            .outbox()
+            .rows()
+            .iter()
+            .map(|r| r.notification.event.idempotency_key.clone())
+            .collect();
+        assert_eq!(keys, ["api:2:ops", "api:2:pager", "api:3:ops", "api:3:pager"]);
+        drop(h.policy);
+    }
+}
