@@ -45,7 +45,6 @@ pub use pulsecheck_core::maintenance::{MaintenanceWindow, Recurrence};
 pub use tree::Format;
 
 use pulsecheck_core::channel::ChannelSpec;
-use pulsecheck_core::conditions::Condition;
 use pulsecheck_core::monitor::{MonitoredCheck, Policy};
 use pulsecheck_core::options::{CheckOptions, EngineOptions};
 use pulsecheck_core::state::Thresholds;
@@ -112,13 +111,11 @@ pub struct CheckConfig {
     /// Always a valid target (`target.spec` is `Ok`).
     pub target: Target,
     pub interval: Duration,
-    /// How the probe runs: `timeout`, `method`, `headers`, `user_agent`, `max_redirects`,
-    /// `max_body`, `insecure`. `capture_response` is set when a condition reads the body
-    /// or headers, and `expect_status` accepts every status when a `status` condition
-    /// decides instead.
+    /// How the probe runs (`timeout`, `method`, `headers`, `user_agent`,
+    /// `max_redirects`, `max_body`, `insecure`) and how its result is judged: `conditions`,
+    /// in the order written, that apply to the target (the engine applies them,
+    /// [`pulsecheck_core::conditions::judge`]).
     pub options: CheckOptions,
-    /// Judged in order on results that are up ([`pulsecheck_core::conditions::evaluate`]).
-    pub conditions: Vec<Condition>,
     pub thresholds: Thresholds,
     /// Names of channels in [`MonitorConfig::channels`].
     pub channels: Vec<String>,
@@ -134,7 +131,6 @@ impl PartialEq for CheckConfig {
             && self.group == other.group
             && self.target.input == other.target.input
             && self.interval == other.interval
-            && self.conditions == other.conditions
             && self.thresholds == other.thresholds
             && self.channels == other.channels
             && self.reminder == other.reminder
@@ -448,7 +444,6 @@ mod tests {
             target: Target::parse("tcp://127.0.0.1:1", None),
             interval: Duration::from_secs(60),
             options: CheckOptions::default(),
-            conditions: Vec::new(),
             thresholds: Thresholds::default(),
             channels: Vec::new(),
             reminder: None,

@@ -19,7 +19,7 @@ use super::tree::{Kind, Loc, Node};
 use super::{CheckConfig, DeliveryConfig, Located, MaintenanceWindow, MonitorConfig, Recurrence, StoreConfig};
 use pulsecheck_core::channel::{ChannelKind, ChannelSpec, SmtpSecurity, SmtpSettings, DEFAULT_DELIVERY_TIMEOUT};
 use pulsecheck_core::conditions::{Condition, JsonExpect};
-use pulsecheck_core::options::{CheckOptions, EngineOptions, StatusMatcher};
+use pulsecheck_core::options::{CheckOptions, EngineOptions};
 use pulsecheck_core::result::ProbeKind;
 use pulsecheck_core::state::Thresholds;
 use pulsecheck_core::target::{Target, TargetSpec};
@@ -416,11 +416,7 @@ fn check_config(
     if let Some(list) = raw_conditions.value {
         for raw in &list.value {
             let Some(condition) = condition(v, raw) else { continue };
-            let mut applies = probe.is_none_or(|p| condition.applies_to(p));
-            if let (Condition::CertExpiresInMoreThan { .. }, Some(TargetSpec::Http { url })) = (&condition, spec) {
-                applies &= url.scheme() == "https";
-            }
-            if applies {
+            if spec.is_none_or(|spec| condition.applies(spec)) {
                 conditions.push(condition);
             } else if !raw_conditions.inherited {
                 v.error(
@@ -439,11 +435,7 @@ fn check_config(
             }
         }
     }
-    options.capture_response = conditions.iter().any(Condition::needs_response);
-    if conditions.iter().any(|c| matches!(c, Condition::Status(_))) {
-        // The status conditions decide; the probe accepts any status.
-        options.expect_status = StatusMatcher::parse("100-599").unwrap_or_default();
-    }
+    options.conditions = conditions.into();
 
     let thresholds = Thresholds {
         failure: threshold(
@@ -509,7 +501,6 @@ fn check_config(
         target: target?.0,
         interval: interval_value,
         options,
-        conditions,
         thresholds,
         channels,
         reminder,
@@ -709,17 +700,6 @@ fn condition(v: &mut Validator<'_>, raw: &Spanned<RawCondition>) -> Option<Condi
     }
     if let Some(rcode) = &c.dns_rcode {
         return match Condition::dns_rcode(&rcode.value) {
-            Ok(Condition::DnsRcode(code)) if code != "NOERROR" => {
-                v.error(
-                    rcode.loc,
-                    format!("dns_rcode {code} can never pass"),
-                    Some(
-                        "the DNS probe counts every answer other than NOERROR as down, and conditions only judge results that are up"
-                            .into(),
-                    ),
-                );
-                None
-            }
             Ok(condition) => Some(condition),
             Err(message) => fail(v, rcode.loc, message),
         };

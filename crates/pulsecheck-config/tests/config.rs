@@ -64,15 +64,15 @@ fn the_yaml_example_loads() {
         (api.interval, api.options.timeout),
         (Duration::from_secs(10), Duration::from_secs(2))
     );
-    assert_eq!(api.conditions.len(), 5);
-    assert_eq!(api.conditions[2].to_string(), "$.status == \"UP\"");
+    assert_eq!(api.options.conditions.len(), 5);
+    assert_eq!(api.options.conditions[2].to_string(), "$.status == \"UP\"");
     assert!(
-        api.options.capture_response,
+        api.options.needs_response(),
         "JSONPath and header conditions need the response"
     );
     assert!(
-        api.options.expect_status.matches(503),
-        "the status condition decides, not the probe"
+        matches!(api.options.conditions[0], Condition::Status(_)),
+        "the status condition is the check's own, in the order written"
     );
     assert_eq!(api.channels, ["ops", "slack"]);
     assert_eq!(api.reminder, Some(Duration::from_secs(1800)));
@@ -87,12 +87,15 @@ fn the_yaml_example_loads() {
     assert_eq!(redirects.options.max_body_bytes, 1024 * 1024);
     assert_eq!(redirects.options.user_agent, "pulsecheck-example/1.0");
     assert_eq!(redirects.channels, ["ops"]);
-    assert!(!redirects.options.capture_response);
+    assert!(!redirects.options.needs_response());
 
     // A TCP check keeps only what applies to it from defaults.
     let db = config.check("db-port").unwrap();
     assert_eq!(db.options.headers, Vec::new());
-    assert_eq!(db.conditions, [Condition::LatencyUnder(Duration::from_secs(2))]);
+    assert_eq!(
+        *db.options.conditions,
+        [Condition::LatencyUnder(Duration::from_secs(2))]
+    );
     assert_eq!((db.thresholds.failure, db.thresholds.success), (3, 2));
 
     let mail = config.channel("mail").unwrap();
@@ -435,8 +438,14 @@ fn conditions_are_validated_against_the_target() {
     assert!(e.message.contains("not a valid JSONPath"), "{e}");
     let e = only_error("checks:\n  - name: a\n    target: http://x/\n    conditions:\n      - status: 700\n");
     assert_eq!(e.message, "'700' is not an HTTP status code (100-599)");
-    let e = only_error("checks:\n  - name: a\n    target: dns://x\n    conditions:\n      - dns_rcode: NXDOMAIN\n");
-    assert_eq!(e.message, "dns_rcode NXDOMAIN can never pass");
+    // The probe no longer judges the rcode, so any rcode can be expected.
+    let config = load_ok("checks:\n  - name: a\n    target: dns://x\n    conditions:\n      - dns_rcode: NXDOMAIN\n");
+    assert_eq!(
+        config.checks[0].options.conditions[0].to_string(),
+        "dns rcode == NXDOMAIN"
+    );
+    let e = only_error("checks:\n  - name: a\n    target: dns://x\n    conditions:\n      - dns_rcode: NOPE\n");
+    assert!(e.message.contains("NXDOMAIN"), "{e}");
     let e = only_error("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    method: POST\n");
     assert_eq!(
         (e.line, e.message.as_str()),
@@ -577,7 +586,10 @@ fn empty_and_minimal_files() {
         (a.interval, a.thresholds.failure, a.thresholds.success),
         (Duration::from_secs(60), 2, 1)
     );
-    assert!(a.options.expect_status.matches(200) && !a.options.expect_status.matches(404));
+    assert!(
+        a.options.conditions.is_empty(),
+        "no conditions: the HTTP default (2xx) judges"
+    );
     let e = only_error("- a\n- b\n");
     assert_eq!(e.message, "the file must be a mapping of sections, found a list");
 }
@@ -590,7 +602,10 @@ fn yaml_anchors_and_merge_keys_work() {
     assert_eq!(config.checks.len(), 2);
     assert!(config.checks.iter().all(|c| c.interval == Duration::from_secs(15)));
     assert_eq!(
-        (config.checks[0].conditions.len(), config.checks[1].conditions.len()),
+        (
+            config.checks[0].options.conditions.len(),
+            config.checks[1].options.conditions.len()
+        ),
         (1, 0)
     );
 }

@@ -1,24 +1,34 @@
-//! Conditions: typed checks on a result that the probe found up, in the spirit of Gatus's
-//! `[STATUS] == 200`, `[BODY].status == UP`, `[RESPONSE_TIME] < 300`.
+//! Conditions: the one judge of every check, in `scan` and `serve` alike, in the spirit of
+//! Gatus's `[STATUS] == 200`, `[BODY].status == UP`, `[RESPONSE_TIME] < 300`.
 //!
-//! A probe decides whether a target answered at all (up, or down with a reason); the
-//! conditions of a check then decide whether the answer is the right one. They run in
-//! order and the first that fails makes the result down, with a reason that names what
-//! was wrong (status, latency, body, certificate, dns) and a message that quotes the
-//! condition and what was seen:
+//! A probe only measures: it says whether the target answered at all (or why not: a
+//! timeout, a refused or reset connection, a failed TLS handshake, a malformed answer)
+//! and records what it saw. [`judge`] then decides, inside
+//! [`Engine::check`](crate::Engine::check), whether the answer is the right one. It runs
+//! the check's conditions in order, and the first that fails makes the result down, with
+//! a reason that names what was wrong (status, body, latency, certificate, dns) and a
+//! message that quotes the condition and what was seen:
 //!
 //! ```text
 //! condition `$.status == "UP"` failed: got "DOWN"
 //! ```
 //!
+//! Each kind of target has a default that comes first unless a condition of the same kind
+//! replaces it: an HTTP check is up on a 2xx final status unless a `status` condition says
+//! otherwise, and a DNS check is up on NOERROR with at least one record of the type asked
+//! for unless a `dns_rcode` condition says otherwise. A condition that cannot apply to a
+//! target ([`Condition::applies`]: a body condition on a `tcp://` target, a certificate
+//! condition on an `http://` URL) is skipped for it.
+//!
 //! A result that is already down keeps its own reason: conditions never turn a timeout
 //! into a body error, nor a down result into an up one.
 //!
-//! Conditions on the body or headers need the response, which HTTP probes keep only when
-//! [`CheckOptions::capture_response`](crate::CheckOptions::capture_response) is set; the
-//! config does that for every check with such a condition ([`Condition::needs_response`]).
+//! Conditions on the body or headers need the response, which the HTTP probe keeps only
+//! when one of the check's conditions asks for it ([`Condition::needs_response`]); the
+//! engine drops it as soon as the conditions have run.
 
 use std::fmt;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use regex::Regex;
@@ -26,14 +36,17 @@ use serde_json::Value;
 use serde_json_path::JsonPath;
 
 use crate::options::StatusMatcher;
+use crate::probe::Redirected;
 use crate::result::{CheckResult, Outcome, ProbeKind, Reason};
+use crate::target::{RecordKind, TargetSpec};
 
 /// One condition on a result.
 #[derive(Clone, Debug)]
 pub enum Condition {
     /// `status: 200`, `status: [200, 204]`, `status: "2xx"`: the final HTTP status.
     Status(StatusMatcher),
-    /// `latency_under: 300ms`: the check's duration (from getting its slot to the verdict).
+    /// `latency_under: 300ms` (`--max-latency`): the check's duration, from getting its
+    /// slot to the end of the probe, is under this.
     LatencyUnder(Duration),
     /// `json_path: "$.status"` with `equals: "UP"` or `exists: true`, on the JSON body
     /// (RFC 9535 JSONPath). With `equals`, every node the query selects must equal the
@@ -51,10 +64,12 @@ pub enum Condition {
     /// `header: { name: content-type, matches: "json" }` or `equals: "…"`: some value of
     /// the header (names are compared in lower case) matches.
     Header { name: String, expect: HeaderExpect },
-    /// `cert_expires_in_more_than: 14d`: at least this many whole days are left on the
-    /// certificate (the earliest expiry in the chain), as with `--min-cert-days`.
+    /// `cert_expires_in_more_than: 14d` (`--min-cert-days 14`): at least this many whole
+    /// days are left on the certificate (the earliest expiry in the chain).
     CertExpiresInMoreThan { days: i64 },
-    /// `dns_rcode: NOERROR`: the DNS response code, by its mnemonic.
+    /// `dns_rcode: NXDOMAIN`: the DNS response code, by its mnemonic. It replaces the DNS
+    /// default (NOERROR with a record of the type asked for): with it, an empty answer is
+    /// fine.
     DnsRcode(String),
     /// `dns_answer_contains: "127.0.0.1"`: some answer record (`"A 127.0.0.1"`) contains
     /// the text.
@@ -175,8 +190,17 @@ impl Condition {
         )
     }
 
-    /// The probes whose results this condition can be true for. (A certificate condition
-    /// on an `http://` URL can never pass either; the config checks the scheme too.)
+    /// Whether the condition can judge this target: [`applies_to`](Self::applies_to) its
+    /// kind of probe, and a certificate condition needs an `https://` URL (an `http://`
+    /// one has no certificate). The judge skips conditions that do not apply.
+    pub fn applies(&self, spec: &TargetSpec) -> bool {
+        match (self, spec) {
+            (Condition::CertExpiresInMoreThan { .. }, TargetSpec::Http { url }) => url.scheme() == "https",
+            _ => self.applies_to(spec.probe_kind()),
+        }
+    }
+
+    /// The probes whose results this condition can be true for.
     pub fn applies_to(&self, probe: ProbeKind) -> bool {
         match self {
             Condition::LatencyUnder(_) => true,
@@ -190,17 +214,26 @@ impl Condition {
         }
     }
 
-    /// Checks one result; the error says what was seen instead.
+    /// Checks one result; the error is the result's message when the condition fails.
     pub fn check(&self, result: &CheckResult) -> Result<(), String> {
-        self.check_with(result, &mut JsonCache::default())
+        self.check_with(result, &mut Seen::default())
     }
 
-    fn check_with(&self, result: &CheckResult, json: &mut JsonCache) -> Result<(), String> {
+    fn check_with(&self, result: &CheckResult, seen: &mut Seen<'_>) -> Result<(), String> {
+        self.test(result, seen).map_err(|got| match self {
+            // Said as scan always said it: the status, the URL it came from, what was expected.
+            Condition::Status(_) => got,
+            _ => format!("condition `{self}` failed: {got}"),
+        })
+    }
+
+    /// The condition itself; the error says what was seen instead.
+    fn test(&self, result: &CheckResult, seen: &mut Seen<'_>) -> Result<(), String> {
         match self {
             Condition::Status(matcher) => match result.http_status {
                 Some(status) if matcher.matches(status) => Ok(()),
-                Some(status) => Err(format!("got {status}")),
-                None => Err("got no HTTP status".into()),
+                Some(status) => Err(status_failure(status, matcher, result, seen)),
+                None => Err(format!("no HTTP status, expected {matcher}")),
             },
             Condition::LatencyUnder(limit) => {
                 if result.duration_ms < *limit {
@@ -210,7 +243,7 @@ impl Condition {
                 }
             }
             Condition::JsonPath { query, expect, .. } => {
-                let value = json.get(result)?;
+                let value = seen.json.get(result)?;
                 let nodes = query.query(value).all();
                 match expect {
                     JsonExpect::Exists(true) if nodes.is_empty() => Err("nothing matched".into()),
@@ -240,10 +273,7 @@ impl Condition {
                 }
             }
             Condition::Header { name, expect } => {
-                let response = result
-                    .response
-                    .as_deref()
-                    .ok_or("the response was not kept (capture_response is off)")?;
+                let response = result.response.as_deref().ok_or("the response was not kept")?;
                 let mut values = response
                     .headers
                     .iter()
@@ -299,7 +329,7 @@ fn body(result: &CheckResult) -> Result<&[u8], String> {
         .response
         .as_deref()
         .map(|r| r.body.as_ref())
-        .ok_or_else(|| "the response was not kept (capture_response is off)".to_owned())
+        .ok_or_else(|| "the response was not kept".to_owned())
 }
 
 /// The body parsed as JSON once per evaluation, however many JSONPath conditions there are.
@@ -401,36 +431,110 @@ impl PartialEq for Condition {
     }
 }
 
-/// Evaluates the conditions of a check against a result, in order. The first that fails
-/// gives the reason and a message such as ``condition `status == 200` failed: got 503``.
+/// The default of an HTTP check: a 2xx final status.
+static DEFAULT_STATUS: LazyLock<StatusMatcher> = LazyLock::new(StatusMatcher::default);
+
+/// What the judge knows besides the result: where an HTTP check ended up, and the body
+/// parsed as JSON once however many JSONPath conditions there are.
+#[derive(Default)]
+struct Seen<'a> {
+    /// The URL the final response came from (the target's when no redirect was followed).
+    url: Option<&'a url::Url>,
+    redirected: Option<&'a Redirected>,
+    json: JsonCache,
+}
+
+/// Judges a result the probe found up: the default of its kind of target first (unless
+/// a condition replaces it), then every condition that [`applies`](Condition::applies) to
+/// the target, in order. The first that fails gives the reason and the message, such as
+/// ``condition `$.status == "UP"` failed: got "DOWN"``.
 ///
 /// Only results that are up are judged: a down or cancelled result returns `Ok(())`
-/// here and keeps its own reason.
-pub fn evaluate(conditions: &[Condition], result: &CheckResult) -> Result<(), (Reason, String)> {
+/// here and keeps its own reason. `redirected` is what the HTTP probe recorded about
+/// redirects, for the status message.
+pub fn judge(
+    conditions: &[Condition],
+    spec: &TargetSpec,
+    redirected: Option<&Redirected>,
+    result: &CheckResult,
+) -> Result<(), (Reason, String)> {
     if result.outcome != Outcome::Up {
         return Ok(());
     }
-    let mut json = JsonCache::default();
-    for condition in conditions {
-        if let Err(got) = condition.check_with(result, &mut json) {
-            return Err((condition.reason(), format!("condition `{condition}` failed: {got}")));
+    let mut seen = Seen {
+        url: match (redirected, spec) {
+            (Some(redirected), _) => Some(&redirected.url),
+            (None, TargetSpec::Http { url }) => Some(url),
+            (None, _) => None,
+        },
+        redirected,
+        json: JsonCache::default(),
+    };
+    let applicable = || conditions.iter().filter(|c| c.applies(spec));
+    match spec {
+        TargetSpec::Http { .. } if !applicable().any(|c| matches!(c, Condition::Status(_))) => {
+            let matcher = &*DEFAULT_STATUS;
+            match result.http_status {
+                Some(status) if matcher.matches(status) => {}
+                Some(status) => return Err((Reason::Status, status_failure(status, matcher, result, &seen))),
+                None => return Err((Reason::Status, format!("no HTTP status, expected {matcher}"))),
+            }
         }
+        TargetSpec::Dns { name, record, .. } if !applicable().any(|c| matches!(c, Condition::DnsRcode(_))) => {
+            dns_default(name, *record, result).map_err(|message| (Reason::Dns, message))?;
+        }
+        _ => {}
+    }
+    for condition in applicable() {
+        condition
+            .check_with(result, &mut seen)
+            .map_err(|message| (condition.reason(), message))?;
     }
     Ok(())
 }
 
-/// [`evaluate`]s and, when a condition fails, marks the result down with its reason and
-/// message. Returns whether the result was changed.
-pub fn apply(conditions: &[Condition], result: &mut CheckResult) -> bool {
-    match evaluate(conditions, result) {
-        Ok(()) => false,
-        Err((reason, message)) => {
-            result.outcome = Outcome::Down;
-            result.reason = Some(reason);
-            result.error = Some(message);
-            true
-        }
+/// `status 503 Service Unavailable from http://…/health, expected 200-299`, or, when the
+/// redirect limit stopped the check, the redirect it did not follow.
+fn status_failure(status: u16, expected: &StatusMatcher, result: &CheckResult, seen: &Seen<'_>) -> String {
+    let status = match http::StatusCode::from_u16(status) {
+        Ok(code) => code.to_string(),
+        Err(_) => status.to_string(),
+    };
+    match (seen.redirected.and_then(|r| r.unfollowed.as_ref()), seen.url) {
+        (Some(next), _) => format!(
+            "status {status} after {} redirects, the limit (max redirects); next was {next}, expected {expected}",
+            result.redirects
+        ),
+        (None, Some(url)) => format!("status {status} from {url}, expected {expected}"),
+        (None, None) => format!("status {status}, expected {expected}"),
     }
+}
+
+/// The DNS default: NOERROR, with at least one record of the type asked for.
+fn dns_default(name: &str, record: RecordKind, result: &CheckResult) -> Result<(), String> {
+    let answer = result.dns.as_ref().ok_or("no DNS answer")?;
+    let from = result.ip.map(|ip| format!(" from {ip}")).unwrap_or_default();
+    let asked = crate::probe::dns::record_type(record).to_string();
+    let rcode = rcode_mnemonic(&answer.rcode).unwrap_or(answer.rcode.as_str());
+    if rcode != "NOERROR" {
+        return Err(format!("{name} {asked}: {rcode}{from}"));
+    }
+    // The probe writes each record as `TYPE DATA`.
+    let has_asked = answer
+        .answers
+        .iter()
+        .any(|a| a.split(' ').next() == Some(asked.as_str()));
+    if !has_asked {
+        return Err(if answer.answers.is_empty() {
+            format!("{name} has no {asked} records (NOERROR, empty answer{from})")
+        } else {
+            format!(
+                "{name} has no {asked} records (NOERROR{from}, answers: {})",
+                show_str(&answer.answers.join(", "))
+            )
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -449,6 +553,12 @@ mod tests {
         result
     }
 
+    /// Judges a result as the engine does, for the target it names.
+    fn evaluate(conditions: &[Condition], result: &CheckResult) -> Result<(), (Reason, String)> {
+        let spec = crate::target::parse_spec(&result.target).unwrap();
+        judge(conditions, &spec, None, result)
+    }
+
     fn message(conditions: &[Condition], result: &CheckResult) -> Option<(Reason, String)> {
         evaluate(conditions, result).err()
     }
@@ -461,15 +571,57 @@ mod tests {
         assert_eq!(evaluate(&[c("2xx")], &ok), Ok(()));
         assert_eq!(
             message(&[c("200")], &http(503, &[], "")),
-            Some((Reason::Status, "condition `status == 200` failed: got 503".into()))
+            Some((
+                Reason::Status,
+                "status 503 Service Unavailable from http://x/, expected 200".into()
+            ))
         );
         let mut no_status = http(200, &[], "");
         no_status.http_status = None;
-        assert!(message(&[c("200")], &no_status)
-            .unwrap()
-            .1
-            .ends_with("got no HTTP status"));
+        assert_eq!(
+            message(&[c("200")], &no_status).unwrap().1,
+            "no HTTP status, expected 200"
+        );
         assert_eq!(c("2xx").to_string(), "status in 200-299");
+    }
+
+    #[test]
+    fn http_is_up_on_2xx_unless_a_status_condition_says_otherwise() {
+        assert_eq!(evaluate(&[], &http(204, &[], "")), Ok(()));
+        assert_eq!(
+            message(&[], &http(500, &[], "")),
+            Some((
+                Reason::Status,
+                "status 500 Internal Server Error from http://x/, expected 200-299".into()
+            ))
+        );
+        let status = |s: &str| Condition::Status(StatusMatcher::parse(s).unwrap());
+        assert_eq!(evaluate(&[status("5xx")], &http(503, &[], "")), Ok(()));
+        // The default comes first; a latency condition does not replace it.
+        let slow = [Condition::LatencyUnder(Duration::from_millis(1))];
+        assert_eq!(message(&slow, &http(500, &[], "")).unwrap().0, Reason::Status);
+        // The message names where the response came from, and the redirect not followed.
+        let spec = crate::target::parse_spec("http://x/").unwrap();
+        let mut moved = http(302, &[], "");
+        moved.redirects = 2;
+        let redirected = Redirected {
+            url: url::Url::parse("http://x/b").unwrap(),
+            unfollowed: Some(url::Url::parse("http://x/c").unwrap()),
+        };
+        assert_eq!(
+            judge(&[], &spec, Some(&redirected), &moved).unwrap_err().1,
+            "status 302 Found after 2 redirects, the limit (max redirects); next was http://x/c, expected 200-299"
+        );
+        let landed = Redirected {
+            unfollowed: None,
+            ..redirected
+        };
+        assert_eq!(
+            judge(&[status("200")], &spec, Some(&landed), &http(404, &[], ""))
+                .unwrap_err()
+                .1,
+            "status 404 Not Found from http://x/b, expected 200"
+        );
     }
 
     #[test]
@@ -545,7 +697,7 @@ mod tests {
         assert!(message(&[Condition::BodyContains("ok".into())], &uncaptured)
             .unwrap()
             .1
-            .contains("capture_response"));
+            .contains("not kept"));
     }
 
     #[test]
@@ -598,6 +750,46 @@ mod tests {
     }
 
     #[test]
+    fn dns_is_up_on_noerror_with_an_answer_unless_a_rcode_condition_says_otherwise() {
+        let answer = |rcode: hickory_proto::op::ResponseCode, answers: &[&str]| {
+            let mut result = CheckResult::new("dns://x.test?type=AAAA", None, ProbeKind::Dns, Outcome::Up);
+            result.ip = Some("127.0.0.1".parse().unwrap());
+            result.dns = Some(DnsAnswer {
+                rcode: rcode.to_str().into(),
+                answers: answers.iter().map(|a| a.to_string()).collect(),
+            });
+            result
+        };
+        use hickory_proto::op::ResponseCode as R;
+        assert_eq!(evaluate(&[], &answer(R::NoError, &["AAAA ::1"])), Ok(()));
+        assert_eq!(
+            message(&[], &answer(R::NXDomain, &[])),
+            Some((Reason::Dns, "x.test AAAA: NXDOMAIN from 127.0.0.1".into()))
+        );
+        assert_eq!(
+            message(&[], &answer(R::NoError, &[])).unwrap().1,
+            "x.test has no AAAA records (NOERROR, empty answer from 127.0.0.1)"
+        );
+        assert_eq!(
+            message(&[], &answer(R::NoError, &["CNAME y.test."])).unwrap().1,
+            "x.test has no AAAA records (NOERROR from 127.0.0.1, answers: \"CNAME y.test.\")"
+        );
+        // A rcode condition replaces the default: NXDOMAIN can be what is expected.
+        let nx = [Condition::dns_rcode("nxdomain").unwrap()];
+        assert_eq!(evaluate(&nx, &answer(R::NXDomain, &[])), Ok(()));
+        assert_eq!(
+            message(&nx, &answer(R::NoError, &["AAAA ::1"])).unwrap().1,
+            "condition `dns rcode == NXDOMAIN` failed: got NOERROR"
+        );
+        let noerror = [Condition::dns_rcode("NOERROR").unwrap()];
+        assert_eq!(
+            evaluate(&noerror, &answer(R::NoError, &[])),
+            Ok(()),
+            "an empty answer is fine"
+        );
+    }
+
+    #[test]
     fn dns_rcode_and_answers() {
         let mut result = CheckResult::new("dns://x", None, ProbeKind::Dns, Outcome::Up);
         result.dns = Some(DnsAnswer {
@@ -635,13 +827,52 @@ mod tests {
             Condition::BodyContains("x".into()),
         ];
         assert_eq!(evaluate(&conditions, &down), Ok(()));
-        assert!(!apply(&conditions, &mut down));
-        assert_eq!(down.reason, Some(Reason::Timeout));
+        down.outcome = Outcome::Cancelled;
+        assert_eq!(evaluate(&conditions, &down), Ok(()));
 
-        let mut up = http(500, &[], "");
-        assert!(apply(&conditions, &mut up));
-        assert_eq!((up.outcome, up.reason), (Outcome::Down, Some(Reason::Status)));
-        assert_eq!(up.error.as_deref(), Some("condition `status == 200` failed: got 500"));
+        assert_eq!(
+            message(&conditions, &http(500, &[], "")),
+            Some((
+                Reason::Status,
+                "status 500 Internal Server Error from http://x/, expected 200".into()
+            ))
+        );
+        assert_eq!(
+            message(&conditions, &http(200, &[], "")),
+            Some((
+                Reason::Body,
+                "condition `body contains \"x\"` failed: not found in the 0 bytes read".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn conditions_that_do_not_apply_to_a_target_are_skipped() {
+        let conditions = [
+            Condition::json_path("$.status", JsonExpect::Exists(true)).unwrap(),
+            Condition::header_equals("x", "y"),
+            Condition::CertExpiresInMoreThan { days: 1000 },
+            Condition::DnsAnswerContains("10.0.0.1".into()),
+        ];
+        let tcp = CheckResult::new("tcp://x:1", None, ProbeKind::Tcp, Outcome::Up);
+        assert_eq!(evaluate(&conditions, &tcp), Ok(()));
+        // A certificate condition does not apply to an http:// URL (it has none) …
+        let plain = http(200, &[], "{\"status\": 1}");
+        assert_eq!(evaluate(&conditions[..1], &plain), Ok(()));
+        assert_eq!(evaluate(&conditions[2..], &plain), Ok(()));
+        // … but does to an https:// one.
+        let mut secure = plain.clone();
+        secure.target = "https://x/".into();
+        assert_eq!(message(&conditions[2..], &secure).unwrap().0, Reason::Certificate);
+        let latency = [Condition::LatencyUnder(Duration::from_millis(1))];
+        assert_eq!(message(&latency, &tcp), None, "0 ms is under 1 ms");
+        let mut slow = tcp.clone();
+        slow.duration_ms = Duration::from_millis(5);
+        assert_eq!(
+            message(&latency, &slow).unwrap().0,
+            Reason::Latency,
+            "latency applies to every probe"
+        );
     }
 
     #[test]

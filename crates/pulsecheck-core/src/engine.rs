@@ -14,10 +14,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::conditions;
 use crate::ledger::{Ledger, LedgerCounts};
 use crate::limiter::Limiter;
 use crate::options::{CheckOptions, EngineOptions};
-use crate::probe::{self, Attempt, Failure, Phase, ProbeContext, TrackedExecutor};
+use crate::probe::{self, Attempt, Failure, ProbeContext, TrackedExecutor};
 use crate::resolve::Resolver;
 use crate::result::{CheckResult, Outcome, ProbeKind, Reason};
 use crate::target::Target;
@@ -63,8 +64,10 @@ impl Engine {
     }
 
     /// Runs one check: waits for its slots (time recorded as `queue_ms`), then runs the
-    /// probe under `options.timeout`. Returns exactly one result whatever happens: a
-    /// panic in the probe becomes `internal`, cancellation becomes `cancelled`.
+    /// probe under `options.timeout`, then judges what it saw with the check's
+    /// conditions ([`conditions::judge`]). Returns exactly one result whatever happens: a
+    /// panic in the probe becomes `internal`, cancellation becomes `cancelled`. The
+    /// captured response, if a condition needed one, is dropped before it returns.
     pub async fn check(&self, target: &Target, options: &CheckOptions, cancel: &CancellationToken) -> CheckResult {
         self.ledger.start();
         let result = self.check_inner(target, options, cancel).await;
@@ -98,10 +101,7 @@ impl Engine {
             }
             permits = self.limiter.acquire(&host_key) => permits,
         };
-        let mut attempt = Attempt {
-            result: CheckResult::new(&target.input, target.line, kind, Outcome::Down),
-            phase: Phase::Starting,
-        };
+        let mut attempt = Attempt::new(CheckResult::new(&target.input, target.line, kind, Outcome::Down));
         attempt.result.queue_ms = enqueued.elapsed();
         let started = Instant::now();
         let verdict = guarded(
@@ -114,17 +114,12 @@ impl Engine {
         let mut result = attempt.result;
         result.duration_ms = duration;
         let failure = match verdict {
-            Verdict::Finished(Ok(())) => match options.max_latency {
-                Some(limit) if duration > limit => Some(Failure::new(
-                    Reason::Latency,
-                    format!(
-                        "answered in {}, over the {} limit",
-                        probe::human(duration),
-                        probe::human(limit)
-                    ),
-                )),
-                _ => None,
-            },
+            Verdict::Finished(Ok(())) => {
+                result.outcome = Outcome::Up;
+                conditions::judge(&options.conditions, spec, attempt.redirected.as_deref(), &result)
+                    .err()
+                    .map(|(reason, message)| Failure::new(reason, message))
+            }
             Verdict::Finished(Err(failure)) => Some(failure),
             Verdict::TimedOut => Some(Failure::new(
                 Reason::Timeout,
@@ -138,9 +133,12 @@ impl Engine {
             Verdict::Cancelled => {
                 result.outcome = Outcome::Cancelled;
                 result.error = Some(format!("cancelled while {}", attempt.phase.describe()));
+                result.response = None;
                 return result;
             }
         };
+        // The response was kept only for the conditions, which have run.
+        result.response = None;
         match failure {
             None => result.outcome = Outcome::Up,
             Some(failure) => {

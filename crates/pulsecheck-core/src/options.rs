@@ -1,10 +1,13 @@
-//! Options: how checks are done (per check) and how many run at once (per engine).
+//! Options: how checks are done and judged (per check) and how many run at once (per
+//! engine).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
-use regex::Regex;
+
+use crate::conditions::Condition;
 
 /// The default per-check deadline.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -13,68 +16,61 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The default number of redirects followed.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 5;
 
-/// How one check is done.
+/// How one check is done, and how its result is judged.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
     /// Covers every phase of the check; starts when the check gets its concurrency slot.
     pub timeout: Duration,
     pub method: Method,
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub expect_status: StatusMatcher,
-    pub body_contains: Option<String>,
-    pub body_regex: Option<Regex>,
-    /// A check slower than this is down with reason `latency`.
-    pub max_latency: Option<Duration>,
     pub max_redirects: u32,
     /// Bytes of body read at most; the rest is not downloaded.
     pub max_body_bytes: usize,
     /// Skip certificate verification (the certificate is still recorded).
     pub insecure: bool,
-    /// A TLS or HTTPS check is down when the certificate expires in fewer days.
-    pub min_cert_days: Option<i64>,
     pub user_agent: String,
-    /// Keep the final response's headers and (capped) body in
-    /// [`CheckResult::response`](crate::CheckResult::response), for conditions to inspect.
-    pub capture_response: bool,
     /// Keep HTTP connections open between checks of the same scheme, host and port
     /// (keep-alive) instead of a fresh connection per check.
     pub reuse_connections: bool,
+    /// The check's judge: applied in order by [`Engine::check`](crate::Engine::check) to
+    /// a result the probe found up, after the default of the target's kind (2xx for HTTP,
+    /// NOERROR with an answer for DNS; see [`crate::conditions`]). Conditions that do not
+    /// apply to a target are skipped for it.
+    pub conditions: Arc<[Condition]>,
 }
 
-/// Equal when checks would run the same way (regexes compare by their source). Written
-/// out field by field so that a new option cannot be left out unnoticed.
+impl CheckOptions {
+    /// Whether the HTTP probe must keep the final response's headers and (capped) body:
+    /// some condition reads them. The engine drops them once the conditions have run.
+    pub fn needs_response(&self) -> bool {
+        self.conditions.iter().any(Condition::needs_response)
+    }
+}
+
+/// Equal when checks would run and be judged the same way (regexes compare by their
+/// source). Written out field by field so that a new option cannot be left out unnoticed.
 impl PartialEq for CheckOptions {
     fn eq(&self, other: &Self) -> bool {
         let CheckOptions {
             timeout,
             method,
             headers,
-            expect_status,
-            body_contains,
-            body_regex,
-            max_latency,
             max_redirects,
             max_body_bytes,
             insecure,
-            min_cert_days,
             user_agent,
-            capture_response,
             reuse_connections,
+            conditions,
         } = self;
         *timeout == other.timeout
             && *method == other.method
             && *headers == other.headers
-            && *expect_status == other.expect_status
-            && *body_contains == other.body_contains
-            && body_regex.as_ref().map(Regex::as_str) == other.body_regex.as_ref().map(Regex::as_str)
-            && *max_latency == other.max_latency
             && *max_redirects == other.max_redirects
             && *max_body_bytes == other.max_body_bytes
             && *insecure == other.insecure
-            && *min_cert_days == other.min_cert_days
             && *user_agent == other.user_agent
-            && *capture_response == other.capture_response
             && *reuse_connections == other.reuse_connections
+            && **conditions == *other.conditions
     }
 }
 
@@ -84,22 +80,18 @@ impl Default for CheckOptions {
             timeout: DEFAULT_TIMEOUT,
             method: Method::GET,
             headers: Vec::new(),
-            expect_status: StatusMatcher::default(),
-            body_contains: None,
-            body_regex: None,
-            max_latency: None,
             max_redirects: DEFAULT_MAX_REDIRECTS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             insecure: false,
-            min_cert_days: None,
             user_agent: concat!("pulsecheck/", env!("CARGO_PKG_VERSION")).to_owned(),
-            capture_response: false,
             reuse_connections: false,
+            conditions: Arc::from([]),
         }
     }
 }
 
-/// Which HTTP statuses count as up: a list of codes and inclusive ranges.
+/// Which HTTP statuses count as up ([`Condition::Status`]): a list of codes and
+/// inclusive ranges.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StatusMatcher {
     ranges: Vec<(u16, u16)>,
@@ -208,11 +200,18 @@ mod tests {
     #[test]
     fn options_compare_by_how_the_check_runs() {
         let with_regex = |source: &str| CheckOptions {
-            body_regex: Some(Regex::new(source).unwrap()),
+            conditions: Arc::from([Condition::body_regex(source).unwrap()]),
             ..CheckOptions::default()
         };
         assert_eq!(with_regex("up|ok"), with_regex("up|ok"), "regexes compare by source");
         assert_ne!(with_regex("up|ok"), with_regex("up"));
+        assert_ne!(with_regex("up"), CheckOptions::default());
+        assert!(with_regex("up").needs_response() && !CheckOptions::default().needs_response());
+        let latency = CheckOptions {
+            conditions: Arc::from([Condition::LatencyUnder(Duration::from_secs(1))]),
+            ..CheckOptions::default()
+        };
+        assert!(!latency.needs_response(), "latency is measured, not read from the body");
         let reuse = CheckOptions {
             reuse_connections: true,
             ..CheckOptions::default()

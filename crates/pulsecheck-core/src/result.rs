@@ -193,8 +193,10 @@ pub struct CheckResult {
     /// Round-trip time of an ICMP echo.
     #[serde(with = "millis")]
     pub rtt_ms: Option<Duration>,
-    /// The final HTTP response, kept only when `CheckOptions::capture_response` asks
-    /// for it. Never serialized: conditions read it, outputs do not.
+    /// The final HTTP response, kept by the probe only when a condition reads it
+    /// ([`CheckOptions::needs_response`](crate::CheckOptions::needs_response)) and
+    /// dropped by [`Engine::check`](crate::Engine::check) once the conditions have run,
+    /// so a result handed out never carries it. Never serialized.
     #[serde(skip)]
     pub response: Option<Box<CapturedResponse>>,
 }

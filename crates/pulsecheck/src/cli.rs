@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use pulsecheck_core::conditions::{Condition, JsonExpect};
+use pulsecheck_core::StatusMatcher;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -139,18 +141,31 @@ pub struct ScanArgs {
     pub headers: Vec<String>,
 
     /// HTTP statuses that count as up, after redirects: e.g. `200`, `200-399`, `2xx,301`.
-    #[arg(long, default_value = "2xx", value_name = "CODES")]
-    pub expect_status: String,
+    /// Without it, 2xx.
+    #[arg(long, value_name = "CODES", value_parser = status_codes)]
+    pub expect_status: Option<StatusMatcher>,
 
-    /// Down unless the body contains this text.
+    /// Down (reason `body`) unless a value of this response header matches: `NAME~REGEX`,
+    /// or `NAME=VALUE` for an exact value, e.g. `content-type~json` (repeatable).
+    #[arg(long = "expect-header", value_name = "NAME~REGEX", value_parser = header_condition)]
+    pub expect_headers: Vec<Condition>,
+
+    /// Down (reason `body`) unless the body contains this text (repeatable).
     #[arg(long, value_name = "TEXT")]
-    pub body_contains: Option<String>,
+    pub body_contains: Vec<String>,
 
-    /// Down unless the body matches this regular expression.
-    #[arg(long, value_name = "REGEX")]
-    pub body_regex: Option<String>,
+    /// Down (reason `body`) unless the body matches this regular expression (repeatable).
+    #[arg(long, value_name = "REGEX", value_parser = body_regex)]
+    pub body_regex: Vec<Condition>,
 
-    /// Down (reason `latency`) when a check that succeeded took longer than this.
+    /// Down (reason `body`) unless this RFC 9535 JSONPath query on the JSON body selects
+    /// something and every value it selects equals VALUE (read as JSON if it parses, else
+    /// as a string): `'$.status=UP'`, `'$.checks[*].ok=true'`. Without `=VALUE` the query
+    /// only has to select something (repeatable).
+    #[arg(long = "json-path", value_name = "EXPR[=VALUE]", value_parser = json_path)]
+    pub json_paths: Vec<Condition>,
+
+    /// Down (reason `latency`) when a check that succeeded took this long or longer.
     #[arg(long, value_parser = duration, value_name = "DURATION")]
     pub max_latency: Option<std::time::Duration>,
 
@@ -176,9 +191,20 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 
-    /// TLS and HTTPS checks are down when the certificate expires in fewer days.
+    /// TLS and HTTPS checks are down (reason `certificate`) when the certificate expires
+    /// in fewer days.
     #[arg(long, value_name = "DAYS")]
     pub min_cert_days: Option<i64>,
+
+    /// DNS checks are up on this response code (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, …)
+    /// instead of the default, NOERROR with a record of the type asked for.
+    #[arg(long, value_name = "RCODE", value_parser = dns_rcode)]
+    pub dns_rcode: Option<Condition>,
+
+    /// DNS checks are down (reason `dns`) unless some answer record, written as
+    /// `TYPE DATA` (`A 127.0.0.1`), contains this text (repeatable).
+    #[arg(long, value_name = "TEXT", value_parser = dns_answer)]
+    pub dns_answer_contains: Vec<String>,
 
     /// Resolve names with this nameserver (`IP` or `IP:PORT`) instead of /etc/resolv.conf.
     #[arg(long, value_name = "IP[:PORT]")]
@@ -211,6 +237,13 @@ Targets:
   HOST or HOST/PATH                    same as https://HOST/PATH
   HOST:PORT                            same as tcp://HOST:PORT
 In files: one target per line; blank lines and lines starting with # are skipped.
+
+Conditions (the flags that judge an answer) run in this order, and the first that fails
+gives the reason: --expect-status (2xx without it), --expect-header, --body-contains,
+--body-regex, --json-path, --max-latency, --min-cert-days, --dns-rcode (NOERROR with an
+answer without it), --dns-answer-contains. Each applies only to the targets it fits
+and is skipped for the others: status, header, body and JSONPath to http(s)://,
+--min-cert-days to https:// and tls://, the DNS ones to dns://, --max-latency to all.
 
 Exit codes:
   0    every target is up
@@ -245,4 +278,100 @@ pub enum ColorChoice {
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     pulsecheck_core::options::parse_duration(text)
+}
+
+fn status_codes(text: &str) -> Result<StatusMatcher, String> {
+    StatusMatcher::parse(text)
+}
+
+fn body_regex(text: &str) -> Result<Condition, String> {
+    Condition::body_regex(text)
+}
+
+fn dns_rcode(text: &str) -> Result<Condition, String> {
+    Condition::dns_rcode(text)
+}
+
+fn dns_answer(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("the text is empty; write part of an answer record, e.g. '127.0.0.1' or 'MX 10 '".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// `NAME~REGEX` or `NAME=VALUE`, split at the first `~` or `=` (neither can be in a
+/// header name that anyone uses).
+pub fn header_condition(text: &str) -> Result<Condition, String> {
+    const HINT: &str = "write NAME~REGEX (some value matches) or NAME=VALUE (some value is exactly VALUE), \
+                        e.g. 'content-type~json'";
+    let Some(at) = text.find(['~', '=']) else {
+        return Err(format!("there is no ~ or = in it; {HINT}"));
+    };
+    let (name, rest) = (text[..at].trim(), &text[at + 1..]);
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!("'{name}' is not a header name; {HINT}"));
+    }
+    if text[at..].starts_with('~') {
+        Condition::header_matches(name, rest).map_err(|e| format!("{e}; {HINT}"))
+    } else {
+        Ok(Condition::header_equals(name, rest.trim()))
+    }
+}
+
+/// `EXPR=VALUE` or `EXPR`. The split is at the first `=` that leaves a valid query on its
+/// left and is not part of a filter's `==`, `!=`, `<=` or `>=`, so
+/// `$[?@.name=='db'].status=UP` works. VALUE is JSON when it parses as JSON (`3`,
+/// `true`, `"3"`, `null`), else a string.
+pub fn json_path(text: &str) -> Result<Condition, String> {
+    const HINT: &str = "write EXPR=VALUE, e.g. '$.status=UP' or '$.count=3', or EXPR alone to require a match";
+    for (at, _) in text.match_indices('=') {
+        let before = text[..at].chars().next_back();
+        let after = text[at + 1..].chars().next();
+        if matches!(before, Some('=' | '!' | '<' | '>')) || after == Some('=') {
+            continue;
+        }
+        let (expr, value) = (text[..at].trim(), &text[at + 1..]);
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+        if let Ok(condition) = Condition::json_path(expr, JsonExpect::Equals(value)) {
+            return Ok(condition);
+        }
+    }
+    Condition::json_path(text.trim(), JsonExpect::Exists(true)).map_err(|e| format!("{e}; {HINT}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_path_flags() {
+        let show = |text: &str| json_path(text).map(|c| c.to_string());
+        assert_eq!(show("$.status=UP").unwrap(), "$.status == \"UP\"");
+        assert_eq!(show("$.count=3").unwrap(), "$.count == 3");
+        assert_eq!(show("$.count=\"3\"").unwrap(), "$.count == \"3\"");
+        assert_eq!(show("$.ok=true").unwrap(), "$.ok == true");
+        assert_eq!(show("$.a=b=c").unwrap(), "$.a == \"b=c\"");
+        assert_eq!(show("$.status").unwrap(), "$.status exists");
+        assert_eq!(
+            show("$.checks[?@.name=='db'].status=UP").unwrap(),
+            "$.checks[?@.name=='db'].status == \"UP\""
+        );
+        assert_eq!(show("$[?@.n>=2]").unwrap(), "$[?@.n>=2] exists");
+        for bad in ["$[", "status=UP", "", "$.a==1"] {
+            let e = json_path(bad).unwrap_err();
+            assert!(e.contains("EXPR=VALUE"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn header_flags() {
+        let show = |text: &str| header_condition(text).map(|c| c.to_string());
+        assert_eq!(show("Content-Type~json").unwrap(), "header content-type matches /json/");
+        assert_eq!(show("x-a=1 = 2").unwrap(), "header x-a == \"1 = 2\"");
+        assert_eq!(show("x-a~a=b").unwrap(), "header x-a matches /a=b/");
+        for bad in ["content-type", "~json", "bad name~x", "x~("] {
+            let e = header_condition(bad).unwrap_err();
+            assert!(e.contains("NAME~REGEX"), "{bad}: {e}");
+        }
+    }
 }

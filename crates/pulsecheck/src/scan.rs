@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Method};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineOptions, EngineSetup, Reason, StatusMatcher};
+use pulsecheck_core::conditions::Condition;
+use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineOptions, EngineSetup, Reason};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -74,26 +75,17 @@ fn prepare(args: &ScanArgs) -> Result<Prepared, UsageError> {
     })
 }
 
-fn check_options(args: &ScanArgs) -> Result<CheckOptions, UsageError> {
+/// The options every target of the scan is checked with, conditions included.
+pub fn check_options(args: &ScanArgs) -> Result<CheckOptions, UsageError> {
     let mut options = CheckOptions {
         timeout: args.timeout,
         method: Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| UsageError(format!("--method: '{}' is not an HTTP method", args.method)))?,
-        expect_status: StatusMatcher::parse(&args.expect_status)
-            .map_err(|m| UsageError(format!("--expect-status: {m}")))?,
-        body_contains: args.body_contains.clone(),
-        body_regex: args
-            .body_regex
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .map_err(|e| UsageError(format!("--body-regex: {e}")))?,
-        max_latency: args.max_latency,
         max_redirects: args.max_redirects,
         max_body_bytes: args.max_body.max(1),
         insecure: args.insecure,
-        min_cert_days: args.min_cert_days,
         reuse_connections: args.reuse_connections,
+        conditions: conditions(args).into(),
         ..CheckOptions::default()
     };
     if options.timeout.is_zero() {
@@ -116,6 +108,29 @@ fn check_options(args: &ScanArgs) -> Result<CheckOptions, UsageError> {
         options.headers.push((name, value));
     }
     Ok(options)
+}
+
+/// The judging flags as one list, in the order a person reads them (and the help and
+/// README document): status, headers, body text, body regex, JSONPath, latency,
+/// certificate days, DNS rcode, DNS answers. The engine skips, per target, those that do
+/// not fit it.
+pub fn conditions(args: &ScanArgs) -> Vec<Condition> {
+    let mut conditions = Vec::new();
+    conditions.extend(args.expect_status.clone().map(Condition::Status));
+    conditions.extend(args.expect_headers.iter().cloned());
+    conditions.extend(args.body_contains.iter().cloned().map(Condition::BodyContains));
+    conditions.extend(args.body_regex.iter().cloned());
+    conditions.extend(args.json_paths.iter().cloned());
+    conditions.extend(args.max_latency.map(Condition::LatencyUnder));
+    conditions.extend(args.min_cert_days.map(|days| Condition::CertExpiresInMoreThan { days }));
+    conditions.extend(args.dns_rcode.iter().cloned());
+    conditions.extend(
+        args.dns_answer_contains
+            .iter()
+            .cloned()
+            .map(Condition::DnsAnswerContains),
+    );
+    conditions
 }
 
 fn open_output(args: &ScanArgs) -> Result<(Box<dyn Write + Send>, bool), UsageError> {

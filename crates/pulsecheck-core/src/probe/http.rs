@@ -1,5 +1,10 @@
 //! HTTP(S) probe on hyper's `client::conn` over our own connector, so each phase (DNS,
 //! connect, TLS, first byte, transfer) is measured. A fresh connection per check and hop.
+//!
+//! The probe follows redirects and records the final status; it does not judge it (the
+//! check's conditions do). The body is always read up to `max_body_bytes` (that is the
+//! transfer phase, and what lets a pooled connection be reused), but its bytes are kept
+//! only when a condition needs them ([`CheckOptions::needs_response`]).
 
 use std::error::Error as _;
 use std::future::Future;
@@ -19,9 +24,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::pool::{PoolKey, PooledConnection, Sender};
-use super::{
-    check_certificate_days, connect, handshake, resolve, Attempt, Failure, Phase, ProbeContext, TrackedExecutor,
-};
+use super::{connect, handshake, resolve, Attempt, Failure, Phase, ProbeContext, Redirected, TrackedExecutor};
 use crate::options::CheckOptions;
 use crate::result::{Reason, Timings};
 use crate::target::Host;
@@ -38,7 +41,7 @@ struct Exchange {
     version: Version,
     location: Option<HeaderValue>,
     headers: http::HeaderMap,
-    /// The body, kept only when a body condition needs it (and capped).
+    /// The body, kept only when a condition needs it (and capped).
     body: Vec<u8>,
 }
 
@@ -61,6 +64,7 @@ pub async fn probe(
             .filter(|_| status.is_redirection())
             .and_then(|loc| loc.to_str().ok())
             .and_then(|loc| current.join(loc).ok());
+        let mut unfollowed = None;
         if let Some(next) = next {
             if attempt.result.redirects < options.max_redirects {
                 attempt.result.redirects += 1;
@@ -70,20 +74,18 @@ pub async fn probe(
                 current = next;
                 continue;
             }
-            if !options.expect_status.matches(status.as_u16()) {
-                return Err(Failure::new(
-                    Reason::Status,
-                    format!(
-                        "status {status} after {} redirects, the limit (--max-redirects); next was {next}",
-                        attempt.result.redirects
-                    ),
-                ));
-            }
+            unfollowed = Some(next);
         }
-        if options.capture_response {
-            attempt.result.response = Some(Box::new(capture(&exchange)));
+        if attempt.result.redirects > 0 || unfollowed.is_some() {
+            attempt.redirected = Some(Box::new(Redirected {
+                url: current,
+                unfollowed,
+            }));
         }
-        return evaluate(&exchange, &current, options, attempt);
+        if options.needs_response() {
+            attempt.result.response = Some(Box::new(capture(exchange)));
+        }
+        return Ok(());
     }
 }
 
@@ -103,12 +105,7 @@ impl Exchange {
     }
 }
 
-/// Whether a body condition or the captured response needs the body (and headers) kept.
-fn keeps_body(options: &CheckOptions) -> bool {
-    options.capture_response || options.body_contains.is_some() || options.body_regex.is_some()
-}
-
-fn capture(exchange: &Exchange) -> crate::result::CapturedResponse {
+fn capture(exchange: Exchange) -> crate::result::CapturedResponse {
     crate::result::CapturedResponse {
         headers: exchange
             .headers
@@ -120,41 +117,8 @@ fn capture(exchange: &Exchange) -> crate::result::CapturedResponse {
                 )
             })
             .collect(),
-        body: Bytes::from(exchange.body.clone()),
+        body: Bytes::from(exchange.body),
     }
-}
-
-fn evaluate(exchange: &Exchange, url: &Url, options: &CheckOptions, attempt: &Attempt) -> Result<(), Failure> {
-    let status = exchange.status.as_u16();
-    if !options.expect_status.matches(status) {
-        return Err(Failure::new(
-            Reason::Status,
-            format!(
-                "status {} from {url}, expected {}",
-                exchange.status, options.expect_status
-            ),
-        ));
-    }
-    if options.body_contains.is_some() || options.body_regex.is_some() {
-        let body = String::from_utf8_lossy(&exchange.body);
-        if let Some(needle) = &options.body_contains {
-            if !body.contains(needle.as_str()) {
-                return Err(Failure::new(
-                    Reason::Body,
-                    format!("body does not contain {needle:?} (read {} bytes)", exchange.body.len()),
-                ));
-            }
-        }
-        if let Some(regex) = &options.body_regex {
-            if !regex.is_match(&body) {
-                return Err(Failure::new(
-                    Reason::Body,
-                    format!("body does not match /{regex}/ (read {} bytes)", exchange.body.len()),
-                ));
-            }
-        }
-    }
-    check_certificate_days(attempt, options.min_cert_days)
 }
 
 async fn hop(
@@ -288,7 +252,7 @@ async fn exchange_pooled(
     };
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
-    let keep_body = keeps_body(options);
+    let keep_body = options.needs_response();
     let read = read_capped(&mut body, options.max_body_bytes, keep_body).await;
     Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
     let read = match read {
@@ -321,7 +285,7 @@ where
     // `drive`'s future (async parameters are never overlapped with later state).
     let conn = pin!(conn);
     let send = pin!(sender.send_request(build_request(url, method, options, h2)?));
-    drive(conn, send, options.max_body_bytes, keeps_body(options), attempt).await
+    drive(conn, send, options.max_body_bytes, options.needs_response(), attempt).await
 }
 
 /// The HTTP handshake on an established stream: HTTP/2 when ALPN chose it, else HTTP/1.1.
@@ -480,6 +444,90 @@ mod tests {
     use crate::result::{CheckResult, Outcome, ProbeKind};
     use crate::tls::TlsClients;
 
+    fn context() -> ProbeContext {
+        ProbeContext {
+            resolver: Resolver::new(None),
+            tls: TlsClients::new(&[]).unwrap(),
+            icmp: Default::default(),
+            executor: TrackedExecutor::default(),
+            pool: Default::default(),
+        }
+    }
+
+    /// The probe keeps the body only when a condition will read it; otherwise it reads
+    /// (and times) the capped body but keeps none of it.
+    #[tokio::test]
+    async fn the_body_is_kept_only_when_a_condition_reads_it() {
+        let sim = pulsecheck_sim::start(pulsecheck_sim::SimConfig::default())
+            .await
+            .unwrap();
+        let ctx = context();
+        let url = Url::parse(&sim.url("/bytes/3000000")).unwrap();
+        let run = |options: CheckOptions| {
+            let (ctx, url) = (&ctx, &url);
+            async move {
+                let mut attempt = Attempt::new(CheckResult::new("x", None, ProbeKind::Http, Outcome::Down));
+                let outcome = probe(ctx, url, &options, &mut attempt).await;
+                assert!(outcome.is_ok(), "{outcome:?}");
+                attempt.result
+            }
+        };
+        let measured = run(CheckOptions::default()).await;
+        assert!(measured.response.is_none(), "nothing asked for the body");
+        assert!(measured.timings.transfer_ms.is_some());
+        assert_eq!(measured.http_status, Some(200), "measured, not judged");
+
+        let latency_only = CheckOptions {
+            conditions: [crate::conditions::Condition::LatencyUnder(
+                std::time::Duration::from_secs(9),
+            )]
+            .into_iter()
+            .collect(),
+            ..CheckOptions::default()
+        };
+        assert!(run(latency_only).await.response.is_none());
+
+        let reads_body = CheckOptions {
+            conditions: [crate::conditions::Condition::BodyContains("x".into())]
+                .into_iter()
+                .collect(),
+            max_body_bytes: 100_000,
+            ..CheckOptions::default()
+        };
+        let kept = run(reads_body).await.response.expect("a body condition keeps the body");
+        assert_eq!(kept.body.len(), 100_000, "capped at max_body_bytes");
+    }
+
+    /// A status the default would call down is still a finished probe: the judge decides.
+    #[tokio::test]
+    async fn the_probe_does_not_judge_the_status() {
+        let sim = pulsecheck_sim::start(pulsecheck_sim::SimConfig::default())
+            .await
+            .unwrap();
+        let ctx = context();
+        let options = CheckOptions {
+            max_redirects: 1,
+            ..CheckOptions::default()
+        };
+        for (path, status, redirected) in [
+            ("/status/503", 503, None),
+            ("/redirect/1", 200, Some(("/ok", None))),
+            ("/redirect/3", 302, Some(("/redirect/2", Some("/redirect/1")))),
+        ] {
+            let url = Url::parse(&sim.url(path)).unwrap();
+            let mut attempt = Attempt::new(CheckResult::new("x", None, ProbeKind::Http, Outcome::Down));
+            let outcome = probe(&ctx, &url, &options, &mut attempt).await;
+            assert!(outcome.is_ok(), "{path}: {outcome:?}");
+            assert_eq!(attempt.result.http_status, Some(status), "{path}");
+            let seen = attempt
+                .redirected
+                .map(|r| (r.url.path().to_owned(), r.unfollowed.map(|u| u.path().to_owned())));
+            let expected =
+                redirected.map(|(url, next): (&str, Option<&str>)| (url.to_owned(), next.map(str::to_owned)));
+            assert_eq!(seen, expected, "{path}");
+        }
+    }
+
     /// Every check in flight holds these futures, so their size is multiplied by the
     /// concurrency (10,000 by default). The bounds leave about 2× headroom over today's
     /// sizes; crossing one means some large state is no longer boxed or is stored twice.
@@ -494,10 +542,7 @@ mod tests {
         };
         let url = Url::parse("http://127.0.0.1:9/").unwrap();
         let options = CheckOptions::default();
-        let mut attempt = Attempt {
-            result: CheckResult::new("x", None, ProbeKind::Http, Outcome::Down),
-            phase: Phase::Starting,
-        };
+        let mut attempt = Attempt::new(CheckResult::new("x", None, ProbeKind::Http, Outcome::Down));
         let probe_size = std::mem::size_of_val(&probe(&ctx, &url, &options, &mut attempt));
         assert!(probe_size <= 1024, "the HTTP probe future is {probe_size} bytes");
 

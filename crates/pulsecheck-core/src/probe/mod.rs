@@ -1,5 +1,11 @@
 //! Probes: how each kind of target is checked. A probe fills in an [`Attempt`] as it
 //! goes, so that when the deadline cuts it short the phases it finished are kept.
+//!
+//! A probe measures; it does not judge. It fails only when the target did not answer
+//! properly (timeout, refused, reset, TLS or certificate verification, protocol) and
+//! otherwise records what it saw: the status, the certificate, the DNS answer, and the
+//! response when a condition needs it. Whether that answer is the right one is for the
+//! check's conditions ([`crate::conditions::judge`]), which the engine applies.
 
 pub mod dns;
 pub mod http;
@@ -16,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_util::task::TaskTracker;
+use url::Url;
 
 use crate::options::CheckOptions;
 use crate::resolve::Resolver;
@@ -80,6 +87,27 @@ impl Phase {
 pub struct Attempt {
     pub result: CheckResult,
     pub phase: Phase,
+    /// Set by the HTTP probe when it followed a redirect or stopped at the limit.
+    pub redirected: Option<Box<Redirected>>,
+}
+
+impl Attempt {
+    pub fn new(result: CheckResult) -> Attempt {
+        Attempt {
+            result,
+            phase: Phase::Starting,
+            redirected: None,
+        }
+    }
+}
+
+/// Where an HTTP check that met a redirect ended up, for the judge's status message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirected {
+    /// The URL the final response came from.
+    pub url: Url,
+    /// The redirect that was not followed because `max_redirects` were followed already.
+    pub unfollowed: Option<Url>,
 }
 
 /// Why a probe decided the target is down.
@@ -199,23 +227,6 @@ pub async fn handshake(
     }
     // Boxed so the caller's future holds a pointer, not the whole TLS session state.
     Ok(Box::new(stream))
-}
-
-/// Fails when the certificate expires sooner than `min_days`.
-pub fn check_certificate_days(attempt: &Attempt, min_days: Option<i64>) -> Result<(), Failure> {
-    let (Some(min_days), Some(cert)) = (min_days, &attempt.result.certificate) else {
-        return Ok(());
-    };
-    if cert.days_left < min_days {
-        return Err(Failure::new(
-            Reason::Certificate,
-            format!(
-                "certificate expires in {} days (on {}), less than the required {min_days}",
-                cert.days_left, cert.not_after
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Rounds a duration for messages.

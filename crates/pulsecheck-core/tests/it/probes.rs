@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineSetup, Outcome, Reason, Target};
+use pulsecheck_core::conditions::{Condition, JsonExpect};
+use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineSetup, Outcome, Reason, StatusMatcher, Target};
 use pulsecheck_sim::{SimConfig, SimHandle};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -38,6 +39,14 @@ fn opts() -> CheckOptions {
     CheckOptions {
         timeout: Duration::from_secs(3),
         ..CheckOptions::default()
+    }
+}
+
+/// Options judged by these conditions.
+fn judged_by(conditions: impl IntoIterator<Item = Condition>) -> CheckOptions {
+    CheckOptions {
+        conditions: conditions.into_iter().collect(),
+        ..opts()
     }
 }
 
@@ -95,29 +104,111 @@ async fn status_body_and_latency_conditions() {
     assert_down(&r, Reason::Status);
     assert_eq!(r.http_status, Some(503));
 
-    let contains = CheckOptions {
-        body_contains: Some("\"UP\"".into()),
-        ..opts()
-    };
+    let contains = judged_by([Condition::BodyContains("\"UP\"".into())]);
     assert_up(&f.check_with(&f.http("/json"), &contains).await);
-    let missing = CheckOptions {
-        body_contains: Some("DOWN".into()),
-        ..opts()
-    };
-    assert_down(&f.check_with(&f.http("/json"), &missing).await, Reason::Body);
-    let regex = CheckOptions {
-        body_regex: Some(regex::Regex::new(r#""version":"\d+\.\d+""#).unwrap()),
-        ..opts()
-    };
+    let missing = judged_by([Condition::BodyContains("DOWN".into())]);
+    let r = f.check_with(&f.http("/json"), &missing).await;
+    assert_down(&r, Reason::Body);
+    assert!(r.response.is_none(), "the body is dropped once judged");
+    let regex = judged_by([Condition::body_regex(r#""version":"\d+\.\d+""#).unwrap()]);
     assert_up(&f.check_with(&f.http("/json"), &regex).await);
 
-    let slow = CheckOptions {
-        max_latency: Some(Duration::from_millis(100)),
-        ..opts()
-    };
+    let slow = judged_by([Condition::LatencyUnder(Duration::from_millis(100))]);
     let r = f.check_with(&f.http("/delay/400"), &slow).await;
     assert_down(&r, Reason::Latency);
     assert_eq!(r.http_status, Some(200));
+
+    // The status conditions decide which statuses are up: the 2xx default gives way.
+    let r = f
+        .check_with(
+            &f.http("/status/503"),
+            &judged_by([Condition::Status(StatusMatcher::parse("503").unwrap())]),
+        )
+        .await;
+    assert_up(&r);
+    let r = f
+        .check_with(
+            &f.http("/ok"),
+            &judged_by([Condition::Status(StatusMatcher::parse("204").unwrap())]),
+        )
+        .await;
+    assert_down(&r, Reason::Status);
+    assert!(r.error.as_deref().unwrap().ends_with("/ok, expected 204"), "{r:#?}");
+}
+
+/// JSONPath and header conditions read the captured response; the result handed back
+/// never carries it.
+#[tokio::test]
+async fn json_path_and_header_conditions_judge_the_response() {
+    let f = fixture().await;
+    let json = f.http("/json");
+    let up = judged_by([
+        Condition::header_matches("Content-Type", "^application/json").unwrap(),
+        Condition::json_path("$.status", JsonExpect::Equals("UP".into())).unwrap(),
+        Condition::json_path("$.checks.db", JsonExpect::Exists(true)).unwrap(),
+    ]);
+    let r = f.check_with(&json, &up).await;
+    assert_up(&r);
+    assert!(r.response.is_none(), "the response is dropped once judged");
+
+    let wrong_value = judged_by([Condition::json_path("$.version", JsonExpect::Equals(2.into())).unwrap()]);
+    let r = f.check_with(&json, &wrong_value).await;
+    assert_down(&r, Reason::Body);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("condition `$.version == 2` failed: got \"1.0\"")
+    );
+    assert!(r.response.is_none());
+
+    let wrong_header = judged_by([Condition::header_equals("content-type", "text/html")]);
+    let r = f.check_with(&json, &wrong_header).await;
+    assert_down(&r, Reason::Body);
+    assert!(r.error.as_deref().unwrap().contains("application/json"), "{r:#?}");
+
+    let not_json = judged_by([Condition::json_path("$.status", JsonExpect::Exists(true)).unwrap()]);
+    let r = f.check_with(&f.http("/ok"), &not_json).await;
+    assert_down(&r, Reason::Body);
+    assert!(r.error.as_deref().unwrap().contains("not JSON"), "{r:#?}");
+
+    // Order decides the reason: the first condition that fails.
+    let status_first = judged_by([
+        Condition::Status(StatusMatcher::parse("200").unwrap()),
+        Condition::BodyContains("nowhere".into()),
+    ]);
+    assert_down(
+        &f.check_with(&f.http("/status/500"), &status_first).await,
+        Reason::Status,
+    );
+    let body_first = judged_by([
+        Condition::BodyContains("nowhere".into()),
+        Condition::Status(StatusMatcher::parse("200").unwrap()),
+    ]);
+    assert_down(&f.check_with(&f.http("/status/500"), &body_first).await, Reason::Body);
+}
+
+/// Conditions of a kind that cannot judge a target are skipped for it, so one list can
+/// serve a mixed targets file.
+#[tokio::test]
+async fn conditions_that_do_not_fit_a_target_are_skipped() {
+    let f = fixture().await;
+    let mixed = judged_by([
+        Condition::Status(StatusMatcher::parse("200").unwrap()),
+        Condition::json_path("$.status", JsonExpect::Equals("UP".into())).unwrap(),
+        Condition::CertExpiresInMoreThan { days: 30 },
+        Condition::dns_rcode("NOERROR").unwrap(),
+        Condition::DnsAnswerContains("127.0.0.1".into()),
+    ]);
+    let server = f.sim.info.dns;
+    for target in [
+        f.http("/json"),
+        format!("tcp://{}", f.sim.info.http[0]),
+        format!("tls://localhost:{}", f.sim.info.tls_valid.port()),
+        f.https(f.sim.info.tls_valid, "/json"),
+        format!("dns://ok.pulsecheck.test?server={server}"),
+    ] {
+        let r = f.check_with(&target, &mixed).await;
+        assert_up(&r);
+    }
 }
 
 #[tokio::test]
@@ -129,15 +220,13 @@ async fn method_and_headers_are_sent() {
             http::HeaderName::from_static("x-probe"),
             http::HeaderValue::from_static("pulsecheck-test"),
         )],
-        body_contains: Some("pulsecheck-test".into()),
-        ..opts()
+        ..judged_by([Condition::BodyContains("pulsecheck-test".into())])
     };
     let r = f.check_with(&f.http("/headers"), &options).await;
     assert_up(&r);
     let options = CheckOptions {
         method: http::Method::POST,
-        body_contains: Some("\"POST\"".into()),
-        ..opts()
+        ..judged_by([Condition::BodyContains("\"POST\"".into())])
     };
     assert_up(&f.check_with(&f.http("/method"), &options).await);
 }
@@ -210,8 +299,7 @@ async fn heads_and_bodies_larger_than_the_first_buffers_arrive_whole() {
             http::HeaderName::from_static("x-large"),
             http::HeaderValue::from_str(&value).unwrap(),
         )],
-        body_contains: Some(value),
-        ..opts()
+        ..judged_by([Condition::BodyContains(value)])
     };
     let r = f.check_with(&f.http("/headers"), &options).await;
     assert_up(&r);
@@ -234,12 +322,22 @@ async fn redirects_are_followed_and_bounded() {
 
     let no_follow = CheckOptions {
         max_redirects: 0,
-        expect_status: pulsecheck_core::StatusMatcher::parse("3xx").unwrap(),
-        ..opts()
+        ..judged_by([Condition::Status(StatusMatcher::parse("3xx").unwrap())])
     };
     let r = f.check_with(&f.http("/redirect/1"), &no_follow).await;
     assert_up(&r);
     assert_eq!(r.http_status, Some(302));
+    let r = f
+        .check_with(
+            &f.http("/redirect/1"),
+            &CheckOptions {
+                max_redirects: 0,
+                ..opts()
+            },
+        )
+        .await;
+    assert_down(&r, Reason::Status);
+    assert!(r.error.as_deref().unwrap().contains("next was"), "{r:#?}");
 }
 
 #[tokio::test]
@@ -329,22 +427,21 @@ async fn tls_certificates_are_verified_and_reported() {
     let r = f.check(&format!("tls://localhost:{}", info.tls_valid.port())).await;
     assert_up(&r);
     assert!((88..=90).contains(&r.certificate.as_ref().unwrap().days_left), "{r:#?}");
-    let relaxed = CheckOptions {
-        min_cert_days: Some(30),
-        ..opts()
-    };
+    let relaxed = judged_by([Condition::CertExpiresInMoreThan { days: 30 }]);
     assert_up(
         &f.check_with(&format!("tls://localhost:{}", info.tls_valid.port()), &relaxed)
             .await,
     );
-    let demanding = CheckOptions {
-        min_cert_days: Some(120),
-        ..opts()
-    };
+    let demanding = judged_by([Condition::CertExpiresInMoreThan { days: 120 }]);
     let r = f
         .check_with(&format!("tls://localhost:{}", info.tls_valid.port()), &demanding)
         .await;
     assert_down(&r, Reason::Certificate);
+    let r = f.check_with(&f.https(info.tls_valid, "/ok"), &demanding).await;
+    assert_down(&r, Reason::Certificate);
+    assert_up(&f.check_with(&f.https(info.tls_valid, "/ok"), &relaxed).await);
+    // An http:// URL has no certificate: the condition does not apply to it.
+    assert_up(&f.check_with(&f.http("/ok"), &demanding).await);
 
     // A TLS client talking to a plain HTTP server: a handshake failure, not a certificate one.
     let r = f.check(&format!("tls://localhost:{}", info.http[0].port())).await;
@@ -392,6 +489,22 @@ async fn dns_probe_reports_rcode_and_answers() {
         &f.check(&format!("dns://empty.pulsecheck.test?server={server}")).await,
         Reason::Dns,
     );
+
+    // A rcode condition replaces the NOERROR default: a name can be expected not to exist.
+    let nx = format!("dns://nx.pulsecheck.test?server={server}");
+    let expect_nx = judged_by([Condition::dns_rcode("NXDOMAIN").unwrap()]);
+    assert_up(&f.check_with(&nx, &expect_nx).await);
+    let r = f
+        .check_with(&format!("dns://ok.pulsecheck.test?server={server}"), &expect_nx)
+        .await;
+    assert_down(&r, Reason::Dns);
+    assert!(r.error.as_deref().unwrap().contains("got NOERROR"), "{r:#?}");
+    let r = f.check(&nx).await;
+    assert!(r.error.as_deref().unwrap().contains("NXDOMAIN"), "{r:#?}");
+    let expect_answer = |text: &str| judged_by([Condition::DnsAnswerContains(text.into())]);
+    let ok = format!("dns://ok.pulsecheck.test?server={server}");
+    assert_up(&f.check_with(&ok, &expect_answer("127.0.0.1")).await);
+    assert_down(&f.check_with(&ok, &expect_answer("10.9.9.9")).await, Reason::Dns);
     let quick = CheckOptions {
         timeout: Duration::from_millis(500),
         ..opts()
@@ -458,24 +571,25 @@ async fn queue_wait_is_not_blamed_on_the_target() {
     assert!(engine.ledger().balanced());
 }
 
+/// The response is captured only for the conditions and never comes back in a result,
+/// whatever the verdict and whether or not a condition needed it.
 #[tokio::test]
-async fn the_final_response_is_captured_for_conditions() {
+async fn results_never_carry_the_response() {
     let f = fixture().await;
-    let capture = CheckOptions {
-        capture_response: true,
-        ..opts()
-    };
-    let r = f.check_with(&f.http("/json"), &capture).await;
-    assert_up(&r);
-    let response = r.response.expect("captured");
-    assert!(response
-        .headers
-        .iter()
-        .any(|(name, value)| name == "content-type" && value.contains("json")));
-    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-    assert_eq!(body["status"], "UP");
-    assert!(
-        f.check(&f.http("/json")).await.response.is_none(),
-        "not kept unless asked"
-    );
+    let body = judged_by([Condition::BodyContains("x".into())]);
+    for (target, options) in [
+        (f.http("/json"), opts()),
+        (f.http("/json"), body.clone()),
+        (f.http("/bytes/2000000"), opts()),
+        (f.http("/bytes/2000000"), body.clone()),
+        (f.http("/status/500"), body.clone()),
+        (f.http("/redirect/2"), body),
+    ] {
+        let r = f.check_with(&target, &options).await;
+        assert!(r.response.is_none(), "{target}: {r:#?}");
+        assert!(
+            r.timings.transfer_ms.is_some(),
+            "the body is still read (and timed): {r:#?}"
+        );
+    }
 }

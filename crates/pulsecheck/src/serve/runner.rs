@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use pulsecheck_config::{CheckConfig, MonitorConfig};
-use pulsecheck_core::conditions;
 use pulsecheck_core::outbox::BoxFuture;
 use pulsecheck_core::scheduler::{Job, Runner};
 use pulsecheck_core::{CheckResult, Engine};
@@ -28,10 +27,7 @@ pub struct EngineRunner {
 
 impl Runner<CheckConfig> for EngineRunner {
     fn run<'a>(&'a self, job: &'a Job<CheckConfig>, cancel: &'a CancellationToken) -> BoxFuture<'a, CheckResult> {
-        Box::pin(async move {
-            let mut result = self.engine.check(&job.spec.target, &job.spec.options, cancel).await;
-            conditions::apply(&job.spec.conditions, &mut result);
-            result
-        })
+        // The engine judges the result with the check's conditions (in its options).
+        Box::pin(self.engine.check(&job.spec.target, &job.spec.options, cancel))
     }
 }

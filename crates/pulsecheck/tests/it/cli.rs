@@ -167,6 +167,21 @@ async fn bad_usage_gets_a_clear_error_and_exit_2() {
             &["http://127.0.0.1:1/", "--cacert", "/definitely/missing.pem"],
             "missing.pem",
         ),
+        // The judging flags: the error names the flag and the value, and says what to write.
+        (&["http://127.0.0.1:1/", "--json-path", "$["], "--json-path"),
+        (&["http://127.0.0.1:1/", "--json-path", "status=UP"], "EXPR=VALUE"),
+        (
+            &["http://127.0.0.1:1/", "--expect-header", "content-type"],
+            "--expect-header",
+        ),
+        (&["http://127.0.0.1:1/", "--expect-header", "x~("], "NAME~REGEX"),
+        (&["http://127.0.0.1:1/", "--dns-rcode", "NOPE"], "--dns-rcode"),
+        (&["http://127.0.0.1:1/", "--dns-rcode", "NOPE"], "NXDOMAIN"),
+        (
+            &["http://127.0.0.1:1/", "--dns-answer-contains", ""],
+            "--dns-answer-contains",
+        ),
+        (&["http://127.0.0.1:1/", "--expect-status", "7xx"], "'7xx'"),
     ];
     for (args, needle) in cases {
         let output = run(args).await;
@@ -307,4 +322,268 @@ async fn reuse_connections_flag_keeps_connections_between_checks() {
         results.iter().all(|r| r["ip"].is_string()),
         "reused checks still name the IP"
     );
+}
+
+/// One run of the binary: the exit code and each result's target, reason and error.
+async fn verdicts(args: &[&str]) -> (Option<i32>, Vec<(String, Value, Value)>) {
+    let mut all = vec!["--format", "json", "--order", "input"];
+    all.extend_from_slice(args);
+    let output = run(&all).await;
+    let results = json_lines(&output)
+        .into_iter()
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap_or_default().to_owned(),
+                r["reason"].clone(),
+                r["error"].clone(),
+            )
+        })
+        .collect();
+    (output.status.code(), results)
+}
+
+/// Every judging flag against the real simulator, up and down, with the reason it gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judging_flags_against_the_simulator() {
+    let sim = sim().await;
+    let json = sim.url("/json");
+    let dns = |name: &str| format!("dns://{name}.pulsecheck.test?server={}", sim.info.dns);
+    let cases: &[(Vec<String>, i32, Option<&str>, &str)] = &[
+        (
+            vec![json.clone(), "--json-path".into(), "$.status=UP".into()],
+            0,
+            None,
+            "",
+        ),
+        (
+            vec![
+                json.clone(),
+                "--json-path".into(),
+                "$.checks.db".into(),
+                "--json-path".into(),
+                "$.version=\"1.0\"".into(),
+            ],
+            0,
+            None,
+            "",
+        ),
+        (
+            vec![json.clone(), "--json-path".into(), "$.status=DOWN".into()],
+            1,
+            Some("body"),
+            "condition `$.status == \"DOWN\"` failed: got \"UP\"",
+        ),
+        (
+            vec![
+                json.clone(),
+                "--expect-header".into(),
+                "Content-Type~^application/json".into(),
+            ],
+            0,
+            None,
+            "",
+        ),
+        (
+            vec![json.clone(), "--expect-header".into(), "content-type=text/plain".into()],
+            1,
+            Some("body"),
+            "condition `header content-type == \"text/plain\"` failed: got \"application/json\"",
+        ),
+        (vec![dns("nx"), "--dns-rcode".into(), "NXDOMAIN".into()], 0, None, ""),
+        (
+            vec![dns("ok"), "--dns-rcode".into(), "nxdomain".into()],
+            1,
+            Some("dns"),
+            "condition `dns rcode == NXDOMAIN` failed: got NOERROR",
+        ),
+        (
+            vec![dns("ok"), "--dns-answer-contains".into(), "127.0.0.1".into()],
+            0,
+            None,
+            "",
+        ),
+        (
+            vec![dns("ok"), "--dns-answer-contains".into(), "10.9.9.9".into()],
+            1,
+            Some("dns"),
+            "condition `dns answer contains \"10.9.9.9\"` failed: got \"A 127.0.0.1\"",
+        ),
+        // The old flags are conditions too, in the documented order: status comes first.
+        (
+            vec![
+                sim.url("/status/500"),
+                "--body-contains".into(),
+                "nowhere".into(),
+                "--expect-status".into(),
+                "200".into(),
+            ],
+            1,
+            Some("status"),
+            "expected 200",
+        ),
+        (
+            vec![sim.url("/status/500"), "--expect-status".into(), "5xx".into()],
+            0,
+            None,
+            "",
+        ),
+        (
+            vec![
+                json.clone(),
+                "--body-contains".into(),
+                "UP".into(),
+                "--body-contains".into(),
+                "nowhere".into(),
+            ],
+            1,
+            Some("body"),
+            "condition `body contains \"nowhere\"` failed",
+        ),
+        (
+            vec![sim.url("/delay/300"), "--max-latency".into(), "50ms".into()],
+            1,
+            Some("latency"),
+            "condition `latency < 50ms` failed: took",
+        ),
+    ];
+    for (args, code, reason, error) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (exit, results) = verdicts(&args).await;
+        assert_eq!(exit, Some(*code), "{args:?}: {results:?}");
+        assert_eq!(results.len(), 1, "{args:?}");
+        let (_, got_reason, got_error) = &results[0];
+        assert_eq!(got_reason.as_str(), *reason, "{args:?}: {results:?}");
+        if !error.is_empty() {
+            let got_error = got_error.as_str().unwrap_or_default();
+            assert!(got_error.contains(error), "{args:?}: {got_error}");
+        }
+    }
+}
+
+/// In a mixed targets file each condition judges only the targets it fits: a JSONPath
+/// condition does not make a `tcp://` target down, nor a DNS condition an HTTP one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judging_flags_skip_targets_they_do_not_fit() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = targets_file(
+        &dir,
+        &[
+            sim.url("/json"),
+            format!("tcp://{}", sim.info.http[0]),
+            format!("dns://ok.pulsecheck.test?server={}", sim.info.dns),
+        ],
+    );
+    let flags = [
+        "--json-path",
+        "$.status=UP",
+        "--expect-header",
+        "content-type~json",
+        "--dns-rcode",
+        "NOERROR",
+        "--dns-answer-contains",
+        "127.0.0.1",
+        "--min-cert-days",
+        "1000",
+    ];
+    for (latency, code) in [("10s", 0), ("1us", 1)] {
+        let mut args = vec![file.as_str(), "--max-latency", latency];
+        args.extend(flags);
+        let (exit, results) = verdicts(&args).await;
+        assert_eq!(exit, Some(code), "{results:?}");
+        assert_eq!(results.len(), 3);
+        if code == 1 {
+            // --max-latency fits every target.
+            assert!(results.iter().all(|(_, reason, _)| reason == "latency"), "{results:?}");
+        }
+    }
+}
+
+/// A serve config's conditions and the scan flags that say the same thing are one list,
+/// and the engine gives the same verdict, reason and message for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_conditions_and_scan_flags_give_the_same_verdict() {
+    use pulsecheck_core::{CheckOptions, Engine, EngineSetup, Target};
+
+    let sim = sim().await;
+    let scan_options = |flags: &[&str]| -> CheckOptions {
+        let mut argv = vec!["pulsecheck", "scan", "x"];
+        argv.extend_from_slice(flags);
+        match <pulsecheck::cli::Cli as clap::Parser>::try_parse_from(argv)
+            .unwrap()
+            .command
+        {
+            pulsecheck::cli::Command::Scan(args) => pulsecheck::scan::check_options(&args).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let serve_options = |target: &str, conditions: &str| -> CheckOptions {
+        let yaml = format!("checks:\n  - name: a\n    target: {target}\n    conditions:\n{conditions}");
+        let config = pulsecheck_config::load_str(&yaml, std::path::Path::new("t.yaml"), &|_: &str| None)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        config.checks[0].options.clone()
+    };
+    let engine = Engine::new(EngineSetup {
+        nameserver: Some(sim.info.dns),
+        ..EngineSetup::default()
+    })
+    .unwrap();
+    let dns = |name: &str| format!("dns://{name}.pulsecheck.test?server={}", sim.info.dns);
+    let http_conditions = "      - status: 200\n      - header: { name: content-type, matches: json }\n      - body_contains: UP\n      - json_path: $.status\n        equals: UP\n      - json_path: $.checks.db\n        exists: true\n      - latency_under: 5s\n";
+    let http_flags: &[&str] = &[
+        "--expect-status",
+        "200",
+        "--expect-header",
+        "content-type~json",
+        "--body-contains",
+        "UP",
+        "--json-path",
+        "$.status=UP",
+        "--json-path",
+        "$.checks.db",
+        "--max-latency",
+        "5s",
+    ];
+    let dns_conditions = "      - dns_rcode: NXDOMAIN\n      - dns_answer_contains: 127.0.0.1\n";
+    let dns_flags: &[&str] = &["--dns-rcode", "NXDOMAIN", "--dns-answer-contains", "127.0.0.1"];
+    let cases = [
+        (
+            sim.url("/json"),
+            http_conditions,
+            http_flags,
+            vec![
+                sim.url("/json"),
+                sim.url("/ok"),
+                sim.url("/status/500"),
+                sim.url("/headers"),
+            ],
+        ),
+        (
+            dns("ok"),
+            dns_conditions,
+            dns_flags,
+            vec![dns("ok"), dns("nx"), dns("empty")],
+        ),
+    ];
+    for (config_target, conditions, flags, targets) in cases {
+        let from_config = serve_options(&config_target, conditions);
+        let from_flags = scan_options(flags);
+        assert_eq!(
+            *from_config.conditions, *from_flags.conditions,
+            "one list, in one order"
+        );
+        for target in targets {
+            let target = Target::parse(&target, None);
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let a = engine.check(&target, &from_config, &cancel).await;
+            let b = engine.check(&target, &from_flags, &cancel).await;
+            assert_eq!(
+                (a.outcome, a.reason, &a.error),
+                (b.outcome, b.reason, &b.error),
+                "{}",
+                target.input
+            );
+            assert!(a.response.is_none() && b.response.is_none());
+        }
+    }
 }
