@@ -28,6 +28,8 @@
 //! The reference for every key is in the README ("Configuration") and the example
 //! `examples/pulsecheck.yaml` uses all of them (a test makes sure).
 
+#![forbid(unsafe_code)]
+
 mod de;
 mod raw;
 mod suggest;

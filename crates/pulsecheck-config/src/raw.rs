@@ -264,6 +264,19 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             }
         }
     }
+    // Days in jiff's friendly format ("2 days", "1 day 12h"), each 24 hours. Weeks and
+    // longer stay errors: a config means days when it says so.
+    if let Ok(span) = trimmed.parse::<jiff::Span>() {
+        let calendar = span.get_years() != 0 || span.get_months() != 0 || span.get_weeks() != 0;
+        if span.get_days() > 0 && !calendar && !span.is_negative() {
+            let total = span.total(jiff::SpanTotal::from(jiff::Unit::Second).days_are_24_hours());
+            if let Ok(seconds) = total {
+                if seconds.is_finite() && seconds <= 10_000.0 * 86_400.0 {
+                    return Ok(Duration::from_secs_f64(seconds));
+                }
+            }
+        }
+    }
     pulsecheck_core::options::parse_duration(trimmed)
         .map_err(|e| e.replace("use ms, s, m or h", "use ms, s, m, h or d"))
 }
@@ -460,6 +473,10 @@ mod tests {
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("5 weeks").unwrap_err().contains("m, h or d"));
+        assert_eq!(parse_duration("2 days"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1 day, 12 hours"), Ok(Duration::from_secs(129_600)));
+        assert_eq!(parse_duration("10 seconds"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("20000 days").is_err());
     }
 
     #[test]

@@ -23,35 +23,15 @@ pub(crate) fn hint(word: &str, candidates: &[&str], list_intro: &str) -> String 
     }
 }
 
-/// Levenshtein distance with adjacent transpositions counted as one edit.
+/// Levenshtein distance with adjacent transpositions counted as one edit (optimal
+/// string alignment, from strsim).
 fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
     // Long inputs are never typos of short keys; keep the work bounded.
-    if a.len().abs_diff(b.len()) > 3 || a.len() > 64 || b.len() > 64 {
+    let (a_len, b_len) = (a.chars().count(), b.chars().count());
+    if a_len.abs_diff(b_len) > 3 || a_len > 64 || b_len > 64 {
         return usize::MAX;
     }
-    let width = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * width];
-    for i in 0..=a.len() {
-        d[i * width] = i;
-    }
-    for (j, cell) in d.iter_mut().enumerate().take(width) {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[(i - 1) * width + j] + 1)
-                .min(d[i * width + j - 1] + 1)
-                .min(d[(i - 1) * width + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[(i - 2) * width + j - 2] + 1);
-            }
-            d[i * width + j] = best;
-        }
-    }
-    d[a.len() * width + b.len()]
+    strsim::osa_distance(a, b)
 }
 
 #[cfg(test)]
@@ -67,6 +47,8 @@ mod tests {
         assert_eq!(closest("color", keys), None);
         assert_eq!(hint("zzz", &["a", "b"], "valid keys"), "valid keys: a, b");
         assert_eq!(edit_distance("slak", "slack"), 1);
+        assert_eq!(edit_distance("timeuot", "timeout"), 1, "a transposition is one edit");
+        assert_eq!(edit_distance(&"a".repeat(70), &"a".repeat(70)), usize::MAX);
         assert_eq!(closest("b", ["a"]), None);
         assert_eq!(closest("gg", ["g"]), Some("g"));
     }

@@ -8,10 +8,13 @@
 //!   down, and the [`Timings`] of every phase.
 //! - [`probe`] holds one module per kind of check (HTTP, TCP, TLS, DNS, ICMP).
 
+#![forbid(unsafe_code)]
+
 pub mod channel;
 pub mod clock;
 pub mod conditions;
 pub mod engine;
+pub mod latency;
 pub mod ledger;
 pub mod limiter;
 pub mod maintenance;
@@ -31,6 +34,7 @@ pub mod tls;
 pub mod writer;
 
 pub use engine::{Engine, EngineSetup};
+pub use latency::LatencyHistogram;
 pub use ledger::LedgerCounts;
 pub use options::{CheckOptions, EngineOptions, StatusMatcher};
 pub use result::{CapturedResponse, CertificateInfo, CheckResult, DnsAnswer, Outcome, ProbeKind, Reason, Timings};

@@ -232,28 +232,83 @@ mod tests {
     }
 }
 
-/// Parses a duration: `5s`, `250ms`, `1.5s`, `2m`, `1h`, or a bare number of seconds.
+/// Parses a duration with jiff's friendly format: `5s`, `250ms`, `1.5s`, `2m`, `1h30m`,
+/// `10 seconds`, `1 hour, 30 minutes` (or ISO 8601, `PT10S`), or a bare number of seconds.
+/// Units go from hours down to nanoseconds; a duration is never negative.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a duration; write e.g. 5s, 250ms, 1.5s or 2m"))?;
-    let seconds = match unit.trim() {
-        "" | "s" | "sec" | "secs" => value,
-        "ms" => value / 1000.0,
-        "us" | "µs" => value / 1_000_000.0,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit '{other}' in '{text}'; use ms, s, m or h")),
+    let seconds = if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        text.parse::<f64>().map_err(|_| not_a_duration(text))?
+    } else {
+        let parsed = text
+            .parse::<jiff::SignedDuration>()
+            .map_err(|e| duration_error(text, &e))?;
+        if parsed.is_negative() {
+            return Err(format!("'{text}' is negative; a duration is zero or more"));
+        }
+        parsed.as_secs_f64()
     };
     if !seconds.is_finite() || seconds > 1e9 {
         return Err(format!("'{text}' is too long"));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Every unit word jiff accepts for a duration of hours or less.
+const DURATION_UNITS: &[&str] = &[
+    "h",
+    "hr",
+    "hrs",
+    "hour",
+    "hours",
+    "m",
+    "min",
+    "mins",
+    "minute",
+    "minutes",
+    "s",
+    "sec",
+    "secs",
+    "second",
+    "seconds",
+    "ms",
+    "msec",
+    "msecs",
+    "millisecond",
+    "milliseconds",
+    "us",
+    "µs",
+    "μs",
+    "usec",
+    "usecs",
+    "microsecond",
+    "microseconds",
+    "ns",
+    "nsec",
+    "nsecs",
+    "nanosecond",
+    "nanoseconds",
+];
+
+fn not_a_duration(text: &str) -> String {
+    format!("'{text}' is not a duration; write e.g. 5s, 250ms, 1.5s or 2m")
+}
+
+/// Names the first unit that is not one, since that is the usual mistake; otherwise
+/// passes on jiff's own explanation.
+fn duration_error(text: &str, error: &jiff::Error) -> String {
+    if !text.chars().any(|c| c.is_ascii_digit()) {
+        return not_a_duration(text);
+    }
+    let words = text
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty() && !w.eq_ignore_ascii_case("pt"));
+    for word in words {
+        if !DURATION_UNITS.contains(&word) {
+            return format!("unknown unit '{word}' in '{text}'; use ms, s, m or h");
+        }
+    }
+    format!("'{text}' is not a duration ({error}); write e.g. 5s, 250ms, 1.5s or 2m")
 }
 
 #[cfg(test)]
@@ -267,7 +322,35 @@ mod duration_tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("fast").is_err());
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_duration(" 1h "), Ok(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_duration("5 parsecs"),
+            Err("unknown unit 'parsecs' in '5 parsecs'; use ms, s, m or h".into())
+        );
+        assert_eq!(
+            parse_duration("2d"),
+            Err("unknown unit 'd' in '2d'; use ms, s, m or h".into())
+        );
+        assert!(parse_duration("fast").unwrap_err().contains("'fast' is not a duration"));
+        assert!(parse_duration("").unwrap_err().contains("is not a duration"));
+        assert!(parse_duration("1.2.3").unwrap_err().contains("is not a duration"));
+    }
+
+    #[test]
+    fn friendly_durations() {
+        assert_eq!(parse_duration("10 seconds"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1 hour, 30 minutes"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2 mins 5 secs"), Ok(Duration::from_secs(125)));
+        assert_eq!(parse_duration("250 ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("PT10S"), Ok(Duration::from_secs(10)));
+        assert!(parse_duration("-5s").unwrap_err().contains("negative"));
+        assert!(parse_duration("2000000000s").unwrap_err().contains("too long"));
+        // A unit out of order is a known unit, so jiff's own explanation is passed on.
+        let error = parse_duration("5s 1h").unwrap_err();
+        assert!(error.starts_with("'5s 1h' is not a duration ("), "{error}");
     }
 }

@@ -3,31 +3,40 @@
 /// File descriptors kept free for stdio, DNS sockets, the output file and the runtime.
 pub const RESERVED_FDS: u64 = 64;
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit. If
+/// the raise is refused, returns the soft limit as it was.
 pub fn raise_nofile_limit() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit.rlim_cur = limit.rlim_max;
-            }
-        }
+    if !rlimit::Resource::NOFILE.is_supported() {
+        // No such limit on this platform: nothing caps the sockets but the system.
+        return Ok(u64::MAX);
     }
-    Ok(limit.rlim_cur)
+    let (soft, hard) = rlimit::Resource::NOFILE.get()?;
+    if soft < hard && rlimit::Resource::NOFILE.set(hard, hard).is_ok() {
+        return Ok(hard);
+    }
+    Ok(soft)
 }
 
 /// The most checks that can run at once under a file limit (one socket each).
 pub fn max_concurrency_for(nofile: u64) -> usize {
     usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raising_reaches_the_hard_limit_and_is_idempotent() {
+        let raised = raise_nofile_limit().unwrap();
+        let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        assert_eq!((raised, soft), (hard, hard));
+        assert_eq!(raise_nofile_limit().unwrap(), raised);
+    }
+
+    #[test]
+    fn concurrency_keeps_the_reserve() {
+        assert_eq!(max_concurrency_for(1024), 960);
+        assert_eq!(max_concurrency_for(10), 1);
+    }
 }

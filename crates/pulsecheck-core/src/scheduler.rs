@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::latency::LatencyHistogram;
 use crate::outbox::BoxFuture;
 use crate::result::CheckResult;
 
@@ -55,65 +56,8 @@ pub struct Run {
 pub struct SchedulerStats {
     pub runs: AtomicU64,
     pub skipped: AtomicU64,
-    pub lag: LagHistogram,
-}
-
-/// A fixed-bucket latency histogram (microsecond resolution, log-spaced buckets), cheap
-/// enough to update on every run from many tasks.
-#[derive(Debug)]
-pub struct LagHistogram {
-    buckets: Vec<AtomicU64>,
-}
-
-const LAG_BUCKETS_PER_DECADE: usize = 20;
-const LAG_DECADES: usize = 8; // 1 µs .. 100 s
-
-impl Default for LagHistogram {
-    fn default() -> Self {
-        LagHistogram {
-            buckets: (0..LAG_BUCKETS_PER_DECADE * LAG_DECADES + 1)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-        }
-    }
-}
-
-impl LagHistogram {
-    fn bucket(value: Duration) -> usize {
-        let micros = value.as_micros().max(1) as f64;
-        let index = (micros.log10() * LAG_BUCKETS_PER_DECADE as f64).floor() as usize;
-        index.min(LAG_BUCKETS_PER_DECADE * LAG_DECADES)
-    }
-
-    fn upper_bound(bucket: usize) -> Duration {
-        let micros = 10f64.powf((bucket + 1) as f64 / LAG_BUCKETS_PER_DECADE as f64);
-        Duration::from_secs_f64(micros / 1e6)
-    }
-
-    pub fn record(&self, value: Duration) {
-        self.buckets[Self::bucket(value)].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
-    }
-
-    /// The upper bound of the bucket holding quantile `q` (accurate to ~12 %).
-    pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let total = self.count();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            seen += bucket.load(Ordering::Relaxed);
-            if seen >= rank {
-                return Some(Self::upper_bound(i));
-            }
-        }
-        None
-    }
+    /// Schedule lag of every run.
+    pub lag: LatencyHistogram,
 }
 
 struct Running<S> {
@@ -473,24 +417,6 @@ mod tests {
         assert_eq!(run.result.outcome, Outcome::Cancelled);
         assert!(started.elapsed() < Duration::from_millis(10));
         scheduler.shutdown().await;
-    }
-
-    #[test]
-    fn histogram_quantiles() {
-        let h = LagHistogram::default();
-        for ms in 1..=100 {
-            h.record(Duration::from_millis(ms));
-        }
-        let p50 = h.quantile(0.5).unwrap();
-        let p99 = h.quantile(0.99).unwrap();
-        assert!(
-            p50 >= Duration::from_millis(50) && p50 <= Duration::from_millis(57),
-            "{p50:?}"
-        );
-        assert!(
-            p99 >= Duration::from_millis(99) && p99 <= Duration::from_millis(113),
-            "{p99:?}"
-        );
     }
 
     #[test]

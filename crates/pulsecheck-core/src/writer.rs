@@ -1,6 +1,5 @@
 //! The one task that writes: batches [`WriteEvent`]s off the probe path.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,10 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::latency::LatencyHistogram;
 use crate::storage::{Storage, WriteEvent};
-
-/// Batch latencies kept for the percentiles in [`WriterStats`].
-const LATENCY_WINDOW: usize = 1024;
 
 /// How the writer batches and retries.
 #[derive(Clone, Debug)]
@@ -68,7 +65,7 @@ pub struct WriterStats {
     /// Latency of the last commit (`BEGIN IMMEDIATE` to `COMMIT` returned), in ms.
     pub last_batch_ms: f64,
     pub max_batch_ms: f64,
-    /// Percentiles over the last 1,024 commits.
+    /// Percentiles over every commit since the writer started.
     pub p50_batch_ms: f64,
     pub p99_batch_ms: f64,
     pub last_batch_size: usize,
@@ -104,7 +101,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct StatsData {
     stats: WriterStats,
-    recent_ms: VecDeque<f64>,
+    /// Commit latencies, for the percentiles.
+    latency: LatencyHistogram,
 }
 
 /// Starts the writer on `tasks`. It runs until every [`WriterHandle`] is dropped, the
@@ -200,10 +198,9 @@ impl WriterHandle {
         let mut stats = data.stats.clone();
         stats.queued = self.tx.max_capacity() - self.tx.capacity();
         stats.rejected = self.shared.rejected.load(Ordering::Relaxed);
-        let mut sorted: Vec<f64> = data.recent_ms.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        stats.p50_batch_ms = nearest_rank(&sorted, 50);
-        stats.p99_batch_ms = nearest_rank(&sorted, 99);
+        let ms = |q| data.latency.quantile(q).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        stats.p50_batch_ms = ms(0.50);
+        stats.p99_batch_ms = ms(0.99);
         stats
     }
 
@@ -227,14 +224,6 @@ impl WriterHandle {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-fn nearest_rank(sorted: &[f64], percent: usize) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let rank = (sorted.len() * percent).div_ceil(100).max(1);
-    sorted[rank - 1]
 }
 
 struct Writer {
@@ -369,10 +358,7 @@ impl Writer {
             stats.max_batch_ms = stats.max_batch_ms.max(ms);
             stats.last_batch_size = events.len();
             stats.max_batch_size = stats.max_batch_size.max(events.len());
-            if data.recent_ms.len() == LATENCY_WINDOW {
-                data.recent_ms.pop_front();
-            }
-            data.recent_ms.push_back(ms);
+            data.latency.record(elapsed);
         }
         self.shared.commit_seq.send_modify(|seq| *seq += 1);
         if events.iter().any(WriteEvent::adds_notifications) {

@@ -15,6 +15,8 @@
 //! - [`check_template`] and [`check_json_template`] validate minijinja templates for the
 //!   config validator.
 
+#![forbid(unsafe_code)]
+
 mod channel;
 mod delivery;
 mod email;

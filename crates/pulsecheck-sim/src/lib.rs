@@ -26,6 +26,8 @@
 //! [`CancellationToken`] is cancelled, so [`SimHandle::shutdown`] returns only
 //! once every connection is closed.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
@@ -237,24 +239,5 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
 /// Raises this process's `RLIMIT_NOFILE` soft limit to its hard limit and
 /// returns the new soft limit. Call it before opening thousands of sockets.
 pub fn raise_nofile_limit() -> std::io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let wanted = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: `wanted` is a valid rlimit that outlives the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        lim = wanted;
-    }
-    Ok(lim.rlim_cur)
+    rlimit::increase_nofile_limit(u64::MAX)
 }

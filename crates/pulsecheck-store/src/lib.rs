@@ -17,6 +17,8 @@
 //!
 //! Timestamps are stored as unix milliseconds, durations as fractional milliseconds.
 
+#![forbid(unsafe_code)]
+
 mod compact;
 mod error;
 mod outbox;

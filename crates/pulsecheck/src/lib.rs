@@ -12,6 +12,7 @@ pub mod output;
 pub mod runtime;
 pub mod scan;
 pub mod serve;
+pub mod setup;
 pub mod signals;
 pub mod status;
 pub mod summary;

@@ -8,7 +8,6 @@ use std::time::Instant;
 use http::{HeaderName, HeaderValue, Method};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pulsecheck_core::conditions::Condition;
-use pulsecheck_core::rlimit::{max_concurrency_for, raise_nofile_limit};
 use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineOptions, EngineSetup, Reason};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -61,46 +60,18 @@ fn prepare(args: &ScanArgs) -> Result<Prepared, UsageError> {
         ));
     }
     let options = check_options(args)?;
-    let mut limits = EngineOptions {
+    let limits = EngineOptions {
         concurrency: args.concurrency.max(1),
         per_host: args.per_host.max(1),
     };
-    match raise_nofile_limit() {
-        Ok(nofile) => {
-            let max = max_concurrency_for(nofile);
-            if limits.concurrency > max {
-                eprintln!(
-                    "note: concurrency lowered from {} to {max} to fit the open-file limit ({nofile}); raise it with `ulimit -n`",
-                    limits.concurrency
-                );
-                limits.concurrency = max;
-            }
-        }
-        Err(e) => eprintln!(
-            "warning: cannot read the open-file limit ({e}); keeping concurrency {}",
-            limits.concurrency
-        ),
-    }
-    let nameserver = args
-        .nameserver
-        .as_deref()
-        .map(pulsecheck_core::target::parse_server)
-        .transpose()
-        .map_err(|m| UsageError(format!("--nameserver: {m}")))?;
-    let extra_ca = match &args.cacert {
-        Some(path) => {
-            pulsecheck_core::tls::load_pem_certificates(path).map_err(|e| UsageError(format!("--cacert {e}")))?
-        }
-        None => Vec::new(),
-    };
+    let setup = crate::setup::engine_setup(limits, args.nameserver.as_deref(), args.cacert.as_deref(), |note| {
+        eprintln!("note: {note}")
+    })
+    .map_err(UsageError)?;
     Ok(Prepared {
         targets,
         options,
-        setup: EngineSetup {
-            limits,
-            nameserver,
-            extra_ca,
-        },
+        setup,
     })
 }
 
@@ -231,7 +202,12 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let finished = CancellationToken::new();
-    if let Err(e) = crate::signals::watch(cancel.clone(), finished.clone(), &tasks) {
+    if let Err(e) = crate::signals::watch(
+        cancel.clone(),
+        finished.clone(),
+        &tasks,
+        "\ninterrupted: cancelling checks in flight (press Ctrl+C again to exit now)",
+    ) {
         eprintln!("warning: cannot watch for Ctrl+C: {e}");
     }
     let total = targets.len();

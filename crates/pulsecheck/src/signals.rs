@@ -1,5 +1,5 @@
-//! One shutdown path: the first SIGINT/SIGTERM cancels the root token; a second one
-//! exits at once with 130.
+//! One shutdown path for every command: the first SIGINT/SIGTERM cancels the root
+//! token; a second one exits at once with 130.
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -7,9 +7,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::exit::Exit;
 
-/// Watches for SIGINT and SIGTERM on a tracked task: the first cancels `shutdown`, the
-/// second exits the process. The watch ends when `finished` is cancelled.
-pub fn watch(shutdown: CancellationToken, finished: CancellationToken, tasks: &TaskTracker) -> std::io::Result<()> {
+/// Watches for SIGINT and SIGTERM on a tracked task: the first prints `first_message`
+/// and cancels `shutdown`, the second exits the process. The watch ends when `finished`
+/// is cancelled.
+pub fn watch(
+    shutdown: CancellationToken,
+    finished: CancellationToken,
+    tasks: &TaskTracker,
+    first_message: &'static str,
+) -> std::io::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     tasks.spawn(async move {
@@ -22,9 +28,10 @@ pub fn watch(shutdown: CancellationToken, finished: CancellationToken, tasks: &T
             }
             signals += 1;
             if signals == 1 {
-                eprintln!("\ninterrupted: cancelling checks in flight (press Ctrl+C again to exit now)");
+                eprintln!("{first_message}");
                 shutdown.cancel();
             } else {
+                eprintln!("second signal: exiting now");
                 std::process::exit(Exit::Interrupted as i32);
             }
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use pulsecheck_core::{CheckResult, LedgerCounts, Outcome, Reason};
+use pulsecheck_core::{CheckResult, LatencyHistogram, LedgerCounts, Outcome, Reason};
 
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -23,7 +23,7 @@ pub struct Summary {
     /// Targets that got no result, or more than one (must both be zero).
     pub missing: usize,
     pub duplicated: usize,
-    latencies: Vec<Duration>,
+    latencies: LatencyHistogram,
 }
 
 impl Summary {
@@ -33,7 +33,7 @@ impl Summary {
         match r.outcome {
             Outcome::Up => {
                 self.up += 1;
-                self.latencies.push(r.duration_ms);
+                self.latencies.record(r.duration_ms);
             }
             Outcome::Down => self.down += 1,
             Outcome::Cancelled => self.cancelled += 1,
@@ -47,10 +47,9 @@ impl Summary {
     /// Closes the summary: wall time and latency percentiles.
     pub fn finish(&mut self, wall: Duration) {
         self.wall = wall;
-        self.latencies.sort_unstable();
-        self.p50 = percentile(&self.latencies, 0.50);
-        self.p95 = percentile(&self.latencies, 0.95);
-        self.max = self.latencies.last().copied();
+        self.p50 = self.latencies.quantile(0.50);
+        self.p95 = self.latencies.quantile(0.95);
+        self.max = self.latencies.max();
     }
 
     pub fn count(&self, reason: Reason) -> usize {
@@ -109,14 +108,6 @@ impl Summary {
     }
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Option<Duration> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((sorted.len() as f64) * q).ceil() as usize;
-    sorted.get(rank.saturating_sub(1).min(sorted.len() - 1)).copied()
-}
-
 fn fmt_ms(d: Duration) -> String {
     format!("{:.1}ms", d.as_secs_f64() * 1000.0)
 }
@@ -124,12 +115,38 @@ fn fmt_ms(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pulsecheck_core::ProbeKind;
+
+    fn result(outcome: Outcome, ms: u64) -> CheckResult {
+        let mut result = CheckResult::new("https://example.test", None, ProbeKind::Http, outcome);
+        result.duration_ms = Duration::from_millis(ms);
+        result
+    }
 
     #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&v, 0.5), Some(Duration::from_millis(50)));
-        assert_eq!(percentile(&v, 0.95), Some(Duration::from_millis(95)));
-        assert_eq!(percentile(&[], 0.5), None);
+    fn percentiles_of_up_checks_only() {
+        let mut summary = Summary::default();
+        for ms in 1..=100 {
+            summary.add(&result(Outcome::Up, ms));
+        }
+        // A down check's time does not count in the latency of up checks.
+        summary.add(&result(Outcome::Down, 60_000));
+        summary.finish(Duration::from_secs(1));
+        let ms = |d: Option<Duration>| (d.unwrap().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
+        assert_eq!((ms(summary.p50), ms(summary.p95), ms(summary.max)), (50.0, 95.0, 100.0));
+        assert_eq!((summary.targets, summary.up, summary.down), (101, 100, 1));
+        assert!(
+            summary.render().contains("p50 50.0ms · p95 95.0ms · max 100.0ms"),
+            "{}",
+            summary.render()
+        );
+    }
+
+    #[test]
+    fn no_percentiles_without_up_checks() {
+        let mut summary = Summary::default();
+        summary.finish(Duration::from_secs(1));
+        assert_eq!((summary.p50, summary.p95, summary.max), (None, None, None));
+        assert!(!summary.render().contains("latency"));
     }
 }

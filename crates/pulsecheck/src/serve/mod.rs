@@ -18,9 +18,8 @@ use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::clock::Clock;
 use pulsecheck_core::monitor::Monitor;
 use pulsecheck_core::outbox::Outbox;
-use pulsecheck_core::rlimit::{max_concurrency_for, raise_nofile_limit};
 use pulsecheck_core::scheduler::{Scheduler, SchedulerStats};
-use pulsecheck_core::{Engine, EngineSetup};
+use pulsecheck_core::Engine;
 use pulsecheck_notify::{spawn_delivery, DeliveryConfig, DeliveryStats};
 use pulsecheck_store::{spawn_writer, CheckMeta, Store, WriteEvent, WriterConfig};
 use tokio::signal::unix::{signal, SignalKind};
@@ -95,45 +94,19 @@ async fn serve(args: ServeArgs) -> Exit {
             return Exit::BadInput;
         }
     };
-    let mut limits = config.limits.clone();
-    if let Ok(nofile) = raise_nofile_limit() {
-        let max = max_concurrency_for(nofile);
-        if limits.concurrency > max {
-            tracing::warn!(
-                from = limits.concurrency,
-                to = max,
-                "concurrency lowered to fit the open-file limit"
-            );
-            limits.concurrency = max;
-        }
-    }
-    let nameserver = match args
-        .nameserver
-        .as_deref()
-        .map(pulsecheck_core::target::parse_server)
-        .transpose()
-    {
-        Ok(ns) => ns,
-        Err(m) => {
-            eprintln!("error: --nameserver: {m}");
+    let setup = match crate::setup::engine_setup(
+        config.limits.clone(),
+        args.nameserver.as_deref(),
+        args.cacert.as_deref(),
+        |note| tracing::warn!("{note}"),
+    ) {
+        Ok(setup) => setup,
+        Err(message) => {
+            eprintln!("error: {message}");
             return Exit::BadInput;
         }
     };
-    let extra_ca = match &args.cacert {
-        Some(path) => match pulsecheck_core::tls::load_pem_certificates(path) {
-            Ok(certs) => certs,
-            Err(e) => {
-                eprintln!("error: --cacert {e}");
-                return Exit::BadInput;
-            }
-        },
-        None => Vec::new(),
-    };
-    let engine = match Engine::new(EngineSetup {
-        limits,
-        nameserver,
-        extra_ca,
-    }) {
+    let engine = match Engine::new(setup) {
         Ok(engine) => Arc::new(engine),
         Err(e) => {
             eprintln!("error: {e}");
@@ -201,9 +174,17 @@ async fn serve(args: ServeArgs) -> Exit {
         "pulsecheck serve started"
     );
 
-    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
+    // The first SIGINT/SIGTERM cancels `shutdown`; a second one exits at once. The
+    // watcher's tracker is never waited on: it ends with the process.
+    let shutdown = CancellationToken::new();
+    let signal_watch = TaskTracker::new();
+    let (Ok(()), Ok(mut hangup)) = (
+        crate::signals::watch(
+            shutdown.clone(),
+            CancellationToken::new(),
+            &signal_watch,
+            "shutting down: no new checks; waiting for checks in flight (signal again to exit now)",
+        ),
         signal(SignalKind::hangup()),
     ) else {
         eprintln!("error: cannot install signal handlers");
@@ -214,8 +195,7 @@ async fn serve(args: ServeArgs) -> Exit {
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let why = tokio::select! {
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
+            () = shutdown.cancelled() => break,
             _ = hangup.recv() => "SIGHUP",
             _ = poll.tick() => {
                 let now = modified(&args.config);
@@ -256,18 +236,7 @@ async fn serve(args: ServeArgs) -> Exit {
         }
     }
 
-    // A second signal exits at once, whatever is still running. Its tracker is never
-    // waited on: the watcher ends with the process.
-    let second_signal = TaskTracker::new();
-    second_signal.spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        eprintln!("second signal: exiting now");
-        std::process::exit(Exit::Interrupted as i32);
-    });
-    tracing::info!("shutting down: no new checks; waiting for checks in flight (signal again to exit now)");
+    tracing::info!("shutting down");
     let scheduler_stats = scheduler.stats();
     scheduler.shutdown().await;
     drop(scheduler);

@@ -1,16 +1,15 @@
 //! The delivery workers against real receivers on loopback, in real time with short
 //! backoff.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{down, wait_until, HttpReceiver, Reply};
+use crate::common::{down, wait_until, HttpReceiver, Reply};
 use pulsecheck_core::channel::{ChannelKind, ChannelSpec};
 use pulsecheck_core::clock::Clock;
-use pulsecheck_core::outbox::{DeliveryState, MemoryOutbox, MemoryRow};
+use pulsecheck_core::outbox::{BoxFuture, DeliveryState, MemoryOutbox, MemoryRow, Notification, Outbox, OutboxError};
 use pulsecheck_notify::{spawn_delivery, Channel, Channels, DeliveryConfig, DeliveryStats};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +39,17 @@ struct Running {
 
 impl Running {
     fn start(outbox: Arc<MemoryOutbox>, channels: Vec<Channel>, workers: usize) -> Running {
+        Running::start_on(outbox.clone(), outbox, channels, workers, Duration::from_millis(200))
+    }
+
+    /// Delivery reading `reader` (which may wrap `outbox`), looking at it every `poll`.
+    fn start_on(
+        outbox: Arc<MemoryOutbox>,
+        reader: Arc<dyn Outbox>,
+        channels: Vec<Channel>,
+        workers: usize,
+        poll: Duration,
+    ) -> Running {
         let map: HashMap<String, Channel> = channels.into_iter().map(|c| (c.name().to_owned(), c)).collect();
         let (sender, receiver) = watch::channel(Arc::new(map));
         let wake = Arc::new(Notify::new());
@@ -49,10 +59,10 @@ impl Running {
             workers,
             backoff_base: Duration::from_millis(20),
             backoff_max: Duration::from_millis(80),
-            poll: Duration::from_millis(200),
+            poll,
         };
         let stats = spawn_delivery(
-            outbox.clone(),
+            reader,
             receiver,
             Clock::new(),
             wake.clone(),
@@ -211,17 +221,15 @@ async fn a_hanging_receiver_times_out_and_is_retried() {
     let started = std::time::Instant::now();
     let running = Running::start(
         outbox.clone(),
-        vec![webhook("hook", &receiver.url(), Duration::from_millis(150))],
+        vec![webhook("hook", &receiver.url(), Duration::from_secs(1))],
         2,
     );
-    let rows = running.settle(Duration::from_secs(5)).await;
+    // A timeout long enough that the answered third attempt cannot time out on a loaded
+    // machine; two timed-out attempts take at least two of them.
+    let rows = running.settle(Duration::from_secs(20)).await;
     running.stop().await;
 
-    assert!(
-        started.elapsed() >= Duration::from_millis(300),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
     assert_eq!(rows[0].state, DeliveryState::Delivered);
     assert_eq!(rows[0].notification.attempts, 3);
     assert!(
@@ -251,32 +259,79 @@ async fn a_slow_channel_does_not_hold_up_other_channels() {
         ],
         2,
     );
+    // The slow channel's attempt hangs for its 30 s timeout; the fast one does not wait
+    // for it (a deadline far below 30 s, with room for a loaded machine).
     let started = std::time::Instant::now();
-    fast.wait_for(5, Duration::from_secs(3)).await;
-    assert!(started.elapsed() < Duration::from_secs(3));
+    fast.wait_for(5, Duration::from_secs(15)).await;
+    assert!(started.elapsed() < Duration::from_secs(15));
     let rows = outbox.rows();
     assert_eq!(rows[0].state, DeliveryState::Pending, "the slow one is still in flight");
     assert_eq!(slow.requests().len(), 1, "and was sent once, not again while in flight");
-    assert_eq!(running.stats.in_flight.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(running.stats.in_flight.load(Ordering::Relaxed), 1);
     running.cancel.cancel();
     // Its attempt is still bounded by the channel timeout; end the test without waiting.
     drop(slow);
+}
+
+/// An outbox that counts the dispatcher's reads, so a test knows when it has looked.
+struct Counting {
+    inner: Arc<MemoryOutbox>,
+    reads: AtomicUsize,
+}
+
+impl Outbox for Counting {
+    fn due(&self, now: jiff::Timestamp, limit: usize) -> BoxFuture<'_, Result<Vec<Notification>, OutboxError>> {
+        // MemoryOutbox reads its rows when called: count the read once it has happened.
+        let due = self.inner.due(now, limit);
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        due
+    }
+
+    fn next_due(&self) -> BoxFuture<'_, Result<Option<jiff::Timestamp>, OutboxError>> {
+        self.inner.next_due()
+    }
+
+    fn delivered(&self, id: i64, attempts: u32, at: jiff::Timestamp) -> BoxFuture<'_, Result<(), OutboxError>> {
+        self.inner.delivered(id, attempts, at)
+    }
+
+    fn retry_at(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_attempt_at: jiff::Timestamp,
+        error: String,
+    ) -> BoxFuture<'_, Result<(), OutboxError>> {
+        self.inner.retry_at(id, attempts, next_attempt_at, error)
+    }
+
+    fn dead(&self, id: i64, attempts: u32, error: String) -> BoxFuture<'_, Result<(), OutboxError>> {
+        self.inner.dead(id, attempts, error)
+    }
 }
 
 #[tokio::test]
 async fn new_alerts_go_out_on_wake_up() {
     let receiver = HttpReceiver::ok().await;
     let outbox = Arc::new(MemoryOutbox::default());
-    let running = Running::start(
+    let counting = Arc::new(Counting {
+        inner: outbox.clone(),
+        reads: AtomicUsize::new(0),
+    });
+    // The dispatcher would look again only after an hour: a delivery within the test's
+    // deadline can only come from the wake-up.
+    let running = Running::start_on(
         outbox.clone(),
+        counting.clone(),
         vec![webhook("hook", &receiver.url(), Duration::from_secs(2))],
         2,
+        Duration::from_secs(3600),
     );
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Its first look found the outbox empty.
+    assert!(wait_until(Duration::from_secs(10), || counting.reads.load(Ordering::SeqCst) >= 1).await);
     outbox.push("hook", down("api", 1, "hook"), jiff::Timestamp::now());
     running.wake.notify_one();
-    // Well before the 200 ms poll.
-    receiver.wait_for(1, Duration::from_millis(150)).await;
-    running.settle(Duration::from_secs(2)).await;
+    receiver.wait_for(1, Duration::from_secs(10)).await;
+    running.settle(Duration::from_secs(10)).await;
     running.stop().await;
 }

@@ -1,12 +1,10 @@
 //! The batched writer on a real SQLite file: batching, wake-ups, retries, isolation of
 //! an event that cannot be written, and shutdown that commits everything accepted.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pulsecheck_core::clock::Clock;
 use pulsecheck_core::outbox::{AlertKind, Outbox};
 use pulsecheck_core::state::State;

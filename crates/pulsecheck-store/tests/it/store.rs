@@ -1,9 +1,7 @@
 //! The store on a real SQLite file: atomic transitions, outbox ordering, state,
 //! status, incidents and compaction.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pulsecheck_core::outbox::{AlertKind, DeliveryState, Outbox};
 use pulsecheck_core::state::State;
 use pulsecheck_core::Outcome;

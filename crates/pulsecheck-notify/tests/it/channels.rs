@@ -1,10 +1,8 @@
 //! One attempt per channel kind against real receivers on loopback.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{down, event, HttpReceiver, Reply, SmtpReceiver};
+use crate::common::{down, event, HttpReceiver, Reply, SmtpReceiver};
 use pulsecheck_core::channel::{ChannelKind, ChannelSpec, SmtpSecurity, SmtpSettings};
 use pulsecheck_core::outbox::AlertKind;
 use pulsecheck_notify::{send_test, Channel, DeliveryError};

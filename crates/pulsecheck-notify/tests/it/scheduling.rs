@@ -1,14 +1,12 @@
 //! Backoff and the dispatcher's scheduling with paused tokio time, a fake channel and the
 //! in-memory outbox (no sockets: paused time auto-advances whenever the runtime idles).
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{down, wait_until};
+use crate::common::{down, wait_until};
 use pulsecheck_core::clock::Clock;
 use pulsecheck_core::outbox::{AlertEvent, BoxFuture, DeliveryState, MemoryOutbox, Notification, Outbox, OutboxError};
 use pulsecheck_notify::{

@@ -1,0 +1,6 @@
+//! The `pulsecheck` crate's one integration-test binary: the real binary against the
+//! real simulator.
+
+mod cli;
+mod serve;
+mod usage;
