@@ -447,3 +447,68 @@ async fn open_creates_parent_directories_and_open_existing_names_a_missing_file(
     assert!(error.to_string().contains("nowhere/pulsecheck.db"), "{error}");
     assert!(!missing.exists());
 }
+
+/// Bytes the database file takes once its write-ahead log is checkpointed into it.
+async fn file_bytes(path: &std::path::Path) -> u64 {
+    side_sql(path, "PRAGMA wal_checkpoint(TRUNCATE)").await;
+    let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "checkpointed");
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// A result as the serve scenario writes it: HTTP on loopback, an IP, a version, four
+/// phases, a duration of a few milliseconds that varies from run to run.
+fn serve_like_result(check: &str, at: jiff::Timestamp, n: u64) -> WriteEvent {
+    let micros = 900 + (n * 7_919) % 4_000;
+    let mut r = result(check, Outcome::Up, at, 0);
+    r.duration_ms = std::time::Duration::from_micros(micros);
+    r.queue_ms = std::time::Duration::from_micros(n % 40);
+    r.timings.dns_ms = None;
+    r.timings.connect_ms = Some(std::time::Duration::from_micros(micros / 5));
+    r.timings.ttfb_ms = Some(std::time::Duration::from_micros(micros / 2));
+    r.timings.transfer_ms = Some(std::time::Duration::from_micros(micros / 10));
+    r.ip = Some(std::net::IpAddr::from([127, 0, 0, 1 + (n % 100) as u8]));
+    r.http_version = Some("HTTP/1.1".into());
+    WriteEvent::Result {
+        check: check.to_owned(),
+        result: r,
+        state: state(State::Up, Some(ts(0)), vec![cause(Outcome::Up, at)]),
+    }
+}
+
+#[tokio::test]
+async fn a_stored_run_takes_at_most_50_bytes_on_disk_indexes_included() {
+    const CHECKS: usize = 500;
+    const ROUNDS: i64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("size.db");
+    let names: Vec<String> = (0..CHECKS).map(|i| format!("c{i}")).collect();
+    let store = Store::open(&path).await.unwrap();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store.write(&[register(&refs)], ts(0)).await.unwrap();
+    // One run of every check per round so that the file has its metadata and state.
+    let round = |r: i64| -> Vec<WriteEvent> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let at = ts(r * 6).checked_add(jiff::SignedDuration::from_micros(i as i64 * 11_003)).unwrap();
+                serve_like_result(name, at, (r as u64) * CHECKS as u64 + i as u64)
+            })
+            .collect()
+    };
+    store.write(&round(0), ts(6)).await.unwrap();
+    store.close().await;
+    let before = file_bytes(&path).await;
+
+    let store = Store::open(&path).await.unwrap();
+    for r in 1..=ROUNDS {
+        store.write(&round(r), ts(r * 6 + 6)).await.unwrap();
+    }
+    store.close().await;
+    let after = file_bytes(&path).await;
+    let runs = (ROUNDS as u64) * CHECKS as u64;
+    let per_run = (after - before) as f64 / runs as f64;
+    eprintln!("{runs} runs: {before} -> {after} bytes, {per_run:.1} bytes per run");
+    assert!(per_run <= 50.0, "{per_run:.1} bytes per run");
+}
