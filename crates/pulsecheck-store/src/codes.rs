@@ -122,3 +122,125 @@ impl sqlx::Type<sqlx::Sqlite> for HttpVersion<'_> {
         <i64 as sqlx::Type<sqlx::Sqlite>>::type_info()
     }
 }
+
+/// `kind` bit 2: the result is part of a transition's cause.
+pub(crate) const KEEP_BIT: i64 = 4;
+
+/// Outcome, keep flag, probe and reason in one integer (0 for an up HTTP result).
+pub(crate) fn kind(o: Outcome, probe_kind: ProbeKind, r: Option<Reason>) -> i64 {
+    outcome(o) | (probe(probe_kind) << 3) | (r.map_or(0, reason) << 6)
+}
+
+/// (outcome, probe code, reason): `None` for a code no version wrote.
+pub(crate) fn parse_kind(kind: i64) -> Option<(Outcome, i64, Option<Reason>)> {
+    let outcome = parse_outcome(kind & 3)?;
+    let probe = (kind >> 3) & 7;
+    let reason = match (kind >> 6) & 15 {
+        0 => None,
+        code => Some(parse_reason(code)?),
+    };
+    Some((outcome, probe, reason))
+}
+
+/// The phases in their stored order: dns, connect, tls, ttfb, transfer, rtt.
+pub(crate) type Phases = [Option<i64>; 6];
+
+/// A flags byte, then one unsigned LEB128 varint per present phase; `None` when no
+/// phase was measured. Negative values (none are ever measured) store as 0.
+pub(crate) fn encode_phases(phases: &Phases) -> Option<Vec<u8>> {
+    if phases.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut out = vec![0u8];
+    for (bit, phase) in phases.iter().enumerate() {
+        if let Some(value) = phase {
+            out[0] |= 1 << bit;
+            let mut v = (*value).max(0) as u64;
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    out.push(byte);
+                    break;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The inverse of [`encode_phases`]; `None` for a malformed blob.
+pub(crate) fn decode_phases(bytes: &[u8]) -> Option<Phases> {
+    let (&flags, mut rest) = bytes.split_first()?;
+    let mut phases: Phases = [None; 6];
+    for (bit, phase) in phases.iter_mut().enumerate() {
+        if flags & (1 << bit) == 0 {
+            continue;
+        }
+        let mut value: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let (&byte, tail) = rest.split_first()?;
+            rest = tail;
+            if shift > 56 {
+                return None;
+            }
+            value |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                break;
+            }
+        }
+        *phase = Some(i64::try_from(value).ok()?);
+    }
+    rest.is_empty().then_some(phases)
+}
+
+/// Phases of a row converted from schema 1: "dns,connect,tls,ttfb,transfer,rtt".
+pub(crate) fn parse_phases_text(text: &str) -> Option<Phases> {
+    let mut phases: Phases = [None; 6];
+    let mut parts = text.split(',');
+    for phase in phases.iter_mut() {
+        let part = parts.next()?;
+        if !part.is_empty() {
+            *phase = Some(part.parse().ok()?);
+        }
+    }
+    parts.next().is_none().then_some(phases)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_round_trip() {
+        for phases in [
+            [Some(0), None, None, Some(127), Some(128), Some(i64::MAX)],
+            [None, Some(1_500), None, None, None, None],
+        ] {
+            let bytes = encode_phases(&phases).unwrap();
+            assert_eq!(decode_phases(&bytes), Some(phases));
+        }
+        assert_eq!(encode_phases(&[None; 6]), None);
+        assert_eq!(decode_phases(&[0b11, 0x80]), None, "truncated");
+        assert_eq!(decode_phases(&[]), None);
+        assert_eq!(
+            parse_phases_text("1500,,,2000,,"),
+            Some([Some(1_500), None, None, Some(2_000), None, None])
+        );
+        assert_eq!(parse_phases_text("x,,,,,"), None);
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        assert_eq!(kind(Outcome::Up, ProbeKind::Http, None), 0);
+        for o in [Outcome::Up, Outcome::Down, Outcome::Cancelled] {
+            for r in Reason::ALL.into_iter().map(Some).chain([None]) {
+                let k = kind(o, ProbeKind::Icmp, r);
+                assert_eq!(parse_kind(k | KEEP_BIT), Some((o, probe(ProbeKind::Icmp), r)));
+            }
+        }
+    }
+}

@@ -126,7 +126,7 @@ impl Store {
             report.results_deleted += self
                 .delete_per_check(
                     "delete old up results",
-                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND outcome <> 1 AND keep IS NULL",
+                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND kind & 3 <> 1 AND kind & 4 = 0",
                     cutoff,
                 )
                 .await?;
@@ -262,9 +262,9 @@ impl Store {
     async fn aggregate_hour(&self, hour: i64) -> Result<Vec<HourRow>, StoreError> {
         let rows = sqlx::query(
             "WITH hour_results AS (
-                 SELECT r.check_id, r.outcome, r.duration_us
+                 SELECT r.check_id, r.kind & 3 AS outcome, r.duration_us
                  FROM check_ids c CROSS JOIN results r
-                 WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2 AND r.outcome <> 2
+                 WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2 AND r.kind & 3 <> 2
              ),
              counts AS (
                  SELECT check_id,
@@ -414,9 +414,13 @@ impl Store {
                 (
                     "results",
                     "started_at",
-                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND outcome <> 1 AND keep IS NULL",
+                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND kind & 3 <> 1 AND kind & 4 = 0",
                 ),
-                ("results", "started_at", "DELETE FROM results WHERE check_id = $1 AND started_at < $2"),
+                (
+                    "results",
+                    "started_at",
+                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2",
+                ),
                 ("hourly", "hour", "DELETE FROM hourly WHERE check_id = $1 AND hour < $2"),
             ];
             for (table, column, sql) in passes {
@@ -424,7 +428,11 @@ impl Store {
                     continue;
                 };
                 // Raw results only once aggregated; hourly rows up to the newest hour.
-                let limit = if table == "results" { aggregated_through } else { i64::MAX };
+                let limit = if table == "results" {
+                    aggregated_through
+                } else {
+                    i64::MAX
+                };
                 let mut cutoff = floor_hour(oldest).saturating_add(HOUR_MS);
                 loop {
                     let cut = cutoff.min(limit);
@@ -457,7 +465,8 @@ impl Store {
 
     /// The oldest time in `table` (per check, one seek each).
     async fn oldest(&self, table: &'static str, column: &'static str) -> Result<Option<i64>, StoreError> {
-        let sql = format!("SELECT MIN((SELECT MIN(t.{column}) FROM {table} t WHERE t.check_id = c.id)) FROM check_ids c");
+        let sql =
+            format!("SELECT MIN((SELECT MIN(t.{column}) FROM {table} t WHERE t.check_id = c.id)) FROM check_ids c");
         sqlx::query_scalar(&sql)
             .fetch_one(&self.inner.read)
             .await

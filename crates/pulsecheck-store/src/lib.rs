@@ -29,7 +29,8 @@ mod writer;
 pub use compact::{CompactReport, Retention};
 pub use error::StoreError;
 pub use read::{
-    CheckStatus, DailyAggregate, HourlyAggregate, Incident, NotificationFilter, NotificationRecord, StoredResult, StoredTransition,
+    CheckStatus, DailyAggregate, HourlyAggregate, Incident, NotificationFilter, NotificationRecord, StoredResult,
+    StoredTransition,
 };
 pub use store::{Store, StoreOptions};
 pub use write::{CheckMeta, WriteEvent};

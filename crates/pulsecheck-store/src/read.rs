@@ -9,9 +9,9 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::codes;
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::codes;
 use crate::time::{from_ms, us_to_ms};
 
 /// One check as `pulsecheck status` shows it.
@@ -247,8 +247,9 @@ impl Store {
     /// The newest `limit` results of one check, newest first.
     pub async fn results(&self, check: &str, limit: usize) -> Result<Vec<StoredResult>, StoreError> {
         let rows = sqlx::query(
-            "SELECT r.started_at, r.outcome, r.reason, r.error, r.probe, r.http_status, r.duration_us,
-                    r.queue_us, r.dns_us, r.connect_us, r.tls_us, r.ttfb_us, r.transfer_us, r.rtt_us,
+            "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
+                    CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,
+                    CASE typeof(r.phases) WHEN 'text' THEN r.phases END AS phases_text,
                     CASE typeof(r.ip) WHEN 'blob' THEN r.ip END AS ip_bytes,
                     CASE typeof(r.ip) WHEN 'text' THEN r.ip END AS ip_text,
                     CASE typeof(r.http_version) WHEN 'integer' THEN r.http_version END AS http_version_code,
@@ -264,14 +265,21 @@ impl Store {
         .fetch_all(&self.inner.read)
         .await
         .map_err(self.query_error("read results"))?;
-        let us = |row: &SqliteRow, column: &'static str| -> Result<Option<f64>, StoreError> {
-            Ok(self.get::<Option<i64>>(row, column)?.map(us_to_ms))
-        };
         rows.iter()
             .map(|row| {
                 let started_at: i64 = self.get(row, "started_at")?;
-                let outcome: i64 = self.get(row, "outcome")?;
-                let probe: i64 = self.get(row, "probe")?;
+                let kind: i64 = self.get(row, "kind")?;
+                let (outcome, probe, reason) = codes::parse_kind(kind)
+                    .ok_or_else(|| self.corrupt("decode result kind", format!("code {kind}")))?;
+                let phases = match self.get::<Option<Vec<u8>>>(row, "phases_bytes")? {
+                    Some(bytes) => codes::decode_phases(&bytes),
+                    None => match self.get::<Option<String>>(row, "phases_text")? {
+                        Some(text) => codes::parse_phases_text(&text),
+                        None => Some([None; 6]),
+                    },
+                }
+                .ok_or_else(|| self.corrupt("decode result phases", format!("started at {started_at}")))?
+                .map(|phase| phase.map(us_to_ms));
                 let ip = match self.get::<Option<Vec<u8>>>(row, "ip_bytes")? {
                     Some(bytes) => codes::parse_ip(&bytes).map(|ip| ip.to_string()),
                     None => self.get(row, "ip_text")?,
@@ -284,14 +292,8 @@ impl Store {
                     id: started_at,
                     check: check.to_owned(),
                     started_at: from_ms(started_at),
-                    outcome: codes::parse_outcome(outcome)
-                        .ok_or_else(|| self.corrupt("decode outcome", format!("code {outcome}")))?,
-                    reason: self
-                        .get::<Option<i64>>(row, "reason")?
-                        .map(|code| {
-                            codes::parse_reason(code).ok_or_else(|| self.corrupt("decode reason", format!("code {code}")))
-                        })
-                        .transpose()?,
+                    outcome,
+                    reason,
                     error: self.get(row, "error")?,
                     probe: codes::probe_name(probe)
                         .ok_or_else(|| self.corrupt("decode probe", format!("code {probe}")))?
@@ -301,12 +303,12 @@ impl Store {
                         .and_then(|s| u16::try_from(s).ok()),
                     duration_ms: us_to_ms(self.get(row, "duration_us")?),
                     queue_ms: us_to_ms(self.get(row, "queue_us")?),
-                    dns_ms: us(row, "dns_us")?,
-                    connect_ms: us(row, "connect_us")?,
-                    tls_ms: us(row, "tls_us")?,
-                    ttfb_ms: us(row, "ttfb_us")?,
-                    transfer_ms: us(row, "transfer_us")?,
-                    rtt_ms: us(row, "rtt_us")?,
+                    dns_ms: phases[0],
+                    connect_ms: phases[1],
+                    tls_ms: phases[2],
+                    ttfb_ms: phases[3],
+                    transfer_ms: phases[4],
+                    rtt_ms: phases[5],
                     ip,
                     http_version,
                     redirects: u32::try_from(self.get::<i64>(row, "redirects")?).unwrap_or(u32::MAX),

@@ -5,9 +5,9 @@ use pulsecheck_core::state::{CheckState, State, Transition};
 use pulsecheck_core::CheckResult;
 use sqlx::SqliteConnection;
 
+use crate::codes;
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::codes;
 use crate::time::{duration_ms, duration_us, to_ms};
 
 /// Milliseconds tried after a result's own when its key is taken.
@@ -216,26 +216,25 @@ impl Store {
         // millisecond (only a clock step backwards makes one) moves to the next free one.
         for _ in 0..MAX_KEY_PROBES {
             let done = sqlx::query(
-                "INSERT INTO results (check_id, started_at, outcome, reason, probe, http_status, duration_us,
-                                      queue_us, dns_us, connect_us, tls_us, ttfb_us, transfer_us, rtt_us, ip,
-                                      http_version, redirects, cert_days_left, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+                "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases,
+                                      ip, http_version, redirects, cert_days_left, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (check_id, started_at) DO NOTHING",
             )
             .bind(id)
             .bind(started_at)
-            .bind(codes::outcome(r.outcome))
-            .bind(r.reason.map(codes::reason))
-            .bind(codes::probe(r.probe))
+            .bind(codes::kind(r.outcome, r.probe, r.reason))
             .bind(r.http_status.map(i64::from))
             .bind(duration_us(r.duration_ms))
             .bind(duration_us(r.queue_ms))
-            .bind(t.dns_ms.map(duration_us))
-            .bind(t.connect_ms.map(duration_us))
-            .bind(t.tls_ms.map(duration_us))
-            .bind(t.ttfb_ms.map(duration_us))
-            .bind(t.transfer_ms.map(duration_us))
-            .bind(r.rtt_ms.map(duration_us))
+            .bind(codes::encode_phases(&[
+                t.dns_ms.map(duration_us),
+                t.connect_ms.map(duration_us),
+                t.tls_ms.map(duration_us),
+                t.ttfb_ms.map(duration_us),
+                t.transfer_ms.map(duration_us),
+                r.rtt_ms.map(duration_us),
+            ]))
             .bind(r.ip.map(codes::ip_bytes))
             .bind(r.http_version.as_deref().map(codes::HttpVersion::encode))
             .bind(i64::from(r.redirects))
@@ -282,9 +281,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let id = self.check_id(conn, check).await?;
         for cause in &transition.cause {
-            sqlx::query("UPDATE results SET keep = 1 WHERE check_id = $1 AND started_at = $2")
+            sqlx::query("UPDATE results SET kind = kind | $3 WHERE check_id = $1 AND started_at = $2")
                 .bind(id)
                 .bind(to_ms(cause.at))
+                .bind(codes::KEEP_BIT)
                 .execute(&mut *conn)
                 .await
                 .map_err(self.query_error("keep a transition's cause"))?;

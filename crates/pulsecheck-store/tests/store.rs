@@ -492,7 +492,9 @@ async fn a_stored_run_takes_at_most_50_bytes_on_disk_indexes_included() {
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let at = ts(r * 6).checked_add(jiff::SignedDuration::from_micros(i as i64 * 11_003)).unwrap();
+                let at = ts(r * 6)
+                    .checked_add(jiff::SignedDuration::from_micros(i as i64 * 11_003))
+                    .unwrap();
                 serve_like_result(name, at, (r as u64) * CHECKS as u64 + i as u64)
             })
             .collect()
