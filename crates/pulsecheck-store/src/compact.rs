@@ -20,6 +20,9 @@ const WATERMARK_KEY: &str = "hourly_aggregated_through";
 /// again on the next few results.
 const BUDGET_TARGET_PERCENT: u64 = 90;
 
+/// The size budget deletes raw results in slices of this much time.
+const BUDGET_STEP_MS: i64 = 10 * 60 * 1000;
+
 /// How long each tier is kept. 0 keeps a tier forever.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
@@ -387,7 +390,7 @@ impl Store {
     }
 
     /// When the live pages take more than `max_size` ([`crate::StoreOptions::max_size`]),
-    /// deletes the oldest aggregated raw results, an hour at a time, until they take at
+    /// deletes the oldest aggregated raw results, ten minutes at a time, until they take at
     /// most 90 % of it: first up and cancelled results that caused no transition, then
     /// every raw result, then (only if raw results alone were not enough) the oldest
     /// hourly aggregates. The outbox, transitions, incidents, checks and daily
@@ -428,12 +431,12 @@ impl Store {
                     continue;
                 };
                 // Raw results only once aggregated; hourly rows up to the newest hour.
-                let limit = if table == "results" {
-                    aggregated_through
+                let (limit, step) = if table == "results" {
+                    (aggregated_through, BUDGET_STEP_MS)
                 } else {
-                    i64::MAX
+                    (i64::MAX, HOUR_MS)
                 };
-                let mut cutoff = floor_hour(oldest).saturating_add(HOUR_MS);
+                let mut cutoff = oldest.div_euclid(step).saturating_mul(step).saturating_add(step);
                 loop {
                     let cut = cutoff.min(limit);
                     let deleted = self.delete_per_check("prune for the size budget", sql, cut).await?;
@@ -449,7 +452,7 @@ impl Store {
                     if cut >= limit || self.oldest(table, column).await?.is_none_or(|o| o >= limit) {
                         break;
                     }
-                    cutoff = cutoff.saturating_add(HOUR_MS);
+                    cutoff = cutoff.saturating_add(step);
                 }
             }
             tracing::warn!(
