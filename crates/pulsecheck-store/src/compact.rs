@@ -406,7 +406,7 @@ impl Store {
     }
 
     async fn prune_to_budget(&self, aggregated_through: i64) -> Result<(u64, u64), StoreError> {
-        let max = self.inner.max_size;
+        let max = self.max_size();
         if max == 0 {
             return Ok((0, 0));
         }
@@ -455,9 +455,10 @@ impl Store {
                     cutoff = cutoff.saturating_add(step);
                 }
             }
+            let used = self.used_bytes().await?;
             tracing::warn!(
                 max_size = max,
-                used = self.used_bytes().await?,
+                used,
                 "the database stays over store.max_size: what is left is not prunable (the outbox, transitions, \
                  daily aggregates, results not yet aggregated)"
             );

@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,7 +64,8 @@ pub(crate) struct Inner {
     /// One connection: every write transaction (`BEGIN IMMEDIATE`) goes through it.
     pub(crate) write: SqlitePool,
     pub(crate) read: SqlitePool,
-    pub(crate) max_size: u64,
+    /// [`StoreOptions::max_size`]; a reload may change it.
+    pub(crate) max_size: AtomicU64,
 }
 
 impl Store {
@@ -164,9 +166,19 @@ impl Store {
                 path,
                 write,
                 read,
-                max_size: options.max_size,
+                max_size: AtomicU64::new(options.max_size),
             }),
         })
+    }
+
+    /// Changes the size budget (`store.max_size` after a reload); 0 for none. The next
+    /// compaction applies it.
+    pub fn set_max_size(&self, bytes: u64) {
+        self.inner.max_size.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn max_size(&self) -> u64 {
+        self.inner.max_size.load(Ordering::Relaxed)
     }
 
     /// The database file.
