@@ -44,10 +44,10 @@ impl Retention {
     pub const DEFAULT_DAILY_DAYS: u32 = 400;
 
     /// `raw_days` and `hourly_days` as given, the other tiers at their defaults (the up
-    /// window capped at `raw_days`).
+    /// window capped at `raw_days`; `raw_days` 0 keeps every raw result forever).
     pub fn new(raw_days: u32, hourly_days: u32) -> Retention {
         let raw_up_hours = match raw_days {
-            0 => Retention::DEFAULT_RAW_UP_HOURS,
+            0 => 0,
             days => Retention::DEFAULT_RAW_UP_HOURS.min(days.saturating_mul(24)),
         };
         Retention {
