@@ -316,6 +316,11 @@ pub fn serve_details(run: &ServeRun) -> Vec<String> {
             s.delivery_retries,
             s.dead_letters,
         ),
+        format!(
+            "           database: {} bytes per run (the whole file over {} runs, schema and check rows included)",
+            run.db_bytes_per_run().map_or("-".to_owned(), |b| format!("{b:.1}")),
+            s.runs,
+        ),
     ]
 }
 
@@ -362,6 +367,7 @@ pub fn serve_json(run: &ServeRun, command: &[String], seconds: u64, sim_command:
         "skipped_ticks": run.stats.skipped_ticks,
         "db_bytes": run.db_bytes,
         "db_growth_mb_per_h": round1(run.db_growth_mb_per_h()),
+        "db_bytes_per_run": run.db_bytes_per_run().map(round1),
         "exit_code": run.exit_code,
         "daemon_stats": run.stats_raw,
         "goals_met": met,

@@ -168,6 +168,12 @@ impl ServeRun {
         self.db_bytes as f64 / 1e6 * 3600.0 / self.wall.as_secs_f64().max(1e-9)
     }
 
+    /// Database bytes (the whole file) per check run; `None` when nothing ran. Issue 7
+    /// item 8 asks for at most 50 bytes per run.
+    pub fn db_bytes_per_run(&self) -> Option<f64> {
+        (self.stats.runs > 0).then(|| self.db_bytes as f64 / self.stats.runs as f64)
+    }
+
     /// Each goal with whether the run met it: (name, met, limit as text).
     /// A missing lag figure (no check ran) misses the goal.
     pub fn verdicts(&self) -> Vec<(&'static str, bool, String)> {
@@ -383,6 +389,8 @@ mod tests {
         assert!((run.cpu_share_pct() - 50.0).abs() < 1e-9);
         assert!((run.checks_per_min() - 100_000.0).abs() < 1e-6);
         assert!((run.db_growth_mb_per_h() - 300.0).abs() < 1e-6);
+        let per_run = run.db_bytes_per_run().unwrap();
+        assert!((per_run - 50.0).abs() < 1e-9, "{per_run}");
         // 50 % is not under 50 %; 20 ms is under 50 ms.
         let v = run.verdicts();
         assert_eq!((v[0].0, v[0].1), ("cpu", false));

@@ -144,10 +144,16 @@ pub struct StoreConfig {
     /// The SQLite file; relative paths are relative to the config file's directory.
     /// `None`: the default location, decided by the binary.
     pub path: Option<PathBuf>,
-    /// Days raw results are kept (default 7).
+    /// Days down results, and results that caused a transition, stay raw (default 7).
     pub raw_days: u32,
+    /// Hours every other result stays raw before only the aggregates keep it (default
+    /// 48, never more than `raw_days` × 24).
+    pub raw_up_hours: u32,
     /// Days hourly aggregates are kept (default 90, never less than `raw_days`).
     pub hourly_days: u32,
+    /// Size budget of the database in bytes (default 2 GiB; 0: none). Over it, the
+    /// oldest raw results are pruned first; the outbox never is.
+    pub max_size: u64,
 }
 
 impl Default for StoreConfig {
@@ -155,7 +161,9 @@ impl Default for StoreConfig {
         StoreConfig {
             path: None,
             raw_days: validate::DEFAULT_RAW_DAYS,
+            raw_up_hours: validate::DEFAULT_RAW_UP_HOURS,
             hourly_days: validate::DEFAULT_HOURLY_DAYS,
+            max_size: validate::DEFAULT_MAX_SIZE,
         }
     }
 }

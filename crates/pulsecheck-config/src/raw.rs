@@ -184,12 +184,14 @@ const _: () = assert!(SMTP_NAME.len() == OR_SCALAR.len() + "RawSmtp".len());
 pub(crate) struct RawStore {
     pub path: Option<Spanned<String>>,
     pub retention: Option<Spanned<RawRetention>>,
+    pub max_size: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Default, DeriveDeserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRetention {
     pub raw_days: Option<Spanned<u32>>,
+    pub raw_up_hours: Option<Spanned<u32>>,
     pub hourly_days: Option<Spanned<u32>>,
 }
 

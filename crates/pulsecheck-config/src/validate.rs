@@ -28,6 +28,11 @@ pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_RAW_DAYS: u32 = 7;
 pub(crate) const DEFAULT_HOURLY_DAYS: u32 = 90;
+pub(crate) const DEFAULT_RAW_UP_HOURS: u32 = 48;
+/// 2 GiB; the store crate documents why (`StoreOptions::DEFAULT_MAX_SIZE`).
+pub(crate) const DEFAULT_MAX_SIZE: u64 = 2 * 1024 * 1024 * 1024;
+/// Smallest non-zero `store.max_size`: below it the budget would prune every raw result.
+const MIN_MAX_SIZE: u64 = 16 * 1024 * 1024;
 pub(crate) const DEFAULT_WORKERS: usize = 4;
 pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
@@ -1088,6 +1093,19 @@ fn store(v: &mut Validator<'_>, raw: Option<&Spanned<RawStore>>) -> StoreConfig 
         };
         out.raw_days = days(v, &retention.value.raw_days, DEFAULT_RAW_DAYS);
         out.hourly_days = days(v, &retention.value.hourly_days, DEFAULT_HOURLY_DAYS.max(out.raw_days));
+        let raw_hours = out.raw_days.saturating_mul(24);
+        out.raw_up_hours = match &retention.value.raw_up_hours {
+            Some(h) if h.value == 0 || h.value > raw_hours => {
+                v.error(
+                    h.loc,
+                    format!("raw_up_hours {} is out of range", h.value),
+                    Some(format!("use 1 to {raw_hours} hours (raw_days × 24)")),
+                );
+                DEFAULT_RAW_UP_HOURS.min(raw_hours)
+            }
+            Some(h) => h.value,
+            None => DEFAULT_RAW_UP_HOURS.min(raw_hours),
+        };
         if out.hourly_days < out.raw_days {
             let loc = retention.value.hourly_days.as_ref().map_or(retention.loc, |d| d.loc);
             v.error(
@@ -1098,6 +1116,17 @@ fn store(v: &mut Validator<'_>, raw: Option<&Spanned<RawStore>>) -> StoreConfig 
                 ),
                 Some("hourly aggregates summarize raw results and are kept at least as long".into()),
             );
+        }
+    }
+    if let Some(size) = &raw.value.max_size {
+        if size.value.0 != 0 && size.value.0 < MIN_MAX_SIZE {
+            v.error(
+                size.loc,
+                format!("max_size {} bytes is too small", size.value.0),
+                Some("use at least 16MiB, or 0 for no size budget".into()),
+            );
+        } else {
+            out.max_size = size.value.0;
         }
     }
     out

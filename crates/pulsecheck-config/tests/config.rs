@@ -114,7 +114,15 @@ fn the_yaml_example_loads() {
         config.store.path.as_deref(),
         Some(Path::new("/tmp/pulsecheck-example.db"))
     );
-    assert_eq!((config.store.raw_days, config.store.hourly_days), (7, 90));
+    assert_eq!(
+        (
+            config.store.raw_days,
+            config.store.raw_up_hours,
+            config.store.hourly_days
+        ),
+        (7, 48, 90)
+    );
+    assert_eq!(config.store.max_size, 2 * 1024 * 1024 * 1024);
     assert_eq!((config.limits.concurrency, config.limits.per_host), (1000, 100));
     assert_eq!(config.delivery.workers, 4);
     assert_eq!(config.delivery.backoff_max, Duration::from_secs(300));
@@ -762,4 +770,23 @@ fn hostile_inputs_are_refused_without_a_panic() {
         ));
     }
     let _ = load_yaml(&laughs);
+}
+
+#[test]
+fn store_budget_and_up_window_are_checked() {
+    const CHECK: &str = "checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n";
+    let config = load_ok(&format!(
+        "{CHECK}store:\n  max_size: 0\n  retention:\n    raw_days: 1\n"
+    ));
+    assert_eq!((config.store.max_size, config.store.raw_up_hours), (0, 24));
+    let config = load_ok(&format!(
+        "{CHECK}store:\n  max_size: 500MB\n  retention:\n    raw_up_hours: 6\n"
+    ));
+    assert_eq!((config.store.max_size, config.store.raw_up_hours), (500_000_000, 6));
+    let e = only_error(&format!("{CHECK}store:\n  max_size: 1MiB\n"));
+    assert_eq!((e.line, e.message.as_str()), (5, "max_size 1048576 bytes is too small"));
+    let e = only_error(&format!(
+        "{CHECK}store:\n  retention:\n    raw_days: 1\n    raw_up_hours: 25\n"
+    ));
+    assert_eq!((e.line, e.message.as_str()), (7, "raw_up_hours 25 is out of range"));
 }

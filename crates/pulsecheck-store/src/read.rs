@@ -9,9 +9,10 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
+use crate::codes;
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::time::from_ms;
+use crate::time::{from_ms, us_to_ms};
 
 /// One check as `pulsecheck status` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -64,8 +65,11 @@ pub struct NotificationRecord {
 }
 
 /// A raw result as stored (the columns kept, not every field of a `CheckResult`).
+/// Durations have microsecond precision.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredResult {
+    /// Unique within the check: its start in unix milliseconds (results are keyed by
+    /// check and start since schema 2).
     pub id: i64,
     pub check: String,
     pub started_at: jiff::Timestamp,
@@ -121,6 +125,17 @@ pub struct HourlyAggregate {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+}
+
+/// One check's results in one UTC day, summed from its hourly aggregates; `mean_ms`
+/// is the mean duration of up results.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DailyAggregate {
+    pub check: String,
+    pub day: jiff::Timestamp,
+    pub count: u64,
+    pub up_count: u64,
+    pub mean_ms: Option<f64>,
 }
 
 impl Store {
@@ -232,11 +247,18 @@ impl Store {
     /// The newest `limit` results of one check, newest first.
     pub async fn results(&self, check: &str, limit: usize) -> Result<Vec<StoredResult>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, check_name, started_at, outcome, reason, error, probe, http_status, duration_ms,
-                    queue_ms, dns_ms, connect_ms, tls_ms, ttfb_ms, transfer_ms, rtt_ms, ip, http_version,
-                    redirects, cert_days_left
-             FROM results WHERE check_name = $1
-             ORDER BY started_at DESC, id DESC LIMIT $2",
+            "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
+                    CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,
+                    CASE typeof(r.phases) WHEN 'text' THEN r.phases END AS phases_text,
+                    CASE typeof(r.ip) WHEN 'blob' THEN r.ip END AS ip_bytes,
+                    CASE typeof(r.ip) WHEN 'text' THEN r.ip END AS ip_text,
+                    CASE typeof(r.http_version) WHEN 'integer' THEN r.http_version END AS http_version_code,
+                    CASE typeof(r.http_version) WHEN 'integer' THEN NULL
+                         ELSE CAST(r.http_version AS TEXT) END AS http_version_text,
+                    r.redirects, r.cert_days_left
+             FROM check_ids c JOIN results r ON r.check_id = c.id
+             WHERE c.name = $1
+             ORDER BY r.started_at DESC LIMIT $2",
         )
         .bind(check)
         .bind(limit_i64(limit))
@@ -245,30 +267,50 @@ impl Store {
         .map_err(self.query_error("read results"))?;
         rows.iter()
             .map(|row| {
+                let started_at: i64 = self.get(row, "started_at")?;
+                let kind: i64 = self.get(row, "kind")?;
+                let (outcome, probe, reason) = codes::parse_kind(kind)
+                    .ok_or_else(|| self.corrupt("decode result kind", format!("code {kind}")))?;
+                let phases = match self.get::<Option<Vec<u8>>>(row, "phases_bytes")? {
+                    Some(bytes) => codes::decode_phases(&bytes),
+                    None => match self.get::<Option<String>>(row, "phases_text")? {
+                        Some(text) => codes::parse_phases_text(&text),
+                        None => Some([None; 6]),
+                    },
+                }
+                .ok_or_else(|| self.corrupt("decode result phases", format!("started at {started_at}")))?
+                .map(|phase| phase.map(us_to_ms));
+                let ip = match self.get::<Option<Vec<u8>>>(row, "ip_bytes")? {
+                    Some(bytes) => codes::parse_ip(&bytes).map(|ip| ip.to_string()),
+                    None => self.get(row, "ip_text")?,
+                };
+                let http_version = match self.get::<Option<i64>>(row, "http_version_code")? {
+                    Some(code) => codes::http_version_name(code).map(str::to_owned),
+                    None => self.get(row, "http_version_text")?,
+                };
                 Ok(StoredResult {
-                    id: self.get(row, "id")?,
-                    check: self.get(row, "check_name")?,
-                    started_at: from_ms(self.get(row, "started_at")?),
-                    outcome: self.outcome(&self.get::<String>(row, "outcome")?)?,
-                    reason: self
-                        .get::<Option<String>>(row, "reason")?
-                        .map(|s| self.reason(&s))
-                        .transpose()?,
+                    id: started_at,
+                    check: check.to_owned(),
+                    started_at: from_ms(started_at),
+                    outcome,
+                    reason,
                     error: self.get(row, "error")?,
-                    probe: self.get(row, "probe")?,
+                    probe: codes::probe_name(probe)
+                        .ok_or_else(|| self.corrupt("decode probe", format!("code {probe}")))?
+                        .to_owned(),
                     http_status: self
                         .get::<Option<i64>>(row, "http_status")?
                         .and_then(|s| u16::try_from(s).ok()),
-                    duration_ms: self.get(row, "duration_ms")?,
-                    queue_ms: self.get(row, "queue_ms")?,
-                    dns_ms: self.get(row, "dns_ms")?,
-                    connect_ms: self.get(row, "connect_ms")?,
-                    tls_ms: self.get(row, "tls_ms")?,
-                    ttfb_ms: self.get(row, "ttfb_ms")?,
-                    transfer_ms: self.get(row, "transfer_ms")?,
-                    rtt_ms: self.get(row, "rtt_ms")?,
-                    ip: self.get(row, "ip")?,
-                    http_version: self.get(row, "http_version")?,
+                    duration_ms: us_to_ms(self.get(row, "duration_us")?),
+                    queue_ms: us_to_ms(self.get(row, "queue_us")?),
+                    dns_ms: phases[0],
+                    connect_ms: phases[1],
+                    tls_ms: phases[2],
+                    ttfb_ms: phases[3],
+                    transfer_ms: phases[4],
+                    rtt_ms: phases[5],
+                    ip,
+                    http_version,
                     redirects: u32::try_from(self.get::<i64>(row, "redirects")?).unwrap_or(u32::MAX),
                     cert_days_left: self.get(row, "cert_days_left")?,
                 })
@@ -279,7 +321,10 @@ impl Store {
     /// Number of raw results kept (all checks, or one).
     pub async fn result_count(&self, check: Option<&str>) -> Result<u64, StoreError> {
         let count: i64 = match check {
-            Some(check) => sqlx::query_scalar("SELECT COUNT(*) FROM results WHERE check_name = $1").bind(check),
+            Some(check) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM check_ids c JOIN results r ON r.check_id = c.id WHERE c.name = $1",
+            )
+            .bind(check),
             None => sqlx::query_scalar("SELECT COUNT(*) FROM results"),
         }
         .fetch_one(&self.inner.read)
@@ -344,24 +389,52 @@ impl Store {
     /// Hourly aggregates of one check, oldest first.
     pub async fn hourly(&self, check: &str) -> Result<Vec<HourlyAggregate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT check_name, hour, count, up_count, mean_ms, p50_ms, p95_ms, p99_ms
-             FROM hourly WHERE check_name = $1 ORDER BY hour",
+            "SELECT h.hour, h.count, h.up_count, h.mean_us, h.p50_us, h.p95_us, h.p99_us
+             FROM check_ids c JOIN hourly h ON h.check_id = c.id
+             WHERE c.name = $1 ORDER BY h.hour",
         )
         .bind(check)
         .fetch_all(&self.inner.read)
         .await
         .map_err(self.query_error("read hourly aggregates"))?;
+        let us = |row: &SqliteRow, column: &'static str| -> Result<Option<f64>, StoreError> {
+            Ok(self.get::<Option<i64>>(row, column)?.map(us_to_ms))
+        };
         rows.iter()
             .map(|row| {
                 Ok(HourlyAggregate {
-                    check: self.get(row, "check_name")?,
+                    check: check.to_owned(),
                     hour: from_ms(self.get(row, "hour")?),
                     count: self.get::<i64>(row, "count")?.max(0) as u64,
                     up_count: self.get::<i64>(row, "up_count")?.max(0) as u64,
-                    mean_ms: self.get(row, "mean_ms")?,
-                    p50_ms: self.get(row, "p50_ms")?,
-                    p95_ms: self.get(row, "p95_ms")?,
-                    p99_ms: self.get(row, "p99_ms")?,
+                    mean_ms: us(row, "mean_us")?,
+                    p50_ms: us(row, "p50_us")?,
+                    p95_ms: us(row, "p95_us")?,
+                    p99_ms: us(row, "p99_us")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Daily aggregates of one check (UTC days), oldest first: the 90-day bar.
+    pub async fn daily(&self, check: &str) -> Result<Vec<DailyAggregate>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.day, d.count, d.up_count, d.mean_us
+             FROM check_ids c JOIN daily d ON d.check_id = c.id
+             WHERE c.name = $1 ORDER BY d.day",
+        )
+        .bind(check)
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(self.query_error("read daily aggregates"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(DailyAggregate {
+                    check: check.to_owned(),
+                    day: from_ms(self.get(row, "day")?),
+                    count: self.get::<i64>(row, "count")?.max(0) as u64,
+                    up_count: self.get::<i64>(row, "up_count")?.max(0) as u64,
+                    mean_ms: self.get::<Option<i64>>(row, "mean_us")?.map(us_to_ms),
                 })
             })
             .collect()

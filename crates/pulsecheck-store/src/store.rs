@@ -1,10 +1,18 @@
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::StoreError;
+
+/// `PRAGMA auto_vacuum` value of INCREMENTAL.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+/// Bytes the write-ahead log is truncated to after a checkpoint.
+const JOURNAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -20,6 +28,17 @@ pub struct StoreOptions {
     /// connection of their own so that they queue in-process instead of spinning on
     /// SQLite's busy handler.
     pub read_connections: u32,
+    /// Size budget in bytes (`store.max_size`); 0 for none. When the database's live
+    /// pages exceed it, compaction prunes the oldest raw results first (never the
+    /// outbox); see [`Store::enforce_size_budget`].
+    pub max_size: u64,
+}
+
+impl StoreOptions {
+    /// 2 GiB: a few hundred checks never get near it (a run takes under 50 bytes), and
+    /// at 10,000 checks every 6 s it holds hours of raw results plus months of
+    /// aggregates while staying well under 5 GB with the write-ahead log.
+    pub const DEFAULT_MAX_SIZE: u64 = 2 * 1024 * 1024 * 1024;
 }
 
 impl Default for StoreOptions {
@@ -28,6 +47,7 @@ impl Default for StoreOptions {
             create_if_missing: true,
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
+            max_size: StoreOptions::DEFAULT_MAX_SIZE,
         }
     }
 }
@@ -44,6 +64,8 @@ pub(crate) struct Inner {
     /// One connection: every write transaction (`BEGIN IMMEDIATE`) goes through it.
     pub(crate) write: SqlitePool,
     pub(crate) read: SqlitePool,
+    /// [`StoreOptions::max_size`]; a reload may change it.
+    pub(crate) max_size: AtomicU64,
 }
 
 impl Store {
@@ -84,7 +106,12 @@ impl Store {
         let connect = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(options.create_if_missing)
+            // Before the first table exists, so a new file can give pages back; an
+            // older file is converted once below.
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
+            // A large deletion must not leave a write-ahead log of its size behind.
+            .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
             // The outbox must survive power loss: FULL syncs the WAL on every commit.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.busy_timeout)
@@ -106,6 +133,27 @@ impl Store {
             path: path.clone(),
             source,
         })?;
+        let auto_vacuum: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+            .fetch_one(&write)
+            .await
+            .map_err(|source| StoreError::Query {
+                path: path.clone(),
+                context: "read auto_vacuum",
+                source,
+            })?;
+        if auto_vacuum != AUTO_VACUUM_INCREMENTAL {
+            // A file created before schema 2: VACUUM applies the auto_vacuum setting
+            // (once; it rewrites the file, which the compact results keep small).
+            tracing::info!(path = %path.display(), "rewriting the database once to enable incremental vacuum");
+            sqlx::query("VACUUM")
+                .execute(&write)
+                .await
+                .map_err(|source| StoreError::Query {
+                    path: path.clone(),
+                    context: "vacuum to enable incremental vacuum",
+                    source,
+                })?;
+        }
         let read = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
             .min_connections(0)
@@ -114,8 +162,23 @@ impl Store {
             .map_err(open_error)?;
 
         Ok(Store {
-            inner: Arc::new(Inner { path, write, read }),
+            inner: Arc::new(Inner {
+                path,
+                write,
+                read,
+                max_size: AtomicU64::new(options.max_size),
+            }),
         })
+    }
+
+    /// Changes the size budget (`store.max_size` after a reload); 0 for none. The next
+    /// compaction applies it.
+    pub fn set_max_size(&self, bytes: u64) {
+        self.inner.max_size.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn max_size(&self) -> u64 {
+        self.inner.max_size.load(Ordering::Relaxed)
     }
 
     /// The database file.

@@ -26,3 +26,13 @@ pub(crate) fn duration_ms(duration: Duration) -> f64 {
 pub(crate) fn floor_hour(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS
 }
+
+/// Durations are stored as integer microseconds (saturating far beyond any timeout).
+pub(crate) fn duration_us(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Stored microseconds as the API's fractional milliseconds.
+pub(crate) fn us_to_ms(us: i64) -> f64 {
+    us as f64 / 1000.0
+}

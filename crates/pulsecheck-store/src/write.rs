@@ -6,9 +6,13 @@ use pulsecheck_core::storage::{idempotency_key, WriteEvent};
 use pulsecheck_core::CheckResult;
 use sqlx::SqliteConnection;
 
+use crate::codes;
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::time::{duration_ms, to_ms};
+use crate::time::{duration_ms, duration_us, to_ms};
+
+/// Milliseconds tried after a result's own when its key is taken.
+const MAX_KEY_PROBES: usize = 1_000;
 
 impl Store {
     /// Applies `events` in order in one `BEGIN IMMEDIATE` transaction: either all of
@@ -31,7 +35,12 @@ impl Store {
                     .await?;
                 self.insert_result(conn, &run.check, &run.result).await?;
                 let transition_id = match &run.transition {
-                    Some(transition) => Some(self.insert_transition(conn, &run.check, transition).await?),
+                    Some(transition) => {
+                        let id = self.insert_transition(conn, &run.check, transition).await?;
+                        // The results that caused it stay raw for the full retention.
+                        self.keep_cause(conn, &run.check, transition).await?;
+                        Some(id)
+                    }
                     None => None,
                 };
                 for (channel, event) in &run.notifications {
@@ -71,6 +80,7 @@ impl Store {
                     .execute(&mut *conn)
                     .await
                     .map_err(self.query_error("register check"))?;
+                    self.check_id(conn, &meta.name).await?;
                 }
                 Ok(())
             }
@@ -138,35 +148,86 @@ impl Store {
     }
 
     async fn insert_result(&self, conn: &mut SqliteConnection, check: &str, r: &CheckResult) -> Result<(), StoreError> {
+        let id = self.check_id(conn, check).await?;
         let t = &r.timings;
-        sqlx::query(
-            "INSERT INTO results (check_name, started_at, outcome, reason, error, probe, http_status,
-                                  duration_ms, queue_ms, dns_ms, connect_ms, tls_ms, ttfb_ms, transfer_ms,
-                                  rtt_ms, ip, http_version, redirects, cert_days_left)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-        )
-        .bind(check)
-        .bind(to_ms(r.started_at))
-        .bind(r.outcome.as_str())
-        .bind(r.reason.map(|r| r.as_str()))
-        .bind(&r.error)
-        .bind(probe_str(r.probe))
-        .bind(r.http_status.map(i64::from))
-        .bind(duration_ms(r.duration_ms))
-        .bind(duration_ms(r.queue_ms))
-        .bind(t.dns_ms.map(duration_ms))
-        .bind(t.connect_ms.map(duration_ms))
-        .bind(t.tls_ms.map(duration_ms))
-        .bind(t.ttfb_ms.map(duration_ms))
-        .bind(t.transfer_ms.map(duration_ms))
-        .bind(r.rtt_ms.map(duration_ms))
-        .bind(r.ip.map(|ip| ip.to_string()))
-        .bind(&r.http_version)
-        .bind(i64::from(r.redirects))
-        .bind(r.certificate.as_ref().map(|c| c.days_left))
-        .execute(&mut *conn)
-        .await
-        .map_err(self.query_error("insert result"))?;
+        let mut started_at = to_ms(r.started_at);
+        // The key is (check, millisecond): a second result of one check in the same
+        // millisecond (only a clock step backwards makes one) moves to the next free one.
+        for _ in 0..MAX_KEY_PROBES {
+            let done = sqlx::query(
+                "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases,
+                                      ip, http_version, redirects, cert_days_left, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (check_id, started_at) DO NOTHING",
+            )
+            .bind(id)
+            .bind(started_at)
+            .bind(codes::kind(r.outcome, r.probe, r.reason))
+            .bind(r.http_status.map(i64::from))
+            .bind(duration_us(r.duration_ms))
+            .bind(duration_us(r.queue_ms))
+            .bind(codes::encode_phases(&[
+                t.dns_ms.map(duration_us),
+                t.connect_ms.map(duration_us),
+                t.tls_ms.map(duration_us),
+                t.ttfb_ms.map(duration_us),
+                t.transfer_ms.map(duration_us),
+                r.rtt_ms.map(duration_us),
+            ]))
+            .bind(r.ip.map(codes::ip_bytes))
+            .bind(r.http_version.as_deref().map(codes::HttpVersion::encode))
+            .bind(i64::from(r.redirects))
+            .bind(r.certificate.as_ref().map(|c| c.days_left))
+            .bind(&r.error)
+            .execute(&mut *conn)
+            .await
+            .map_err(self.query_error("insert result"))?;
+            if done.rows_affected() > 0 {
+                return Ok(());
+            }
+            started_at = started_at.saturating_add(1);
+        }
+        Err(self.corrupt(
+            "insert result",
+            format!("check {check}: no free millisecond near {}", to_ms(r.started_at)),
+        ))
+    }
+
+    /// The check's number in `check_ids`, assigned on first use.
+    pub(crate) async fn check_id(&self, conn: &mut SqliteConnection, check: &str) -> Result<i64, StoreError> {
+        if let Some(id) = sqlx::query_scalar("SELECT id FROM check_ids WHERE name = $1")
+            .bind(check)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(self.query_error("look up check id"))?
+        {
+            return Ok(id);
+        }
+        sqlx::query_scalar("INSERT INTO check_ids (name) VALUES ($1) RETURNING id")
+            .bind(check)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.query_error("number a check"))
+    }
+
+    /// Marks the raw results a transition names as its cause, so that retention keeps
+    /// them as long as down results.
+    async fn keep_cause(
+        &self,
+        conn: &mut SqliteConnection,
+        check: &str,
+        transition: &Transition,
+    ) -> Result<(), StoreError> {
+        let id = self.check_id(conn, check).await?;
+        for cause in &transition.cause {
+            sqlx::query("UPDATE results SET kind = kind | $3 WHERE check_id = $1 AND started_at = $2")
+                .bind(id)
+                .bind(to_ms(cause.at))
+                .bind(codes::KEEP_BIT)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.query_error("keep a transition's cause"))?;
+        }
         Ok(())
     }
 
@@ -258,17 +319,5 @@ impl Store {
         .await
         .map_err(self.query_error("insert notification"))?;
         Ok(())
-    }
-}
-
-pub(crate) fn probe_str(probe: pulsecheck_core::ProbeKind) -> &'static str {
-    use pulsecheck_core::ProbeKind;
-    match probe {
-        ProbeKind::Http => "http",
-        ProbeKind::Tcp => "tcp",
-        ProbeKind::Tls => "tls",
-        ProbeKind::Dns => "dns",
-        ProbeKind::Icmp => "icmp",
-        ProbeKind::None => "none",
     }
 }

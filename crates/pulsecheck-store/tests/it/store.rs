@@ -5,7 +5,7 @@ use crate::common::*;
 use pulsecheck_core::outbox::{AlertKind, DeliveryState, Outbox};
 use pulsecheck_core::state::State;
 use pulsecheck_core::Outcome;
-use pulsecheck_store::{NotificationFilter, Store, StoreError, WriteEvent};
+use pulsecheck_store::{NotificationFilter, Retention, RunRecord, Store, StoreError, StoreOptions, WriteEvent};
 
 fn pending_keys(notifications: &[pulsecheck_core::outbox::Notification]) -> Vec<String> {
     notifications.iter().map(|n| n.event.idempotency_key.clone()).collect()
@@ -448,4 +448,305 @@ async fn open_creates_parent_directories_and_open_existing_names_a_missing_file(
     assert!(matches!(error, StoreError::NotFound { .. }));
     assert!(error.to_string().contains("nowhere/pulsecheck.db"), "{error}");
     assert!(!missing.exists());
+}
+
+/// Bytes the database file takes once its write-ahead log is checkpointed into it.
+async fn file_bytes(path: &std::path::Path) -> u64 {
+    side_sql(path, "PRAGMA wal_checkpoint(TRUNCATE)").await;
+    let wal = std::fs::metadata(format!("{}-wal", path.display())).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "checkpointed");
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// A result as the serve scenario writes it: HTTP on loopback, an IP, a version, four
+/// phases, a duration of a few milliseconds that varies from run to run.
+fn serve_like_result(check: &str, at: jiff::Timestamp, n: u64) -> WriteEvent {
+    let micros = 900 + (n * 7_919) % 4_000;
+    let mut r = result(check, Outcome::Up, at, 0);
+    r.duration_ms = std::time::Duration::from_micros(micros);
+    r.queue_ms = std::time::Duration::from_micros(n % 40);
+    r.timings.dns_ms = None;
+    r.timings.connect_ms = Some(std::time::Duration::from_micros(micros / 5));
+    r.timings.ttfb_ms = Some(std::time::Duration::from_micros(micros / 2));
+    r.timings.transfer_ms = Some(std::time::Duration::from_micros(micros / 10));
+    r.ip = Some(std::net::IpAddr::from([127, 0, 0, 1 + (n % 100) as u8]));
+    r.http_version = Some("HTTP/1.1".into());
+    WriteEvent::Run(Box::new(RunRecord {
+        check: check.to_owned(),
+        result: r,
+        state: state(State::Up, Some(ts(0)), vec![cause(Outcome::Up, at)]),
+        transition: None,
+        notifications: Vec::new(),
+    }))
+}
+
+#[tokio::test]
+async fn a_stored_run_takes_at_most_50_bytes_on_disk_indexes_included() {
+    const CHECKS: usize = 500;
+    const ROUNDS: i64 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("size.db");
+    let names: Vec<String> = (0..CHECKS).map(|i| format!("c{i}")).collect();
+    let store = Store::open(&path).await.unwrap();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store.write(&[register(&refs)], ts(0)).await.unwrap();
+    // One run of every check per round so that the file has its metadata and state.
+    let round = |r: i64| -> Vec<WriteEvent> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let at = ts(r * 6)
+                    .checked_add(jiff::SignedDuration::from_micros(i as i64 * 11_003))
+                    .unwrap();
+                serve_like_result(name, at, (r as u64) * CHECKS as u64 + i as u64)
+            })
+            .collect()
+    };
+    store.write(&round(0), ts(6)).await.unwrap();
+    store.close().await;
+    let before = file_bytes(&path).await;
+
+    let store = Store::open(&path).await.unwrap();
+    for r in 1..=ROUNDS {
+        store.write(&round(r), ts(r * 6 + 6)).await.unwrap();
+    }
+    store.close().await;
+    let after = file_bytes(&path).await;
+    let runs = (ROUNDS as u64) * CHECKS as u64;
+    let per_run = (after - before) as f64 / runs as f64;
+    eprintln!("{runs} runs: {before} -> {after} bytes, {per_run:.1} bytes per run");
+    assert!(per_run <= 50.0, "{per_run:.1} bytes per run");
+}
+
+#[tokio::test]
+async fn up_results_stay_raw_for_the_up_window_and_down_and_transition_causes_for_raw_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let mut events = vec![register(&["api"])];
+    // Hour 0: up results every minute, one down result, and the up result at minute 30
+    // that ended the down state (the cause of a down -> up transition).
+    for i in 0..60 {
+        let outcome = if i == 20 { Outcome::Down } else { Outcome::Up };
+        events.push(if i == 30 {
+            transition("api", State::Down, State::Up, ts(i * 60), &["hook"])
+        } else {
+            result_event("api", outcome, ts(i * 60), 10 + i as u64)
+        });
+    }
+    store.write(&events, ts(3_600)).await.unwrap();
+    let retention = Retention {
+        raw_days: 7,
+        raw_up_hours: 48,
+        hourly_days: 90,
+        daily_days: 400,
+    };
+
+    // 47 hours on: everything is aggregated and still raw.
+    let report = store.compact_with(ts(47 * 3_600), &retention).await.unwrap();
+    assert_eq!((report.hours_aggregated, report.results_deleted), (1, 0), "{report:?}");
+    assert_eq!(store.result_count(Some("api")).await.unwrap(), 60);
+
+    // 49 hours on: only the down result and the transition's cause stay raw.
+    let report = store.compact_with(ts(49 * 3_600), &retention).await.unwrap();
+    assert_eq!(report.results_deleted, 58, "{report:?}");
+    let kept = store.results("api", 10).await.unwrap();
+    let kept: Vec<(i64, Outcome)> = kept
+        .iter()
+        .map(|r| (r.started_at.as_second() - ts(0).as_second(), r.outcome))
+        .collect();
+    assert_eq!(kept, [(30 * 60, Outcome::Up), (20 * 60, Outcome::Down)]);
+
+    // 8 days on: no raw results; the hour and its day stay in the aggregates.
+    let report = store.compact_with(ts(8 * 86_400), &retention).await.unwrap();
+    assert_eq!(report.results_deleted, 2, "{report:?}");
+    assert_eq!(store.result_count(None).await.unwrap(), 0);
+    let hourly = store.hourly("api").await.unwrap();
+    assert_eq!((hourly.len(), hourly[0].count, hourly[0].up_count), (1, 60, 59));
+    let daily = store.daily("api").await.unwrap();
+    assert_eq!(daily.len(), 1);
+    assert_eq!((daily[0].day, daily[0].count, daily[0].up_count), (ts(0), 60, 59));
+    assert_eq!(daily[0].mean_ms, hourly[0].mean_ms);
+    // Transitions, incidents and the outbox are not raw results.
+    assert_eq!(store.transitions(Some("api"), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.notifications(&NotificationFilter::default()).await.unwrap().len(),
+        1
+    );
+
+    // Past the daily retention, only the checks row and the history of changes stay.
+    let report = store.compact_with(ts(401 * 86_400), &retention).await.unwrap();
+    assert_eq!((report.hourly_deleted, report.daily_deleted), (1, 1), "{report:?}");
+    assert!(store.daily("api").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_size_budget_prunes_the_oldest_raw_results_and_never_the_outbox() {
+    const CHECKS: usize = 100;
+    const MAX_SIZE: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("budget.db");
+    let options = StoreOptions {
+        max_size: MAX_SIZE,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(&path, options).await.unwrap();
+    let names: Vec<String> = (0..CHECKS).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store.write(&[register(&refs)], ts(0)).await.unwrap();
+    // Pending notifications: the outbox must survive any budget.
+    let outbox: Vec<WriteEvent> = names
+        .iter()
+        .take(20)
+        .map(|name| transition(name, State::Up, State::Down, ts(1), &["hook", "slack"]))
+        .collect();
+    store.write(&outbox, ts(1)).await.unwrap();
+    // Ten hours of a run per check every 30 s: about 1.6 MB of results.
+    for round in 0..1_200i64 {
+        let events: Vec<WriteEvent> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let at = ts(round * 30 + 2)
+                    .checked_add(jiff::SignedDuration::from_millis(i as i64))
+                    .unwrap();
+                serve_like_result(name, at, (round as u64) * CHECKS as u64 + i as u64)
+            })
+            .collect();
+        store.write(&events, ts(round * 30 + 3)).await.unwrap();
+    }
+    let written = store.result_count(None).await.unwrap();
+    assert_eq!(written, 120_020, "20 runs with transitions, then 1,200 rounds of 100");
+    assert!(store.used_bytes().await.unwrap() > MAX_SIZE);
+
+    // Retention alone would keep all of it (the up window is 48 hours).
+    let report = store.compact_with(ts(11 * 3_600), &Retention::default()).await.unwrap();
+    assert_eq!(report.results_deleted, 0, "{report:?}");
+    assert!(report.results_pruned_for_size > 0, "{report:?}");
+    let used = store.used_bytes().await.unwrap();
+    assert!(used <= MAX_SIZE, "{used} bytes used");
+    store.close().await;
+    side_sql(&path, "PRAGMA wal_checkpoint(TRUNCATE)").await;
+    let file = std::fs::metadata(&path).unwrap().len();
+    assert!(file <= MAX_SIZE, "free pages beyond the budget go back: {file} bytes");
+
+    let store = Store::open_with(&path, StoreOptions::default()).await.unwrap();
+    let left = store.result_count(None).await.unwrap();
+    assert_eq!(written - left, report.results_pruned_for_size);
+    // Oldest first: what is left is the newest results of every check.
+    for name in [&names[0], &names[CHECKS - 1]] {
+        let newest = store.results(name, usize::MAX).await.unwrap();
+        assert_eq!(newest[0].started_at.as_second(), ts(1_199 * 30 + 2).as_second());
+        // The run that caused a transition (the first 20 checks, at 1 s) is kept.
+        let oldest = newest.iter().rfind(|r| r.started_at != ts(1)).unwrap().started_at;
+        assert!(oldest > ts(3_600), "{name}: {oldest}");
+    }
+    assert_eq!(
+        store
+            .results(&names[0], usize::MAX)
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .started_at,
+        ts(1)
+    );
+    // Every hour that had results is still in the aggregates.
+    assert_eq!(store.hourly(&names[0]).await.unwrap().len(), 10);
+    let outbox = store.notifications(&NotificationFilter::default()).await.unwrap();
+    assert_eq!(outbox.len(), 40);
+    assert!(outbox.iter().all(|n| n.state == DeliveryState::Pending));
+    assert_eq!(store.transitions(None, 100).await.unwrap().len(), 20);
+    assert_eq!(store.incidents(None).await.unwrap().len(), 20);
+    assert!(store.integrity_check().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_converted_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    // Schema 1 exactly as an older release created it, with a few rows.
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/0001_initial.sql"),
+        migrations.join("0001_initial.sql"),
+    )
+    .unwrap();
+    {
+        use sqlx::Connection;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+        sqlx::migrate::Migrator::new(migrations.as_path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO checks (name, target, updated_at) VALUES ('api', 'https://api.example', 0);
+             INSERT INTO results (check_name, started_at, outcome, reason, error, probe, http_status,
+                                  duration_ms, queue_ms, dns_ms, connect_ms, tls_ms, ttfb_ms, transfer_ms,
+                                  rtt_ms, ip, http_version, redirects, cert_days_left)
+             VALUES ('api', 1767225600000, 'up', NULL, NULL, 'http', 200, 12.345, 0.25, 1.5, 2.0,
+                     NULL, 6.0, NULL, NULL, '10.0.0.1', 'HTTP/1.1', 1, 30),
+                    ('api', 1767225660000, 'down', 'timeout', 'no answer within 5 s', 'http', NULL,
+                     5000.0, 0.0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'HTTP/?', 0, NULL);
+             INSERT INTO hourly (check_name, hour, count, up_count, mean_ms, p50_ms, p95_ms, p99_ms)
+             VALUES ('api', 1767222000000, 10, 9, 12.5, 12.0, 20.0, 21.0);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    let store = Store::open(&path).await.unwrap();
+    let results = store.results("api", 10).await.unwrap();
+    assert_eq!(results.len(), 2);
+    let (down, up) = (&results[0], &results[1]);
+    assert_eq!(up.started_at, ts(0));
+    assert_eq!((up.outcome, up.reason, up.http_status), (Outcome::Up, None, Some(200)));
+    assert_eq!((up.duration_ms, up.queue_ms), (12.345, 0.25));
+    assert_eq!((up.dns_ms, up.connect_ms, up.tls_ms), (Some(1.5), Some(2.0), None));
+    assert_eq!((up.ttfb_ms, up.transfer_ms, up.rtt_ms), (Some(6.0), None, None));
+    assert_eq!(up.ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(up.http_version.as_deref(), Some("HTTP/1.1"));
+    assert_eq!(
+        (up.redirects, up.cert_days_left, up.probe.as_str()),
+        (1, Some(30), "http")
+    );
+    assert_eq!(down.started_at, ts(60));
+    assert_eq!(
+        (down.outcome, down.reason),
+        (Outcome::Down, Some(pulsecheck_core::Reason::Timeout))
+    );
+    assert_eq!(down.error.as_deref(), Some("no answer within 5 s"));
+    assert_eq!(down.http_version.as_deref(), Some("HTTP/?"));
+    assert_eq!((down.dns_ms, down.ip.as_deref()), (None, None));
+    let hourly = store.hourly("api").await.unwrap();
+    assert_eq!(
+        (hourly[0].count, hourly[0].up_count, hourly[0].p99_ms),
+        (10, 9, Some(21.0))
+    );
+    assert_eq!(store.daily("api").await.unwrap()[0].count, 10);
+    // New results go next to the converted ones, and the file was rewritten for
+    // incremental vacuum.
+    store
+        .write(&[result_event("api", Outcome::Up, ts(120), 7)], ts(120))
+        .await
+        .unwrap();
+    assert_eq!(store.result_count(Some("api")).await.unwrap(), 3);
+    let auto_vacuum: i64 = sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(
+            &mut <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(auto_vacuum, 2);
+    assert!(store.integrity_check().await.unwrap());
 }

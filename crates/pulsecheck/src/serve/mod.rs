@@ -21,7 +21,7 @@ use pulsecheck_core::outbox::Outbox;
 use pulsecheck_core::scheduler::{Scheduler, SchedulerStats};
 use pulsecheck_core::Engine;
 use pulsecheck_notify::{spawn_delivery, DeliveryConfig, DeliveryStats};
-use pulsecheck_store::{spawn_writer, CheckMeta, Store, WriteEvent, WriterConfig};
+use pulsecheck_store::{spawn_writer, CheckMeta, Retention, Store, StoreOptions, WriteEvent, WriterConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -87,7 +87,11 @@ async fn serve(args: ServeArgs) -> Exit {
         Err(exit) => return exit,
     };
     let db_path = database_path(args.db.as_deref(), Some(&args.config), config.store.path.as_deref());
-    let store = match Store::open(&db_path).await {
+    let store_options = StoreOptions {
+        max_size: config.store.max_size,
+        ..StoreOptions::default()
+    };
+    let store = match Store::open_with(&db_path, store_options).await {
         Ok(store) => store,
         Err(e) => {
             eprintln!("error: {e}");
@@ -325,11 +329,18 @@ async fn compact_periodically(store: Store, active: watch::Receiver<Arc<MonitorC
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        let (raw_days, hourly_days) = {
+        let retention = {
             let active = active.borrow();
-            (active.store.raw_days, active.store.hourly_days)
+            let config = &active.store;
+            store.set_max_size(config.max_size);
+            Retention {
+                raw_days: config.raw_days,
+                raw_up_hours: config.raw_up_hours,
+                hourly_days: config.hourly_days,
+                ..Retention::new(config.raw_days, config.hourly_days)
+            }
         };
-        match store.compact(jiff::Timestamp::now(), raw_days, hourly_days).await {
+        match store.compact_with(jiff::Timestamp::now(), &retention).await {
             Ok(report) => tracing::debug!(?report, "compacted the store"),
             Err(e) => tracing::warn!("compaction failed (retried next hour): {e}"),
         }
