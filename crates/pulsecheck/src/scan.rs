@@ -99,6 +99,7 @@ fn prepare(args: &ScanArgs) -> Result<Prepared, UsageError> {
             limits,
             nameserver,
             extra_ca,
+            http_in_flight: args.http_in_flight,
         },
     })
 }

@@ -173,6 +173,7 @@ async fn serve(args: ServeArgs) -> Exit {
         limits,
         nameserver,
         extra_ca,
+        http_in_flight: None,
     }) {
         Ok(engine) => Arc::new(engine),
         Err(e) => {
