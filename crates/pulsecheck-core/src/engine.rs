@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::conditions;
 use crate::ledger::{Ledger, LedgerCounts};
 use crate::limiter::Limiter;
-use crate::options::{CheckOptions, EngineOptions};
+use crate::options::{CheckOptions, EngineOptions, DEFAULT_HTTP_IN_FLIGHT};
 use crate::probe::{self, Attempt, Failure, ProbeContext, TrackedExecutor};
 use crate::resolve::Resolver;
 use crate::result::{CheckResult, Outcome, ProbeKind, Reason};
@@ -40,6 +40,9 @@ pub struct EngineSetup {
     pub nameserver: Option<SocketAddr>,
     /// Extra trust anchors (`--cacert`).
     pub extra_ca: Vec<CertificateDer<'static>>,
+    /// HTTP(S) checks in flight at once, at most `limits.concurrency`; `None` means
+    /// [`DEFAULT_HTTP_IN_FLIGHT`].
+    pub http_in_flight: Option<usize>,
 }
 
 impl Engine {
@@ -53,7 +56,11 @@ impl Engine {
                 executor: TrackedExecutor::default(),
                 pool: Default::default(),
             },
-            limiter: Limiter::new(setup.limits.concurrency, setup.limits.per_host),
+            limiter: Limiter::new(
+                setup.limits.concurrency,
+                setup.limits.per_host,
+                setup.http_in_flight.unwrap_or(DEFAULT_HTTP_IN_FLIGHT),
+            ),
             ledger: Ledger::default(),
             options: setup.limits,
         })
@@ -99,7 +106,7 @@ impl Engine {
                 result.error = Some("cancelled before it started".into());
                 return result;
             }
-            permits = self.limiter.acquire(&host_key) => permits,
+            permits = self.limiter.acquire(&host_key, kind == ProbeKind::Http) => permits,
         };
         let mut attempt = Attempt::new(CheckResult::new(&target.input, target.line, kind, Outcome::Down));
         attempt.result.queue_ms = enqueued.elapsed();

@@ -132,6 +132,11 @@ pub struct ScanArgs {
     #[arg(long, default_value_t = pulsecheck_core::options::DEFAULT_PER_HOST)]
     pub per_host: usize,
 
+    /// HTTP(S) checks in flight at once, at most --concurrency; each holds a connection's
+    /// buffers (about 24 KiB reserved). [default: 2500]
+    #[arg(long, value_name = "N")]
+    pub http_in_flight: Option<usize>,
+
     /// HTTP method.
     #[arg(short = 'X', long, default_value = "GET")]
     pub method: String,

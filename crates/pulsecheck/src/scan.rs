@@ -64,10 +64,11 @@ fn prepare(args: &ScanArgs) -> Result<Prepared, UsageError> {
         concurrency: args.concurrency.max(1),
         per_host: args.per_host.max(1),
     };
-    let setup = crate::setup::engine_setup(limits, args.nameserver.as_deref(), args.cacert.as_deref(), |note| {
+    let mut setup = crate::setup::engine_setup(limits, args.nameserver.as_deref(), args.cacert.as_deref(), |note| {
         eprintln!("note: {note}")
     })
     .map_err(UsageError)?;
+    setup.http_in_flight = args.http_in_flight;
     Ok(Prepared {
         targets,
         options,

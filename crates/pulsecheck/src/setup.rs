@@ -43,5 +43,6 @@ pub fn engine_setup(
         limits,
         nameserver,
         extra_ca,
+        ..EngineSetup::default()
     })
 }

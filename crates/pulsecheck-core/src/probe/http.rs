@@ -13,7 +13,7 @@ use std::pin::{pin, Pin};
 
 use bytes::Bytes;
 use futures_util::future::Either;
-use http::header::{ACCEPT, HOST, LOCATION, USER_AGENT};
+use http::header::{ACCEPT, CONNECTION, HOST, LOCATION, USER_AGENT};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as _;
@@ -281,10 +281,20 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = open(ctx, io, h2).await?;
+    let mut request = build_request(url, method, options, h2)?;
+    if !h2 {
+        // This connection carries one request and is dropped after it. Saying so lets
+        // hyper close it when the response ends, instead of reserving a fresh 8 KiB read
+        // buffer to wait for a next response that never comes, and lets the server go.
+        request
+            .headers_mut()
+            .entry(CONNECTION)
+            .or_insert(HeaderValue::from_static("close"));
+    }
     // Pinned here and lent to `drive`, so their state is stored once, not again in
     // `drive`'s future (async parameters are never overlapped with later state).
     let conn = pin!(conn);
-    let send = pin!(sender.send_request(build_request(url, method, options, h2)?));
+    let send = pin!(sender.send_request(request));
     drive(conn, send, options.max_body_bytes, options.needs_response(), attempt).await
 }
 

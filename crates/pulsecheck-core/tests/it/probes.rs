@@ -288,7 +288,7 @@ async fn reused_connections_skip_the_handshake_phases() {
     assert!(r.timings.connect_ms.is_some(), "{r:#?}");
 }
 
-/// hyper's buffers start small here (vendor/hyper/PULSECHECK.md): a 20 KB request head
+/// Larger than hyper's first read and write buffers (8 KiB): a 20 KB request head
 /// must still be written whole, and its 20 KB echo read across many reads.
 #[tokio::test]
 async fn heads_and_bodies_larger_than_the_first_buffers_arrive_whole() {
