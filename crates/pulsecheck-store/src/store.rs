@@ -66,6 +66,17 @@ pub(crate) struct Inner {
     pub(crate) read: SqlitePool,
     /// [`StoreOptions::max_size`]; a reload may change it.
     pub(crate) max_size: AtomicU64,
+    /// Check numbers already looked up, so that a result costs no extra query.
+    pub(crate) check_ids: std::sync::Mutex<CheckIds>,
+}
+
+/// `check_ids` rows by name. Rows are never deleted, so a committed number is good for
+/// ever; numbers assigned by the transaction in progress stay `pending` until it commits
+/// (a rolled-back transaction's numbers may be given to other names).
+#[derive(Debug, Default)]
+pub(crate) struct CheckIds {
+    pub(crate) committed: std::collections::HashMap<String, i64>,
+    pub(crate) pending: std::collections::HashMap<String, i64>,
 }
 
 impl Store {
@@ -167,6 +178,7 @@ impl Store {
                 write,
                 read,
                 max_size: AtomicU64::new(options.max_size),
+                check_ids: std::sync::Mutex::default(),
             }),
         })
     }

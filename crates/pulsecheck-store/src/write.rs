@@ -21,11 +21,25 @@ impl Store {
     /// tools may call it directly.
     pub async fn write(&self, events: &[WriteEvent], now: jiff::Timestamp) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        // Writes are serialized on the one write connection: numbers pending here can
+        // only be from an earlier transaction that did not commit.
+        self.check_ids().pending.clear();
         let now = to_ms(now);
         for event in events {
             self.apply(&mut tx, event, now).await?;
         }
-        tx.commit().await.map_err(self.query_error("commit"))
+        tx.commit().await.map_err(self.query_error("commit"))?;
+        let mut ids = self.check_ids();
+        let pending = std::mem::take(&mut ids.pending);
+        ids.committed.extend(pending);
+        Ok(())
+    }
+
+    fn check_ids(&self) -> std::sync::MutexGuard<'_, crate::store::CheckIds> {
+        self.inner
+            .check_ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn apply(&self, conn: &mut SqliteConnection, event: &WriteEvent, now: i64) -> Result<(), StoreError> {
@@ -195,19 +209,29 @@ impl Store {
 
     /// The check's number in `check_ids`, assigned on first use.
     pub(crate) async fn check_id(&self, conn: &mut SqliteConnection, check: &str) -> Result<i64, StoreError> {
+        {
+            let ids = self.check_ids();
+            if let Some(id) = ids.committed.get(check).or_else(|| ids.pending.get(check)) {
+                return Ok(*id);
+            }
+        }
         if let Some(id) = sqlx::query_scalar("SELECT id FROM check_ids WHERE name = $1")
             .bind(check)
             .fetch_optional(&mut *conn)
             .await
             .map_err(self.query_error("look up check id"))?
         {
+            // Not assigned by this transaction (it would be pending), so committed.
+            self.check_ids().committed.insert(check.to_owned(), id);
             return Ok(id);
         }
-        sqlx::query_scalar("INSERT INTO check_ids (name) VALUES ($1) RETURNING id")
+        let id = sqlx::query_scalar("INSERT INTO check_ids (name) VALUES ($1) RETURNING id")
             .bind(check)
             .fetch_one(&mut *conn)
             .await
-            .map_err(self.query_error("number a check"))
+            .map_err(self.query_error("number a check"))?;
+        self.check_ids().pending.insert(check.to_owned(), id);
+        Ok(id)
     }
 
     /// Marks the raw results a transition names as its cause, so that retention keeps
