@@ -368,25 +368,33 @@ impl Store {
     /// Bytes the database's live pages take: the file minus its free pages (which
     /// SQLite reuses before it grows the file).
     pub async fn used_bytes(&self) -> Result<u64, StoreError> {
-        let mut conn = self
-            .inner
+        let mut conn = self.write_connection().await?;
+        let pages = self.pages(&mut conn).await?;
+        Ok(pages.count.saturating_sub(pages.free).saturating_mul(pages.size))
+    }
+
+    async fn write_connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, StoreError> {
+        self.inner
             .write
             .acquire()
             .await
-            .map_err(self.query_error("acquire write connection"))?;
-        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-            .fetch_one(&mut *conn)
+            .map_err(self.query_error("acquire write connection"))
+    }
+
+    /// The page size, the pages in the file and how many of them are free.
+    async fn pages(&self, conn: &mut sqlx::SqliteConnection) -> Result<Pages, StoreError> {
+        let size = self.pragma(conn, "page_size").await?.max(1);
+        let count = self.pragma(conn, "page_count").await?;
+        let free = self.pragma(conn, "freelist_count").await?;
+        Ok(Pages { size, count, free })
+    }
+
+    async fn pragma(&self, conn: &mut sqlx::SqliteConnection, name: &'static str) -> Result<u64, StoreError> {
+        let value: i64 = sqlx::query_scalar(&format!("PRAGMA {name}"))
+            .fetch_one(conn)
             .await
-            .map_err(self.query_error("page size"))?;
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(self.query_error("page count"))?;
-        let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(self.query_error("free page count"))?;
-        Ok(((pages - free).max(0) as u64).saturating_mul(page_size.max(0) as u64))
+            .map_err(self.query_error(name))?;
+        Ok(value.max(0) as u64)
     }
 
     /// When the live pages take more than `max_size` ([`crate::StoreOptions::max_size`]),
@@ -480,22 +488,10 @@ impl Store {
     /// Free pages are reused before the file grows, so they are kept while the file is
     /// within `max`; beyond it they go back to the file system.
     async fn release_free_pages(&self, max: u64) -> Result<(), StoreError> {
-        let mut conn = self
-            .inner
-            .write
-            .acquire()
-            .await
-            .map_err(self.query_error("acquire write connection"))?;
-        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(self.query_error("page size"))?;
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(self.query_error("page count"))?;
-        let page_size = page_size.max(1) as u64;
-        let file = (pages.max(0) as u64).saturating_mul(page_size);
+        let mut conn = self.write_connection().await?;
+        let pages = self.pages(&mut conn).await?;
+        let page_size = pages.size;
+        let file = pages.count.saturating_mul(page_size);
         if file > max {
             let excess = (file - max).div_ceil(page_size);
             sqlx::query(&format!("PRAGMA incremental_vacuum({excess})"))
@@ -505,6 +501,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Page counts of the database file.
+struct Pages {
+    size: u64,
+    count: u64,
+    free: u64,
 }
 
 async fn set_watermark(store: &Store, conn: &mut sqlx::SqliteConnection, value: i64) -> Result<(), StoreError> {
