@@ -5,12 +5,12 @@
 //! The operations: write a batch of [`WriteEvent`]s in one transaction (a run's result,
 //! the check's new state, the transition and its notifications are always one event, so
 //! they are never split across transactions), load the persisted states, and the
-//! [`Outbox`] operations that claim and settle deliveries.
+//! [`Outbox`] through which deliveries are claimed and settled.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::outbox::{AlertEvent, BoxFuture, MemoryOutbox, Notification, Outbox, OutboxError};
+use crate::outbox::{AlertEvent, BoxFuture, MemoryOutbox, Outbox};
 use crate::state::{CheckState, Transition};
 use crate::CheckResult;
 
@@ -88,13 +88,16 @@ pub struct StorageError {
 }
 
 /// The durable store behind `pulsecheck serve`.
-pub trait Storage: Outbox + Send + Sync + 'static {
+pub trait Storage: Send + Sync + 'static {
     /// Applies `events` in order in one transaction: all of them or none. `now` stamps
     /// `updated_at` and new notifications' `created_at` / `next_attempt_at`.
     fn write<'a>(&'a self, events: &'a [WriteEvent], now: jiff::Timestamp) -> BoxFuture<'a, Result<(), StorageError>>;
 
     /// The persisted state of every check, by name.
     fn load_states(&self) -> BoxFuture<'_, Result<HashMap<String, CheckState>, StorageError>>;
+
+    /// The outbox that delivery workers claim and settle notifications through.
+    fn outbox(&self) -> &dyn Outbox;
 
     /// Where the data lives, for logs (a file path, a database URL without password).
     fn location(&self) -> String;
@@ -235,35 +238,11 @@ impl Storage for MemoryStorage {
         Box::pin(async move { Ok(states) })
     }
 
+    fn outbox(&self) -> &dyn Outbox {
+        &self.outbox
+    }
+
     fn location(&self) -> String {
         "memory".into()
-    }
-}
-
-impl Outbox for MemoryStorage {
-    fn due(&self, now: jiff::Timestamp, limit: usize) -> BoxFuture<'_, Result<Vec<Notification>, OutboxError>> {
-        self.outbox.due(now, limit)
-    }
-
-    fn next_due(&self) -> BoxFuture<'_, Result<Option<jiff::Timestamp>, OutboxError>> {
-        self.outbox.next_due()
-    }
-
-    fn delivered(&self, id: i64, attempts: u32, at: jiff::Timestamp) -> BoxFuture<'_, Result<(), OutboxError>> {
-        self.outbox.delivered(id, attempts, at)
-    }
-
-    fn retry_at(
-        &self,
-        id: i64,
-        attempts: u32,
-        next_attempt_at: jiff::Timestamp,
-        error: String,
-    ) -> BoxFuture<'_, Result<(), OutboxError>> {
-        self.outbox.retry_at(id, attempts, next_attempt_at, error)
-    }
-
-    fn dead(&self, id: i64, attempts: u32, error: String) -> BoxFuture<'_, Result<(), OutboxError>> {
-        self.outbox.dead(id, attempts, error)
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pulsecheck_core::outbox::BoxFuture;
+use pulsecheck_core::outbox::{BoxFuture, Outbox};
 use pulsecheck_core::state::CheckState;
 use pulsecheck_core::storage::{Storage, StorageError, WriteEvent};
 use pulsecheck_core::writer::{WriterConfig, WriterHandle};
@@ -28,6 +28,10 @@ impl Storage for Store {
 
     fn load_states(&self) -> BoxFuture<'_, Result<HashMap<String, CheckState>, StorageError>> {
         Box::pin(async move { Store::load_states(self).await.map_err(StorageError::from) })
+    }
+
+    fn outbox(&self) -> &dyn Outbox {
+        self
     }
 
     fn location(&self) -> String {
