@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use rustls_pki_types::CertificateDer;
@@ -110,14 +111,12 @@ impl Engine {
         };
         let mut attempt = Attempt::new(CheckResult::new(&target.input, target.line, kind, Outcome::Down));
         attempt.result.queue_ms = enqueued.elapsed();
-        let started = Instant::now();
-        let verdict = guarded(
+        let (verdict, duration) = guarded(
             probe::run(&self.ctx, spec, options, &mut attempt),
             options.timeout,
             cancel,
         )
         .await;
-        let duration = started.elapsed();
         let mut result = attempt.result;
         result.duration_ms = duration;
         let failure = match verdict {
@@ -151,7 +150,11 @@ impl Engine {
             Some(failure) => {
                 result.outcome = Outcome::Down;
                 result.reason = Some(failure.reason);
-                result.error = Some(failure.message);
+                result.error = Some(match (failure.reason, target.line) {
+                    // Found only when the check ran, but still the line's fault.
+                    (Reason::InvalidTarget, Some(line)) => format!("line {line}: {}", failure.message),
+                    _ => failure.message,
+                });
             }
         }
         result
@@ -212,13 +215,17 @@ impl Engine {
     }
 }
 
-/// Runs a probe under its deadline, catching a panic and giving way to cancellation.
-async fn guarded<F>(probe: F, timeout: std::time::Duration, cancel: &CancellationToken) -> Verdict
+/// Runs a probe under its deadline, catching a panic and giving way to cancellation,
+/// and says how long it ran. The deadline wins: a verdict reached only after it (a poll
+/// that ran long, a timer that fired late on a busy machine) is a timeout, and the
+/// duration reported never exceeds the deadline.
+async fn guarded<F>(probe: F, timeout: Duration, cancel: &CancellationToken) -> (Verdict, Duration)
 where
     F: std::future::Future<Output = Result<(), Failure>>,
 {
+    let started = Instant::now();
     let probe = AssertUnwindSafe(probe).catch_unwind();
-    tokio::select! {
+    let verdict = tokio::select! {
         biased;
         _ = cancel.cancelled() => Verdict::Cancelled,
         finished = tokio::time::timeout(timeout, probe) => match finished {
@@ -226,6 +233,12 @@ where
             Ok(Err(panic)) => Verdict::Panicked(panic_message(panic.as_ref())),
             Ok(Ok(outcome)) => Verdict::Finished(outcome),
         },
+    };
+    let elapsed = started.elapsed();
+    match verdict {
+        Verdict::Cancelled => (verdict, elapsed.min(timeout)),
+        _ if elapsed > timeout => (Verdict::TimedOut, timeout),
+        verdict => (verdict, elapsed),
     }
 }
 
@@ -284,12 +297,11 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test]
     async fn a_panicking_probe_becomes_a_verdict() {
         let cancel = CancellationToken::new();
-        let verdict = guarded(async { panic!("probe exploded") }, Duration::from_secs(1), &cancel).await;
+        let (verdict, _) = guarded(async { panic!("probe exploded") }, Duration::from_secs(1), &cancel).await;
         match verdict {
             Verdict::Panicked(message) => assert_eq!(message, "probe exploded"),
             other => panic!("expected a panic verdict, got {other:?}"),
@@ -299,10 +311,30 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_deadline_and_cancellation_end_a_hanging_probe() {
         let cancel = CancellationToken::new();
-        let verdict = guarded(std::future::pending(), Duration::from_secs(5), &cancel).await;
+        let (verdict, duration) = guarded(std::future::pending(), Duration::from_secs(5), &cancel).await;
         assert!(matches!(verdict, Verdict::TimedOut), "{verdict:?}");
+        assert_eq!(duration, Duration::from_secs(5));
         cancel.cancel();
-        let verdict = guarded(std::future::pending(), Duration::from_secs(5), &cancel).await;
+        let (verdict, _) = guarded(std::future::pending(), Duration::from_secs(5), &cancel).await;
         assert!(matches!(verdict, Verdict::Cancelled), "{verdict:?}");
+    }
+
+    /// A probe whose one poll holds the thread past its deadline (as a hyper parse loop
+    /// over a flood of 1xx responses did) and then succeeds is still a timeout, and its
+    /// duration is the deadline, not what the late poll made of it.
+    #[tokio::test]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "blocking the worker is the behaviour under test"
+    )]
+    async fn a_verdict_reached_after_the_deadline_is_a_timeout() {
+        let cancel = CancellationToken::new();
+        let hog = async {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        };
+        let (verdict, duration) = guarded(hog, Duration::from_millis(50), &cancel).await;
+        assert!(matches!(verdict, Verdict::TimedOut), "{verdict:?}");
+        assert_eq!(duration, Duration::from_millis(50));
     }
 }

@@ -92,8 +92,11 @@ pub fn read_targets(sources: &[Source]) -> Result<Vec<Target>, InputError> {
     Ok(targets)
 }
 
-/// One target per line; blank lines and `#` comment lines are skipped.
+/// One target per line; blank lines and `#` comment lines are skipped, and so is a
+/// UTF-8 byte-order mark at the start (some editors on Windows write one).
 pub fn parse_lines(bytes: &[u8], targets: &mut Vec<Target>) {
+    const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+    let bytes = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
     for (index, raw) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = index + 1;
         let text = match std::str::from_utf8(raw) {
@@ -132,6 +135,21 @@ mod tests {
         assert_eq!(targets[1].line, Some(4));
         assert!(targets[1].spec.is_err());
         assert!(targets[2].spec.as_ref().unwrap_err().message.contains("UTF-8"));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_target() {
+        let mut targets = Vec::new();
+        parse_lines(
+            b"\xEF\xBB\xBFhttp://127.0.0.1:1/ok\r\n\xEF\xBB\xBFtcp://x:1\n",
+            &mut targets,
+        );
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].input, "http://127.0.0.1:1/ok");
+        assert_eq!(targets[0].line, Some(1));
+        assert!(targets[0].spec.is_ok(), "{:?}", targets[0].spec);
+        // Only at the start of the file: elsewhere it is part of the line.
+        assert!(targets[1].spec.is_err(), "{:?}", targets[1].spec);
     }
 
     #[test]

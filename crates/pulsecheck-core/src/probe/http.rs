@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use url::Url;
 
+use super::informational::{InformationalCap, InformationalCount};
 use super::pool::{PoolKey, PooledConnection, Sender};
 use super::{connect, handshake, resolve, Attempt, Failure, Phase, ProbeContext, Redirected, TrackedExecutor};
 use crate::options::CheckOptions;
@@ -31,14 +32,13 @@ use crate::target::Host;
 
 /// A client connection of either version, driven until it closes.
 type Connection<I> = Either<
-    hyper::client::conn::http1::Connection<TokioIo<I>, Empty<Bytes>>,
-    hyper::client::conn::http2::Connection<TokioIo<I>, Empty<Bytes>, TrackedExecutor>,
+    hyper::client::conn::http1::Connection<TokioIo<InformationalCap<I>>, Empty<Bytes>>,
+    hyper::client::conn::http2::Connection<TokioIo<InformationalCap<I>>, Empty<Bytes>, TrackedExecutor>,
 >;
 
 /// What one request/response exchange produced.
 struct Exchange {
     status: StatusCode,
-    version: Version,
     location: Option<HeaderValue>,
     headers: http::HeaderMap,
     /// The body, kept only when a condition needs it (and capped).
@@ -54,10 +54,19 @@ pub async fn probe(
     let mut current = url.clone();
     let mut method = options.method.clone();
     loop {
-        let exchange = hop(ctx, &current, &method, options, attempt).await?;
+        let exchange = match hop(ctx, &current, &method, options, attempt).await {
+            Ok(exchange) => exchange,
+            // The user's URL was checked when its line was parsed: one that cannot be
+            // requested after a redirect is the server's doing.
+            Err(failure) if failure.reason == Reason::InvalidTarget && attempt.result.redirects > 0 => {
+                return Err(Failure::new(
+                    Reason::Protocol,
+                    format!("after a redirect: {}", failure.message),
+                ))
+            }
+            Err(failure) => return Err(failure),
+        };
         let status = exchange.status;
-        attempt.result.http_status = Some(status.as_u16());
-        attempt.result.http_version = Some(version_name(exchange.version).to_owned());
         let next = exchange
             .location
             .as_ref()
@@ -93,7 +102,6 @@ impl Exchange {
     fn new(response: http::response::Parts, keep_headers: bool, body: Vec<u8>) -> Exchange {
         Exchange {
             status: response.status,
-            version: response.version,
             location: response.headers.get(LOCATION).cloned(),
             headers: if keep_headers {
                 response.headers
@@ -128,12 +136,9 @@ async fn hop(
     options: &CheckOptions,
     attempt: &mut Attempt,
 ) -> Result<Exchange, Failure> {
-    let host = match url.host() {
-        Some(url::Host::Ipv4(ip)) => Host::Ip(ip.into()),
-        Some(url::Host::Ipv6(ip)) => Host::Ip(ip.into()),
-        Some(url::Host::Domain(name)) => Host::Name(name.to_ascii_lowercase()),
-        None => return Err(Failure::new(Reason::InvalidTarget, format!("{url} has no host"))),
-    };
+    // Only a redirect can lead to another scheme or to no host (the user's line was
+    // checked when it was parsed), so both are the server's fault: `protocol`. The
+    // scheme first: `javascript:`, `mailto:` or `data:` have no host at all.
     let https = match url.scheme() {
         "https" => true,
         "http" => false,
@@ -141,6 +146,17 @@ async fn hop(
             return Err(Failure::new(
                 Reason::Protocol,
                 format!("redirected to unsupported scheme '{other}' ({url})"),
+            ))
+        }
+    };
+    let host = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Host::Ip(ip.into()),
+        Some(url::Host::Ipv6(ip)) => Host::Ip(ip.into()),
+        Some(url::Host::Domain(name)) => Host::Name(name.to_ascii_lowercase()),
+        None => {
+            return Err(Failure::new(
+                Reason::Protocol,
+                format!("redirected to {url}, which has no host"),
             ))
         }
     };
@@ -176,14 +192,115 @@ async fn hop_on_pool(
     host: &Host,
     key: PoolKey,
 ) -> Result<Exchange, Failure> {
-    if let Some(connection) = ctx.pool.take(&key) {
-        let request = build_request(url, method, options, connection.sender.is_http2())?;
-        // The server may have closed an idle connection just before our request; that
-        // is not the target's failure, so the hop goes on with a fresh connection.
-        if let Some(done) = exchange_pooled(ctx, connection, &key, true, request, options, attempt).await {
-            return done;
+    let head = match ctx.pool.take(&key) {
+        Some(connection) => {
+            Box::pin(head_on_reused(
+                ctx, connection, url, method, options, attempt, host, &key,
+            ))
+            .await?
+        }
+        None => Box::pin(head_on_fresh(ctx, url, method, options, attempt, host, &key)).await?,
+    };
+    read_pooled(ctx, head, &key, options, attempt).await
+}
+
+/// A response head and the pooled connection it came on.
+struct PooledHead {
+    connection: PooledConnection,
+    response: Response<Incoming>,
+}
+
+/// How long a reused connection has to answer alone before a fresh connection is raced
+/// against it: a keep-alive server may silently ignore a second request.
+fn reuse_patience(timeout: std::time::Duration) -> std::time::Duration {
+    timeout / 5
+}
+
+/// The response head over a reused connection. When it has not come within
+/// [`reuse_patience`], a fresh connection is opened and sent the same request; the first
+/// to answer is used and the other is closed, so a connection that stopped answering
+/// costs a check a fifth of its deadline, never all of it, and is retired.
+#[allow(clippy::too_many_arguments)]
+async fn head_on_reused(
+    ctx: &ProbeContext,
+    connection: PooledConnection,
+    url: &Url,
+    method: &Method,
+    options: &CheckOptions,
+    attempt: &mut Attempt,
+    host: &Host,
+    key: &PoolKey,
+) -> Result<PooledHead, Failure> {
+    // What this connection's handshake established is this check's too.
+    attempt.result.ip = Some(connection.ip);
+    attempt.result.certificate = connection.certificate.clone();
+    let request = build_request(url, method, options, connection.sender.is_http2())?;
+    attempt.phase = Phase::WaitingForResponse;
+    let started = Instant::now();
+    let mut reused = pin!(send_pooled(connection, request, true));
+    let alone = tokio::select! {
+        biased;
+        sent = reused.as_mut() => Some(sent),
+        () = tokio::time::sleep(reuse_patience(options.timeout)) => None,
+    };
+    match alone {
+        Some(Ok(head)) => {
+            Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
+            return Ok(head);
+        }
+        // The server closed the idle connection just before our request: not the
+        // target's failure, so the hop goes on with a fresh connection.
+        Some(Err(e)) if e.is_canceled() || e.is_closed() || e.is_incomplete_message() => {
+            return head_on_fresh(ctx, url, method, options, attempt, host, key).await;
+        }
+        Some(Err(e)) => return Err(hyper_failure(&e)),
+        None => {}
+    }
+    // The fresh connection measures into its own copy of the result, which replaces
+    // this one only if it wins.
+    let mut raced = Attempt::new(attempt.result.clone());
+    let winner = {
+        let mut fresh = pin!(head_on_fresh(ctx, url, method, options, &mut raced, host, key));
+        tokio::select! {
+            sent = reused.as_mut() => match sent {
+                Ok(head) => Ok(Won::Reused(head)),
+                // Failing after keeping us waiting: the fresh connection tells the truth.
+                Err(_) => fresh.await.map(Won::Fresh),
+            },
+            head = fresh.as_mut() => match head {
+                Ok(head) => Ok(Won::Fresh(head)),
+                Err(failure) => reused.await.map(Won::Reused).map_err(|_| failure),
+            },
+        }
+    };
+    match winner? {
+        Won::Reused(head) => {
+            Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
+            Ok(head)
+        }
+        Won::Fresh(head) => {
+            attempt.result = raced.result;
+            attempt.phase = raced.phase;
+            Ok(head)
         }
     }
+}
+
+enum Won {
+    Reused(PooledHead),
+    Fresh(PooledHead),
+}
+
+/// The response head over a new connection, which joins the pool's care.
+async fn head_on_fresh(
+    ctx: &ProbeContext,
+    url: &Url,
+    method: &Method,
+    options: &CheckOptions,
+    attempt: &mut Attempt,
+    host: &Host,
+    key: &PoolKey,
+) -> Result<PooledHead, Failure> {
     let addrs = resolve(ctx, host, attempt).await?;
     let stream = connect(&addrs, key.port, attempt).await?;
     let ip = attempt.result.ip.unwrap_or(addrs[0]);
@@ -195,10 +312,26 @@ async fn hop_on_pool(
         open_pooled(ctx, stream, false, ip, attempt).await?
     };
     let request = build_request(url, method, options, connection.sender.is_http2())?;
-    // Only a reused connection is ever reported stale; a fresh one reports its failure.
-    exchange_pooled(ctx, connection, &key, false, request, options, attempt)
-        .await
-        .unwrap_or_else(|| Err(Failure::new(Reason::Reset, "connection closed before any response")))
+    attempt.phase = Phase::WaitingForResponse;
+    let started = Instant::now();
+    let head = send_pooled(connection, request, false).await;
+    Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
+    head.map_err(|e| hyper_failure(&e))
+}
+
+/// Sends one request on a pooled connection; a reused one is first waited on, as it may
+/// still be finishing its previous response.
+async fn send_pooled(
+    mut connection: PooledConnection,
+    mut request: Request<Empty<Bytes>>,
+    reused: bool,
+) -> hyper::Result<PooledHead> {
+    connection.informational.watch(&mut request);
+    if reused {
+        connection.sender.ready().await?;
+    }
+    let response = connection.sender.send_request(request).await?;
+    Ok(PooledHead { connection, response })
 }
 
 /// Hands a fresh connection to the pool's care: it is driven by its own task from now on.
@@ -212,59 +345,42 @@ async fn open_pooled<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = open(ctx, io, h2).await?;
+    let (sender, conn, informational) = open(ctx, io, h2).await?;
     let certificate = attempt.result.certificate.clone();
-    Ok(ctx.pool.adopt(&ctx.executor, conn, sender, ip, certificate))
+    Ok(ctx
+        .pool
+        .adopt(&ctx.executor, conn, sender, ip, certificate, informational))
 }
 
-/// One request on a pooled connection, which goes back to the pool only when its
-/// response was read to the end. `None` when a reused connection turned out to be
-/// closed before any response (the caller opens a fresh one).
-async fn exchange_pooled(
+/// Reads the body of a pooled response; the connection goes back to the pool only when
+/// the response was read to the end.
+async fn read_pooled(
     ctx: &ProbeContext,
-    mut connection: PooledConnection,
+    head: PooledHead,
     key: &PoolKey,
-    reused: bool,
-    request: Request<Empty<Bytes>>,
     options: &CheckOptions,
     attempt: &mut Attempt,
-) -> Option<Result<Exchange, Failure>> {
-    if reused {
-        // What this connection's handshake established is this check's too.
-        attempt.result.ip = Some(connection.ip);
-        attempt.result.certificate = connection.certificate.clone();
-    }
-    attempt.phase = Phase::WaitingForResponse;
-    let started = Instant::now();
-    if reused && connection.sender.ready().await.is_err() {
-        return None;
-    }
-    let response = connection.sender.send_request(request).await;
-    if let Err(e) = &response {
-        if reused && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) {
-            return None;
-        }
-    }
-    Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
-    let (parts, mut body) = match response {
-        Ok(response) => response.into_parts(),
-        Err(e) => return Some(Err(hyper_failure(&e))),
-    };
+) -> Result<Exchange, Failure> {
+    let (parts, mut body) = head.response.into_parts();
+    record_head(attempt, &parts);
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
     let keep_body = options.needs_response();
     let read = read_capped(&mut body, options.max_body_bytes, keep_body).await;
     Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
-    let read = match read {
-        Ok(read) => read,
-        Err(e) => return Some(Err(hyper_failure(&e))),
-    };
+    let read = read.map_err(|e| hyper_failure(&e))?;
     // A response not read to the end leaves bytes on the wire: that connection is
     // dropped (closed), not reused.
     if body.is_end_stream() {
-        ctx.pool.put(key.clone(), connection);
+        ctx.pool.put(key.clone(), head.connection);
     }
-    Some(Ok(Exchange::new(parts, keep_body, read)))
+    Ok(Exchange::new(parts, keep_body, read))
+}
+
+/// What the response head says, kept even when its body then fails.
+fn record_head(attempt: &mut Attempt, parts: &http::response::Parts) {
+    attempt.result.http_status = Some(parts.status.as_u16());
+    attempt.result.http_version = Some(version_name(parts.version).to_owned());
 }
 
 /// One request over a fresh connection driven in this task (the default: no reuse).
@@ -280,8 +396,9 @@ async fn exchange<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = open(ctx, io, h2).await?;
+    let (mut sender, conn, informational) = open(ctx, io, h2).await?;
     let mut request = build_request(url, method, options, h2)?;
+    informational.watch(&mut request);
     if !h2 {
         // This connection carries one request and is dropped after it. Saying so lets
         // hyper close it when the response ends, instead of reserving a fresh 8 KiB read
@@ -299,23 +416,24 @@ where
 }
 
 /// The HTTP handshake on an established stream: HTTP/2 when ALPN chose it, else HTTP/1.1.
-async fn open<I>(ctx: &ProbeContext, io: I, h2: bool) -> Result<(Sender, Connection<I>), Failure>
+async fn open<I>(ctx: &ProbeContext, io: I, h2: bool) -> Result<(Sender, Connection<I>, InformationalCount), Failure>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(io);
+    let informational = InformationalCount::default();
+    let io = TokioIo::new(InformationalCap::new(io, &informational));
     if h2 {
         let (sender, conn) = hyper::client::conn::http2::Builder::new(ctx.executor.clone())
             .handshake(io)
             .await
             .map_err(|e| hyper_failure(&e))?;
-        Ok((Sender::Http2(sender), Either::Right(conn)))
+        Ok((Sender::Http2(sender), Either::Right(conn), informational))
     } else {
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
             .handshake(io)
             .await
             .map_err(|e| hyper_failure(&e))?;
-        Ok((Sender::Http1(sender), Either::Left(conn)))
+        Ok((Sender::Http1(sender), Either::Left(conn), informational))
     }
 }
 
@@ -338,6 +456,7 @@ where
     let response = alongside(send, conn.as_mut(), &mut conn_done).await;
     Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
     let (parts, mut body) = response.map_err(|e| hyper_failure(&e))?.into_parts();
+    record_head(attempt, &parts);
 
     attempt.phase = Phase::ReadingBody;
     let started = Instant::now();
@@ -429,7 +548,13 @@ fn hyper_failure(error: &hyper::Error) -> Failure {
     let mut source = error.source();
     while let Some(inner) = source {
         if let Some(io_error) = inner.downcast_ref::<io::Error>() {
-            return Failure::new(super::classify_io_error(io_error), format!("{error}: {io_error}"));
+            let reason = match super::classify_io_error(io_error) {
+                // hyper reports a body that breaks HTTP's framing (a chunk size line that
+                // is not hex, a missing CRLF) as `InvalidInput`.
+                Reason::Reset if io_error.kind() == io::ErrorKind::InvalidInput => Reason::Protocol,
+                reason => reason,
+            };
+            return Failure::new(reason, format!("{error}: {io_error}"));
         }
         source = inner.source();
     }

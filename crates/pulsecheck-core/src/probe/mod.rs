@@ -10,6 +10,7 @@
 pub mod dns;
 pub mod http;
 pub mod icmp;
+pub mod informational;
 pub mod pool;
 pub mod tcp;
 pub mod tls;

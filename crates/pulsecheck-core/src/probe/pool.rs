@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::informational::InformationalCount;
 use super::TrackedExecutor;
 use crate::result::CertificateInfo;
 
@@ -73,6 +74,8 @@ pub struct PooledConnection {
     pub sender: Sender,
     pub ip: IpAddr,
     pub certificate: Option<CertificateInfo>,
+    /// Counts each request's informational responses (see [`super::informational`]).
+    pub informational: InformationalCount,
     /// Cancels the connection's task when this handle is dropped.
     _close_on_drop: DropGuard,
 }
@@ -100,6 +103,7 @@ impl Pool {
         sender: Sender,
         ip: IpAddr,
         certificate: Option<CertificateInfo>,
+        informational: InformationalCount,
     ) -> PooledConnection
     where
         C: Future + Send + 'static,
@@ -116,6 +120,7 @@ impl Pool {
             sender,
             ip,
             certificate,
+            informational,
             _close_on_drop: token.drop_guard(),
         }
     }
