@@ -22,7 +22,7 @@ use crate::options::{CheckOptions, EngineOptions, DEFAULT_HTTP_IN_FLIGHT};
 use crate::probe::{self, Attempt, Failure, ProbeContext, TrackedExecutor};
 use crate::resolve::Resolver;
 use crate::result::{CheckResult, Outcome, ProbeKind, Reason};
-use crate::target::Target;
+use crate::target::{Target, TargetSpec};
 use crate::tls::{TlsClients, TlsSetupError};
 
 /// Resources shared by every check.
@@ -109,6 +109,22 @@ impl Engine {
             }
             permits = self.limiter.acquire(&host_key, kind == ProbeKind::Http) => permits,
         };
+        // Boxed so that a check still waiting for its slots is a small task: the probe's
+        // state is allocated only once it may run, not by every queued check (10,000
+        // checks queued behind the HTTP cap held about 9 MB of idle probe futures).
+        Box::pin(self.probe_and_judge(target, spec, kind, options, cancel, enqueued)).await
+    }
+
+    /// The part of a check that runs once it holds its slots.
+    async fn probe_and_judge(
+        &self,
+        target: &Target,
+        spec: &TargetSpec,
+        kind: ProbeKind,
+        options: &CheckOptions,
+        cancel: &CancellationToken,
+        enqueued: Instant,
+    ) -> CheckResult {
         let mut attempt = Attempt::new(CheckResult::new(&target.input, target.line, kind, Outcome::Down));
         attempt.result.queue_ms = enqueued.elapsed();
         let (verdict, duration) = guarded(
@@ -297,6 +313,18 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scan spawns a task per target, and most of them wait for a slot: what one
+    /// waiting check holds is multiplied by the batch size.
+    #[tokio::test]
+    async fn a_check_waiting_for_its_slots_is_small() {
+        let engine = Engine::new(EngineSetup::default()).expect("engine builds");
+        let target = Target::parse("http://127.0.0.1:9/", None);
+        let options = CheckOptions::default();
+        let cancel = CancellationToken::new();
+        let size = std::mem::size_of_val(&engine.check(&target, &options, &cancel));
+        assert!(size <= 512, "a waiting check future is {size} bytes");
+    }
 
     #[tokio::test]
     async fn a_panicking_probe_becomes_a_verdict() {
