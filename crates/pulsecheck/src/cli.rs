@@ -117,8 +117,13 @@ pub struct ScanArgs {
     pub output: Option<PathBuf>,
 
     /// Row order of the table (JSON and CSV stream in completion order).
-    #[arg(long, value_enum, default_value_t = Order::DownFirst)]
+    #[arg(long, value_enum, default_value_t = Order::DownLast)]
     pub order: Order,
+
+    /// Rows of the table. `auto` lists every target up to 100 of them, and past that on a
+    /// terminal only those that are not up (the summary still counts all).
+    #[arg(long, value_enum, default_value_t = Show::Auto)]
+    pub show: Show,
 
     /// Deadline per check, covering every phase; starts when the check gets its slot.
     #[arg(short, long, default_value = "5s", value_parser = duration)]
@@ -268,10 +273,21 @@ pub enum Format {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Order {
+    /// Up first, then cancelled, then down, nearest the prompt; input order within each
+    /// group.
+    DownLast,
     /// Down first, then cancelled, then up; input order within each group.
     DownFirst,
     /// The order the targets were given in.
     Input,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Show {
+    Auto,
+    All,
+    /// Only the targets that are not up: down, invalid and cancelled.
+    Down,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@ pub mod inputs;
 pub mod logging;
 pub mod notify_test;
 pub mod output;
+pub mod progress;
 pub mod runtime;
 pub mod scan;
 pub mod serve;

@@ -3,13 +3,15 @@
 
 mod csv;
 mod jsonl;
+mod reader;
 mod table;
 
 use std::io::{self, Write};
 
 use pulsecheck_core::CheckResult;
 
-pub use table::TableStyle;
+pub use reader::stdout_reader_gone;
+pub use table::{Rows, TableStyle};
 
 /// Where results go, in one of the formats.
 pub enum ResultWriter {

@@ -587,3 +587,52 @@ async fn serve_conditions_and_scan_flags_give_the_same_verdict() {
         }
     }
 }
+
+/// `pulsecheck scan … | head -1`: once the reader of stdout is gone, no new check starts
+/// and the scan ends, rather than after every slow target timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_scan_promptly() {
+    let sim = pulsecheck_sim::start(SimConfig {
+        bind: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let quick = sim.info.http[1];
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (0..3).map(|i| format!("http://{quick}/ok?i={i}")).collect();
+    // Blackholes never answer: on their own they would take 60 s a batch of 50.
+    lines.extend((0..300).map(|i| format!("http://{}/?i={i}", sim.info.blackhole)));
+    let file = targets_file(&dir, &lines);
+    for format in ["json", "table"] {
+        let mut child = pulsecheck(&[&file, "--format", format, "--timeout", "60s", "--per-host", "50"])
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        if format == "json" {
+            // Like `head -1`: read one line, then close the pipe.
+            let mut stdout = BufReader::new(stdout).lines();
+            let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+                .await
+                .expect("the first result streams out");
+            assert!(first.unwrap().is_some());
+            drop(stdout);
+        } else {
+            // The table prints at the end; the reader leaves before it does.
+            drop(stdout);
+        }
+        let closed = Instant::now();
+        let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{format}: pulsecheck is still running 30 s after its reader left"))
+            .unwrap();
+        let took = closed.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "{format}: exited {took:?} after the pipe closed"
+        );
+        let err = stderr(&output);
+        assert!(err.contains("output closed: the scan stopped"), "{format}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
