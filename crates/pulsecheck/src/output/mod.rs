@@ -66,6 +66,8 @@ impl ResultWriter {
     }
 }
 
+pub(crate) use table::cut;
+
 /// Milliseconds with one decimal for humans, or empty.
 pub(crate) fn ms(duration: Option<std::time::Duration>) -> String {
     duration.map_or_else(String::new, |d| format!("{:.1}", d.as_secs_f64() * 1000.0))

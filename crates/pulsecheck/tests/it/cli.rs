@@ -131,12 +131,12 @@ async fn csv_table_and_output_file() {
     assert_eq!(lines.count(), 2);
     assert!(text.contains(",down,status,503,"));
 
-    let table = run(&[&sim.url("/ok"), &sim.url("/status/503"), "--format", "table"]).await;
+    let table = run(&[&sim.url("/status/503"), &sim.url("/ok"), "--format", "table"]).await;
     let text = String::from_utf8(table.stdout).unwrap();
     let rows: Vec<&str> = text.lines().collect();
     assert!(rows[0].starts_with("TARGET"));
-    assert!(rows[1].contains("down status"), "down first: {text}");
-    assert!(rows[2].contains("up"));
+    assert!(rows[1].contains("up"), "down last, nearest the prompt: {text}");
+    assert!(rows[2].contains("down status"), "{text}");
     assert!(!text.contains('\x1b'), "no colour when not on a terminal");
 
     let dir = tempfile::tempdir().unwrap();
