@@ -112,7 +112,7 @@ fn the_yaml_example_loads() {
     }
     assert_eq!(
         config.store.path.as_deref(),
-        Some(Path::new("/tmp/pulsecheck-example.db"))
+        Some(Path::new("/tmp/pulsecheck.db"))
     );
     assert_eq!(
         (

@@ -106,16 +106,16 @@ mod tests {
     }
 
     /// Waits until `done` holds, polling, for a generous minute at most.
-    fn wait_until(what: &str, recorder: &Recorder, done: impl Fn(&[String]) -> bool) {
+    async fn wait_until(what: &str, recorder: &Recorder, done: impl Fn(&[String]) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !done(&recorder.frames()) {
             assert!(Instant::now() < deadline, "{what}; drawn: {:?}", recorder.frames());
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    #[test]
-    fn the_bar_redraws_while_no_check_finishes_and_shows_the_checks_in_flight() {
+    #[tokio::test]
+    async fn the_bar_redraws_while_no_check_finishes_and_shows_the_checks_in_flight() {
         let recorder = Recorder::default();
         let in_flight = Arc::new(AtomicU64::new(3));
         let count = in_flight.clone();
@@ -127,13 +127,15 @@ mod tests {
         // No check finishes: only the timer can redraw. Several frames, with the clock.
         wait_until("five redraws with 3 in flight", &recorder, |frames| {
             frames.iter().filter(|f| f.contains("0/10 done · 3 in flight")).count() >= 5
-        });
+        })
+        .await;
         assert!(recorder.frames().iter().any(|f| f.contains("00:00:0")), "elapsed time");
         // The count in flight is read afresh at each redraw.
         in_flight.store(1, Ordering::Relaxed);
         wait_until("a redraw with 1 in flight", &recorder, |frames| {
             frames.iter().any(|f| f.contains("1 in flight"))
-        });
+        })
+        .await;
         progress.finished_one(1, 0);
         progress.clear();
         let frames = recorder.frames();

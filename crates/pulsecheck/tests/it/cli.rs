@@ -636,3 +636,27 @@ async fn a_closed_pipe_ends_the_scan_promptly() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `demo` covers every probe, as the README says, and names no file it deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_covers_every_probe_and_names_no_file_it_deletes() {
+    let output = Command::new(BIN)
+        .args(["demo", "--format", "json"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let results = json_lines(&output);
+    let mut probes: Vec<String> = results
+        .iter()
+        .map(|r| r["probe"].as_str().unwrap().to_owned())
+        .collect();
+    probes.sort();
+    probes.dedup();
+    assert_eq!(probes, ["dns", "http", "icmp", "none", "tcp", "tls"], "{err}");
+    assert!(!err.contains("demo-targets") && !err.contains("/tmp"), "{err}");
+    assert!(err.contains("1 invalid line"), "{err}");
+}

@@ -382,3 +382,22 @@ async fn incidents_list_down_spans_with_duration_cause_and_uptime() {
     assert_eq!(report["incidents"][0]["ongoing"], false);
     assert!(report["uptime"]["api"].is_array());
 }
+
+/// The README's serve quick start and the example config name the same database.
+#[test]
+fn the_quick_start_and_the_example_config_agree_on_the_database() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let exported = readme
+        .lines()
+        .find_map(|line| line.strip_prefix("export PULSECHECK_DB="))
+        .expect("the quick start exports PULSECHECK_DB");
+    let path = exported.split_whitespace().next().unwrap();
+    for example in ["examples/pulsecheck.yaml", "examples/pulsecheck.toml"] {
+        let text = std::fs::read_to_string(root.join(example)).unwrap();
+        assert!(
+            text.contains(&format!("${{PULSECHECK_DB:-{path}}}")),
+            "{example}: store.path should default to {path}, as the README's commands use"
+        );
+    }
+}
