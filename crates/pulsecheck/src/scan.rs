@@ -181,12 +181,7 @@ fn execute(args: ScanArgs, prepared: Prepared) -> Exit {
             TableStyle {
                 color,
                 order: args.order,
-                rows: match args.show {
-                    Show::All => Rows::All,
-                    Show::Down => Rows::NotUp,
-                    Show::Auto if out_is_tty && prepared.targets.len() > LIST_ALL_UP_TO => Rows::NotUp,
-                    Show::Auto => Rows::All,
-                },
+                rows: table_rows(args.show, out_is_tty, prepared.targets.len()),
                 width: out_is_tty
                     .then(|| terminal_size::terminal_size_of(io::stdout()))
                     .flatten()
@@ -344,6 +339,18 @@ async fn scan(
     }
 }
 
+/// Which rows the table lists: `--show auto` lists every target up to
+/// [`LIST_ALL_UP_TO`], and past that on a terminal only those that are not up (a pipe or
+/// file gets every row; it has no scrollback to outgrow).
+pub fn table_rows(show: Show, on_terminal: bool, targets: usize) -> Rows {
+    match show {
+        Show::All => Rows::All,
+        Show::Down => Rows::NotUp,
+        Show::Auto if on_terminal && targets > LIST_ALL_UP_TO => Rows::NotUp,
+        Show::Auto => Rows::All,
+    }
+}
+
 /// A closed pipe means the reader has what it wants; other write errors are reported.
 fn still_open(written: io::Result<()>) -> bool {
     match written {
@@ -353,5 +360,19 @@ fn still_open(written: io::Result<()>) -> bool {
             eprintln!("error: cannot write results: {e}");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_100_targets_a_terminal_lists_only_those_not_up() {
+        assert_eq!(table_rows(Show::Auto, true, 100), Rows::All);
+        assert_eq!(table_rows(Show::Auto, true, 2_000), Rows::NotUp);
+        assert_eq!(table_rows(Show::Auto, false, 2_000), Rows::All, "a pipe gets every row");
+        assert_eq!(table_rows(Show::All, true, 2_000), Rows::All);
+        assert_eq!(table_rows(Show::Down, false, 3), Rows::NotUp);
     }
 }

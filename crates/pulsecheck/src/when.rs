@@ -17,7 +17,7 @@ pub fn span(d: Duration) -> String {
     match secs {
         0 => format!("{} ms", d.as_millis()),
         1..=59 => format!("{secs} s"),
-        60..=3_599 if secs % 60 == 0 || secs >= 600 => format!("{} min", secs / 60),
+        60..=3_599 if secs.is_multiple_of(60) || secs >= 600 => format!("{} min", secs / 60),
         60..=3_599 => format!("{} min {} s", secs / 60, secs % 60),
         3_600..=86_399 => format!("{} h {} min", secs / 3_600, secs % 3_600 / 60),
         _ => format!("{} d {} h", secs / 86_400, secs % 86_400 / 3_600),
