@@ -110,10 +110,7 @@ fn the_yaml_example_loads() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        config.store.path.as_deref(),
-        Some(Path::new("/tmp/pulsecheck-example.db"))
-    );
+    assert_eq!(config.store.path.as_deref(), Some(Path::new("/tmp/pulsecheck.db")));
     assert_eq!(
         (
             config.store.raw_days,

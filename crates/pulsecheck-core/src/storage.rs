@@ -5,10 +5,15 @@
 //! The operations: write a batch of [`WriteEvent`]s in one transaction (a run's result,
 //! the check's new state, the transition and its notifications are always one event, so
 //! they are never split across transactions), load the persisted states, and the
-//! [`Outbox`] through which deliveries are claimed and settled.
+//! [`Outbox`] through which deliveries are claimed and settled. Reads of the past
+//! (results, down spans, uptime) are the separate [`History`] trait.
+
+pub mod history;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+pub use history::History;
 
 use crate::outbox::{AlertEvent, BoxFuture, MemoryOutbox, Outbox};
 use crate::state::{CheckState, Transition};

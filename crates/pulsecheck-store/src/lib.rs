@@ -24,6 +24,7 @@
 mod codes;
 mod compact;
 mod error;
+mod history;
 mod outbox;
 mod read;
 mod storage;
@@ -33,6 +34,7 @@ mod write;
 
 pub use compact::{CompactReport, Retention};
 pub use error::StoreError;
+pub use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, ResultPage, SpanPage, Uptime};
 pub use pulsecheck_core::storage::{CheckMeta, RunRecord, WriteEvent};
 pub use pulsecheck_core::writer::{WriterConfig, WriterHandle, WriterStats};
 pub use read::{

@@ -9,7 +9,8 @@ use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 
-use crate::codes;
+use pulsecheck_core::storage::history::ResultPage;
+
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::time::{from_ms, us_to_ms};
@@ -64,33 +65,9 @@ pub struct NotificationRecord {
     pub last_error: Option<String>,
 }
 
-/// A raw result as stored (the columns kept, not every field of a `CheckResult`).
-/// Durations have microsecond precision.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StoredResult {
-    /// Unique within the check: its start in unix milliseconds (results are keyed by
-    /// check and start since schema 2).
-    pub id: i64,
-    pub check: String,
-    pub started_at: jiff::Timestamp,
-    pub outcome: Outcome,
-    pub reason: Option<Reason>,
-    pub error: Option<String>,
-    pub probe: String,
-    pub http_status: Option<u16>,
-    pub duration_ms: f64,
-    pub queue_ms: f64,
-    pub dns_ms: Option<f64>,
-    pub connect_ms: Option<f64>,
-    pub tls_ms: Option<f64>,
-    pub ttfb_ms: Option<f64>,
-    pub transfer_ms: Option<f64>,
-    pub rtt_ms: Option<f64>,
-    pub ip: Option<String>,
-    pub http_version: Option<String>,
-    pub redirects: u32,
-    pub cert_days_left: Option<i64>,
-}
+/// A raw result as stored: the backend-neutral [`RecordedResult`] of core's
+/// [`pulsecheck_core::storage::History`].
+pub type StoredResult = pulsecheck_core::storage::history::RecordedResult;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredTransition {
@@ -246,76 +223,7 @@ impl Store {
 
     /// The newest `limit` results of one check, newest first.
     pub async fn results(&self, check: &str, limit: usize) -> Result<Vec<StoredResult>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
-                    CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,
-                    CASE typeof(r.phases) WHEN 'text' THEN r.phases END AS phases_text,
-                    CASE typeof(r.ip) WHEN 'blob' THEN r.ip END AS ip_bytes,
-                    CASE typeof(r.ip) WHEN 'text' THEN r.ip END AS ip_text,
-                    CASE typeof(r.http_version) WHEN 'integer' THEN r.http_version END AS http_version_code,
-                    CASE typeof(r.http_version) WHEN 'integer' THEN NULL
-                         ELSE CAST(r.http_version AS TEXT) END AS http_version_text,
-                    r.redirects, r.cert_days_left
-             FROM check_ids c JOIN results r ON r.check_id = c.id
-             WHERE c.name = $1
-             ORDER BY r.started_at DESC LIMIT $2",
-        )
-        .bind(check)
-        .bind(limit_i64(limit))
-        .fetch_all(&self.inner.read)
-        .await
-        .map_err(self.query_error("read results"))?;
-        rows.iter()
-            .map(|row| {
-                let started_at: i64 = self.get(row, "started_at")?;
-                let kind: i64 = self.get(row, "kind")?;
-                let (outcome, probe, reason) = codes::parse_kind(kind)
-                    .ok_or_else(|| self.corrupt("decode result kind", format!("code {kind}")))?;
-                let phases = match self.get::<Option<Vec<u8>>>(row, "phases_bytes")? {
-                    Some(bytes) => codes::decode_phases(&bytes),
-                    None => match self.get::<Option<String>>(row, "phases_text")? {
-                        Some(text) => codes::parse_phases_text(&text),
-                        None => Some([None; 6]),
-                    },
-                }
-                .ok_or_else(|| self.corrupt("decode result phases", format!("started at {started_at}")))?
-                .map(|phase| phase.map(us_to_ms));
-                let ip = match self.get::<Option<Vec<u8>>>(row, "ip_bytes")? {
-                    Some(bytes) => codes::parse_ip(&bytes).map(|ip| ip.to_string()),
-                    None => self.get(row, "ip_text")?,
-                };
-                let http_version = match self.get::<Option<i64>>(row, "http_version_code")? {
-                    Some(code) => codes::http_version_name(code).map(str::to_owned),
-                    None => self.get(row, "http_version_text")?,
-                };
-                Ok(StoredResult {
-                    id: started_at,
-                    check: check.to_owned(),
-                    started_at: from_ms(started_at),
-                    outcome,
-                    reason,
-                    error: self.get(row, "error")?,
-                    probe: codes::probe_name(probe)
-                        .ok_or_else(|| self.corrupt("decode probe", format!("code {probe}")))?
-                        .to_owned(),
-                    http_status: self
-                        .get::<Option<i64>>(row, "http_status")?
-                        .and_then(|s| u16::try_from(s).ok()),
-                    duration_ms: us_to_ms(self.get(row, "duration_us")?),
-                    queue_ms: us_to_ms(self.get(row, "queue_us")?),
-                    dns_ms: phases[0],
-                    connect_ms: phases[1],
-                    tls_ms: phases[2],
-                    ttfb_ms: phases[3],
-                    transfer_ms: phases[4],
-                    rtt_ms: phases[5],
-                    ip,
-                    http_version,
-                    redirects: u32::try_from(self.get::<i64>(row, "redirects")?).unwrap_or(u32::MAX),
-                    cert_days_left: self.get(row, "cert_days_left")?,
-                })
-            })
-            .collect()
+        self.result_page(check, ResultPage { before: None, limit }).await
     }
 
     /// Number of raw results kept (all checks, or one).

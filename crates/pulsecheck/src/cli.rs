@@ -12,7 +12,7 @@ use pulsecheck_core::StatusMatcher;
     version,
     about = "Health-check and uptime engine: probe thousands of endpoints under strict deadlines",
     long_about = None,
-    after_help = "Exit codes: 0 all up · 1 any down · 2 bad usage or input · 3 internal error (ledger did not balance) · 130 interrupted"
+    after_help = "Exit codes: 0 all up · 1 any down · 2 bad usage or input · 3 internal error (ledger did not balance) · 4 stale results (status) · 130 interrupted"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -29,21 +29,26 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check a config file and report every error with its line and column.
     Validate(ValidateArgs),
-    /// Show the current state of every check, from the store.
+    /// Show the current state of every check, from the store: when it last ran and runs next.
     Status(StatusArgs),
+    /// Show a check's recent results, with reasons and phase times, and its uptime.
+    History(HistoryArgs),
+    /// Show down spans (all checks, or one) with start, end, duration and cause, and uptime.
+    Incidents(IncidentsArgs),
     /// Send a test message through one channel of a config file.
     NotifyTest(NotifyTestArgs),
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = SERVE_AFTER_HELP)]
 pub struct ServeArgs {
     /// The config file (YAML, or TOML by extension).
     #[arg(value_name = "CONFIG")]
     pub config: PathBuf,
 
-    /// The SQLite database [default: the config's store.path, else
+    /// The SQLite database [default: $PULSECHECK_DB, else the config's store.path, else
     /// $XDG_STATE_HOME/pulsecheck/pulsecheck.db].
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "PULSECHECK_DB", hide_env = true)]
     pub db: Option<PathBuf>,
 
     /// Resolve names with this nameserver (`IP` or `IP:PORT`) instead of /etc/resolv.conf.
@@ -59,30 +64,103 @@ pub struct ServeArgs {
     pub stats_json: Option<PathBuf>,
 }
 
+const SERVE_AFTER_HELP: &str = "\
+Reload: SIGHUP, or a change to the config file (checked every 2 s), reloads it; unchanged
+checks keep their state, an invalid new config is logged and the old one keeps running.
+SIGINT/SIGTERM stop cleanly (a second one exits at once).
+Logs go to stderr; RUST_LOG filters them (default `info`, e.g. RUST_LOG=debug or
+RUST_LOG=pulsecheck=debug,sqlx=warn).";
+
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
+    /// The config file to check (YAML, or TOML by extension).
     #[arg(value_name = "CONFIG")]
     pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = STATUS_AFTER_HELP)]
 pub struct StatusArgs {
-    /// The SQLite database written by `pulsecheck serve`.
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub database: crate::database::DatabaseArgs,
 
-    /// Find the database through this config file's store.path.
-    #[arg(long, value_name = "CONFIG")]
-    pub config: Option<PathBuf>,
-
+    /// Output format: a table of the active checks, or JSON Lines (one object per check).
     #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
     pub format: StatusFormat,
+
+    /// Colour the table: `auto` colours only on a terminal.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
+
+const STATUS_AFTER_HELP: &str = "\
+A check's result is stale when it is older than two intervals (plus 5 s); the interval
+comes from --config, else from the gap between its last two results.
+
+Exit codes:
+  0  every check is up and its last result is fresh
+  1  a check is down
+  2  bad usage, or no database where it was looked for
+  3  the database cannot be read
+  4  stale: a check has not run for two intervals, or none has (the daemon is not running)";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StatusFormat {
     Table,
     Json,
+}
+
+/// Output of `history` and `incidents`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReadFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The check's name, as in the config (`pulsecheck status` lists them).
+    #[arg(value_name = "CHECK")]
+    pub check: String,
+
+    #[command(flatten)]
+    pub database: crate::database::DatabaseArgs,
+
+    /// Results per page, newest first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+
+    /// Only results that started before this time (RFC 3339, e.g. 2026-11-30T08:00:00Z):
+    /// the next page, as the last line of the table says.
+    #[arg(long, value_name = "TIME", value_parser = timestamp)]
+    pub before: Option<jiff::Timestamp>,
+
+    /// Output format: a table, or one JSON document with the uptime and the results.
+    #[arg(long, value_enum, default_value_t = ReadFormat::Table)]
+    pub format: ReadFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct IncidentsArgs {
+    /// Only this check's incidents (all checks without it).
+    #[arg(value_name = "CHECK")]
+    pub check: Option<String>,
+
+    #[command(flatten)]
+    pub database: crate::database::DatabaseArgs,
+
+    /// Incidents per page, newest first.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
+
+    /// Only incidents older than this one: the next page, as the last line of the table
+    /// says.
+    #[arg(long, value_name = "ID")]
+    pub before_id: Option<i64>,
+
+    /// Output format: a table, or one JSON document with the incidents and the uptime.
+    #[arg(long, value_enum, default_value_t = ReadFormat::Table)]
+    pub format: ReadFormat,
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +169,7 @@ pub struct NotifyTestArgs {
     #[arg(value_name = "CHANNEL")]
     pub channel: String,
 
+    /// The config file that defines the channel.
     #[arg(long, short = 'C', value_name = "CONFIG")]
     pub config: PathBuf,
 }
@@ -117,8 +196,13 @@ pub struct ScanArgs {
     pub output: Option<PathBuf>,
 
     /// Row order of the table (JSON and CSV stream in completion order).
-    #[arg(long, value_enum, default_value_t = Order::DownFirst)]
+    #[arg(long, value_enum, default_value_t = Order::DownLast)]
     pub order: Order,
+
+    /// Rows of the table. `auto` lists every target up to 100 of them, and past that on a
+    /// terminal only those that are not up (the summary still counts all).
+    #[arg(long, value_enum, default_value_t = Show::Auto)]
+    pub show: Show,
 
     /// Deadline per check, covering every phase; starts when the check gets its slot.
     #[arg(short, long, default_value = "5s", value_parser = duration)]
@@ -268,6 +352,9 @@ pub enum Format {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Order {
+    /// Up first, then cancelled, then down, nearest the prompt; input order within each
+    /// group.
+    DownLast,
     /// Down first, then cancelled, then up; input order within each group.
     DownFirst,
     /// The order the targets were given in.
@@ -275,10 +362,23 @@ pub enum Order {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Show {
+    Auto,
+    All,
+    /// Only the targets that are not up: down, invalid and cancelled.
+    Down,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+fn timestamp(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
+        .map_err(|e| format!("{e}; write an RFC 3339 time with its offset, e.g. 2026-11-30T08:00:00Z"))
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {

@@ -1,6 +1,7 @@
 //! `pulsecheck demo`: a real scan, offline, against the built-in simulator. It starts
 //! `pulsecheck-sim` in-process on loopback, writes a targets file that covers every kind
-//! of probe and most reasons for being down, and runs `pulsecheck scan` on it.
+//! of probe (HTTP, HTTPS, TCP, TLS, DNS, ICMP to 127.0.0.1) and most reasons for being
+//! down, and runs `pulsecheck scan` on it.
 
 use std::io::Write as _;
 
@@ -58,6 +59,8 @@ fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         format!("https://localhost:{}/ok", info.tls_self_signed.port()),
         format!("http://nx.pulsecheck.test:{}/ok", http.port()),
         format!("dns://nx.pulsecheck.test?server={}", info.dns),
+        // Up with ICMP privilege; without it the result says what is missing (`internal`).
+        "icmp://127.0.0.1".to_owned(),
         "ftp://not-a-supported-scheme".to_owned(),
     ];
     let file = dir.path().join("demo-targets.txt");
@@ -67,10 +70,12 @@ fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
     }
     drop(out);
     let ca = info.ca_file.clone().unwrap_or_else(|| dir.path().join("ca.pem"));
+    // The targets file lives in a directory removed when the demo ends: name what is
+    // scanned, not where.
     eprintln!(
-        "pulsecheck demo: simulator on {http} (DNS {}), targets in {}",
+        "pulsecheck demo: simulator on {http} (DNS {}); scanning {} targets, one per probe and per way of being down",
         info.dns,
-        file.display()
+        targets.len() - 1
     );
     let mut argv: Vec<String> = ["pulsecheck", "scan", "--timeout", "2s", "--cacert"]
         .into_iter()

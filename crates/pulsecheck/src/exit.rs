@@ -8,6 +8,9 @@ pub enum Exit {
     SomeDown = 1,
     BadInput = 2,
     Internal = 3,
+    /// `status`: results are too old to trust (the daemon is not running, or a check
+    /// has not run for two intervals).
+    Stale = 4,
     Interrupted = 130,
 }
 

@@ -2,13 +2,18 @@
 //! documented exit code. The work itself is in `pulsecheck-core`.
 
 pub mod cli;
+pub mod columns;
 pub mod config_file;
+pub mod database;
 pub mod demo;
 pub mod exit;
+pub mod history;
+pub mod incidents;
 pub mod inputs;
 pub mod logging;
 pub mod notify_test;
 pub mod output;
+pub mod progress;
 pub mod runtime;
 pub mod scan;
 pub mod serve;
@@ -16,7 +21,9 @@ pub mod setup;
 pub mod signals;
 pub mod status;
 pub mod summary;
+pub mod uptime;
 pub mod validate;
+pub mod when;
 
 use clap::Parser;
 
@@ -42,6 +49,8 @@ where
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Validate(args) => validate::run(args),
         cli::Command::Status(args) => status::run(args),
+        cli::Command::History(args) => history::run(args),
+        cli::Command::Incidents(args) => incidents::run(args),
         cli::Command::NotifyTest(args) => notify_test::run(args),
     }
 }

@@ -6,18 +6,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Method};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressDrawTarget;
 use pulsecheck_core::conditions::Condition;
-use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineOptions, EngineSetup, Reason};
+use pulsecheck_core::{CheckOptions, CheckResult, Engine, EngineOptions, EngineSetup};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cli::{ColorChoice, Format, ScanArgs};
+use crate::cli::{ColorChoice, Format, ScanArgs, Show};
 use crate::exit::Exit;
 use crate::inputs::{classify, read_targets};
-use crate::output::{ResultWriter, TableStyle};
+use crate::output::{stdout_reader_gone, ResultWriter, Rows, TableStyle};
+use crate::progress::Progress;
 use crate::summary::Summary;
+
+/// `--show auto` lists every target up to this many; past it, on a terminal, only
+/// those that are not up.
+const LIST_ALL_UP_TO: usize = 100;
 
 /// A usage or input error: printed once, exit code 2.
 #[derive(Debug)]
@@ -176,6 +181,11 @@ fn execute(args: ScanArgs, prepared: Prepared) -> Exit {
             TableStyle {
                 color,
                 order: args.order,
+                rows: table_rows(args.show, out_is_tty, prepared.targets.len()),
+                width: out_is_tty
+                    .then(|| terminal_size::terminal_size_of(io::stdout()))
+                    .flatten()
+                    .map(|(width, _)| usize::from(width.0)),
             },
         ),
     };
@@ -184,10 +194,17 @@ fn execute(args: ScanArgs, prepared: Prepared) -> Exit {
         Err(exit) => return exit,
     };
     let show_progress = !args.no_progress && io::stderr().is_terminal();
-    runtime.block_on(scan(prepared, writer, show_progress, args.quiet))
+    let watch_reader = args.output.is_none();
+    runtime.block_on(scan(prepared, writer, show_progress, watch_reader, args.quiet))
 }
 
-async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool, quiet: bool) -> Exit {
+async fn scan(
+    prepared: Prepared,
+    mut writer: ResultWriter,
+    show_progress: bool,
+    watch_reader: bool,
+    quiet: bool,
+) -> Exit {
     let Prepared {
         targets,
         options,
@@ -213,7 +230,15 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
     }
     let total = targets.len();
     let any_invalid = targets.iter().any(|t| t.spec.is_err());
-    let progress = progress_bar(total, show_progress);
+    let progress = if show_progress {
+        let engine = engine.clone();
+        Progress::new(total, ProgressDrawTarget::stderr(), move || {
+            let ledger = engine.ledger();
+            ledger.started.saturating_sub(ledger.finished)
+        })
+    } else {
+        Progress::hidden()
+    };
     let started = Instant::now();
     let (sender, mut receiver) = mpsc::channel::<(usize, CheckResult)>(1024);
     let scan_engine = engine.clone();
@@ -232,13 +257,38 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
     let mut summary = Summary::default();
     let mut duplicated = 0;
     let mut output_open = true;
-    while let Some((index, result)) = receiver.recv().await {
-        progress.inc(1);
+    let mut reader_gone = false;
+    let reader_left = async {
+        if watch_reader {
+            stdout_reader_gone().await
+        } else {
+            std::future::pending().await
+        }
+    };
+    tokio::pin!(reader_left);
+    loop {
+        let (index, result) = tokio::select! {
+            received = receiver.recv() => match received {
+                Some(received) => received,
+                None => break,
+            },
+            // Whoever read stdout (`| head`) has what it wants: start no new check.
+            () = &mut reader_left, if !reader_gone => {
+                reader_gone = true;
+                output_open = false;
+                cancel.cancel();
+                continue;
+            }
+        };
         if output_open {
             let written = writer
                 .result(&result)
                 .and_then(|_| if receiver.is_empty() { writer.flush() } else { Ok(()) });
             output_open = still_open(written);
+            if !output_open && !reader_gone {
+                reader_gone = true;
+                cancel.cancel();
+            }
         }
         match seen.get_mut(index) {
             Some(seen @ false) => *seen = true,
@@ -247,14 +297,14 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
                 continue;
             }
         }
-        summary.add(&result);
-        progress.set_message(format!("{} up · {} down", summary.up, summary.down));
+        summary.add(index, &result);
+        progress.finished_one(summary.up, summary.down);
         if let Some(slot) = kept.get_mut(index) {
             *slot = Some(result);
         }
     }
     summary.finish(started.elapsed());
-    progress.finish_and_clear();
+    progress.clear();
     finished.cancel();
     tasks.close();
     tasks.wait().await;
@@ -268,18 +318,36 @@ async fn scan(prepared: Prepared, mut writer: ResultWriter, show_progress: bool,
     summary.duplicated = duplicated;
     if !quiet {
         eprint!("{}", summary.render());
+        if reader_gone && summary.cancelled > 0 {
+            eprintln!(
+                "output closed: the scan stopped; {} checks were not run",
+                summary.cancelled
+            );
+        }
     }
     if !summary.balanced() {
         eprintln!("error: the ledger did not balance; this is a bug in pulsecheck, please report it");
         Exit::Internal
     } else if summary.cancelled > 0 {
         Exit::Interrupted
-    } else if any_invalid || summary.count(Reason::InvalidTarget) > 0 {
+    } else if any_invalid || summary.invalid > 0 {
         Exit::BadInput
     } else if summary.down > 0 {
         Exit::SomeDown
     } else {
         Exit::AllUp
+    }
+}
+
+/// Which rows the table lists: `--show auto` lists every target up to
+/// [`LIST_ALL_UP_TO`], and past that on a terminal only those that are not up (a pipe or
+/// file gets every row; it has no scrollback to outgrow).
+pub fn table_rows(show: Show, on_terminal: bool, targets: usize) -> Rows {
+    match show {
+        Show::All => Rows::All,
+        Show::Down => Rows::NotUp,
+        Show::Auto if on_terminal && targets > LIST_ALL_UP_TO => Rows::NotUp,
+        Show::Auto => Rows::All,
     }
 }
 
@@ -295,13 +363,16 @@ fn still_open(written: io::Result<()>) -> bool {
     }
 }
 
-fn progress_bar(total: usize, visible: bool) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_100_targets_a_terminal_lists_only_those_not_up() {
+        assert_eq!(table_rows(Show::Auto, true, 100), Rows::All);
+        assert_eq!(table_rows(Show::Auto, true, 2_000), Rows::NotUp);
+        assert_eq!(table_rows(Show::Auto, false, 2_000), Rows::All, "a pipe gets every row");
+        assert_eq!(table_rows(Show::All, true, 2_000), Rows::All);
+        assert_eq!(table_rows(Show::Down, false, 3), Rows::NotUp);
     }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {msg}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }

@@ -1,5 +1,6 @@
-//! The end-of-scan summary: counts by outcome and reason, wall time, latency percentiles
-//! and the ledger. Printed to stderr so stdout stays clean for pipes.
+//! The end-of-scan summary: counts by outcome and reason (invalid lines on their own),
+//! the first down targets by name, wall time, latency percentiles and the ledger.
+//! Printed to stderr so stdout stays clean for pipes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +12,10 @@ use pulsecheck_core::{CheckResult, LatencyHistogram, LedgerCounts, Outcome, Reas
 pub struct Summary {
     pub targets: usize,
     pub up: usize,
+    /// Down, not counting invalid targets.
     pub down: usize,
+    /// Targets that could not be parsed (`invalid_target`).
+    pub invalid: usize,
     pub cancelled: usize,
     pub reasons: BTreeMap<Reason, usize>,
     pub wall: Duration,
@@ -24,21 +28,34 @@ pub struct Summary {
     pub missing: usize,
     pub duplicated: usize,
     latencies: LatencyHistogram,
+    /// The down targets with the lowest input positions, by position.
+    first_down: BTreeMap<usize, String>,
 }
 
+/// Down targets the summary names; the rest are counted.
+const NAMED_DOWN: usize = 5;
+
 impl Summary {
-    /// Counts one result as it arrives, so no result has to be kept for the summary.
-    pub fn add(&mut self, r: &CheckResult) {
+    /// Counts one result as it arrives (`index` is the target's input position), so no
+    /// result has to be kept for the summary.
+    pub fn add(&mut self, index: usize, r: &CheckResult) {
         self.targets += 1;
         match r.outcome {
             Outcome::Up => {
                 self.up += 1;
                 self.latencies.record(r.duration_ms);
             }
-            Outcome::Down => self.down += 1,
+            Outcome::Down if r.reason == Some(Reason::InvalidTarget) => self.invalid += 1,
+            Outcome::Down => {
+                self.down += 1;
+                self.first_down.insert(index, r.target.clone());
+                if self.first_down.len() > NAMED_DOWN {
+                    self.first_down.pop_last();
+                }
+            }
             Outcome::Cancelled => self.cancelled += 1,
         }
-        if let Some(reason) = r.reason {
+        if let Some(reason) = r.reason.filter(|r| *r != Reason::InvalidTarget) {
             *self.reasons.entry(reason).or_default() += 1;
         }
         self.max_queue = self.max_queue.max(r.queue_ms);
@@ -59,19 +76,32 @@ impl Summary {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let rate = self.targets as f64 / self.wall.as_secs_f64().max(1e-9);
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{} targets in {:.2}s ({:.0} checks/s): {} up, {} down, {} cancelled",
+            "{} targets in {:.2}s ({:.0} checks/s): {} up, {} down",
             self.targets,
             self.wall.as_secs_f64(),
             rate,
             self.up,
             self.down,
-            self.cancelled
         );
+        if self.invalid > 0 {
+            let noun = if self.invalid == 1 { "line" } else { "lines" };
+            let _ = write!(out, ", {} invalid {noun}", self.invalid);
+        }
+        let _ = writeln!(out, ", {} cancelled", self.cancelled);
         if !self.reasons.is_empty() {
             let reasons: Vec<String> = self.reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
             let _ = writeln!(out, "down by reason: {}", reasons.join(" · "));
+        }
+        if !self.first_down.is_empty() {
+            let names: Vec<&str> = self.first_down.values().map(String::as_str).collect();
+            let _ = write!(out, "down: {}", names.join(", "));
+            let more = self.down - self.first_down.len();
+            if more > 0 {
+                let _ = write!(out, " and {more} more");
+            }
+            out.push('\n');
         }
         if let (Some(p50), Some(p95), Some(max)) = (self.p50, self.p95, self.max) {
             let _ = writeln!(
@@ -127,10 +157,10 @@ mod tests {
     fn percentiles_of_up_checks_only() {
         let mut summary = Summary::default();
         for ms in 1..=100 {
-            summary.add(&result(Outcome::Up, ms));
+            summary.add(ms as usize, &result(Outcome::Up, ms));
         }
         // A down check's time does not count in the latency of up checks.
-        summary.add(&result(Outcome::Down, 60_000));
+        summary.add(101, &result(Outcome::Down, 60_000));
         summary.finish(Duration::from_secs(1));
         let ms = |d: Option<Duration>| (d.unwrap().as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
         assert_eq!((ms(summary.p50), ms(summary.p95), ms(summary.max)), (50.0, 95.0, 100.0));
@@ -148,5 +178,35 @@ mod tests {
         summary.finish(Duration::from_secs(1));
         assert_eq!((summary.p50, summary.p95, summary.max), (None, None, None));
         assert!(!summary.render().contains("latency"));
+    }
+
+    #[test]
+    fn invalid_lines_are_counted_apart_and_the_first_down_targets_are_named() {
+        let mut summary = Summary::default();
+        // Results arrive in completion order; names follow input order.
+        for index in (0..12).rev() {
+            let mut r = result(Outcome::Down, 5);
+            r.target = format!("http://down-{index}.test/");
+            r.reason = Some(Reason::Timeout);
+            summary.add(index, &r);
+        }
+        for index in 12..21 {
+            let mut r = result(Outcome::Down, 0);
+            r.reason = Some(Reason::InvalidTarget);
+            summary.add(index, &r);
+        }
+        summary.add(21, &result(Outcome::Up, 3));
+        summary.finish(Duration::from_secs(1));
+        let text = summary.render();
+        assert!(text.contains(": 1 up, 12 down, 9 invalid lines, 0 cancelled"), "{text}");
+        assert!(text.contains("down by reason: timeout 12\n"), "{text}");
+        assert!(
+            text.contains(
+                "down: http://down-0.test/, http://down-1.test/, http://down-2.test/, \
+                 http://down-3.test/, http://down-4.test/ and 7 more\n"
+            ),
+            "{text}"
+        );
+        assert_eq!((summary.down, summary.invalid), (12, 9));
     }
 }

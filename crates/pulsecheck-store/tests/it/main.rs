@@ -1,5 +1,6 @@
 //! The store crate's one integration-test binary: the SQLite store and its writer.
 
 mod common;
+mod history;
 mod store;
 mod writer;

@@ -3,13 +3,15 @@
 
 mod csv;
 mod jsonl;
+mod reader;
 mod table;
 
 use std::io::{self, Write};
 
 use pulsecheck_core::CheckResult;
 
-pub use table::TableStyle;
+pub use reader::stdout_reader_gone;
+pub use table::{Rows, TableStyle};
 
 /// Where results go, in one of the formats.
 pub enum ResultWriter {
@@ -63,6 +65,8 @@ impl ResultWriter {
         }
     }
 }
+
+pub(crate) use table::cut;
 
 /// Milliseconds with one decimal for humans, or empty.
 pub(crate) fn ms(duration: Option<std::time::Duration>) -> String {

@@ -131,12 +131,12 @@ async fn csv_table_and_output_file() {
     assert_eq!(lines.count(), 2);
     assert!(text.contains(",down,status,503,"));
 
-    let table = run(&[&sim.url("/ok"), &sim.url("/status/503"), "--format", "table"]).await;
+    let table = run(&[&sim.url("/status/503"), &sim.url("/ok"), "--format", "table"]).await;
     let text = String::from_utf8(table.stdout).unwrap();
     let rows: Vec<&str> = text.lines().collect();
     assert!(rows[0].starts_with("TARGET"));
-    assert!(rows[1].contains("down status"), "down first: {text}");
-    assert!(rows[2].contains("up"));
+    assert!(rows[1].contains("up"), "down last, nearest the prompt: {text}");
+    assert!(rows[2].contains("down status"), "{text}");
     assert!(!text.contains('\x1b'), "no colour when not on a terminal");
 
     let dir = tempfile::tempdir().unwrap();
@@ -586,4 +586,77 @@ async fn serve_conditions_and_scan_flags_give_the_same_verdict() {
             assert!(a.response.is_none() && b.response.is_none());
         }
     }
+}
+
+/// `pulsecheck scan … | head -1`: once the reader of stdout is gone, no new check starts
+/// and the scan ends, rather than after every slow target timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_scan_promptly() {
+    let sim = pulsecheck_sim::start(SimConfig {
+        bind: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let quick = sim.info.http[1];
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = (0..3).map(|i| format!("http://{quick}/ok?i={i}")).collect();
+    // Blackholes never answer: on their own they would take 60 s a batch of 50.
+    lines.extend((0..300).map(|i| format!("http://{}/?i={i}", sim.info.blackhole)));
+    let file = targets_file(&dir, &lines);
+    for format in ["json", "table"] {
+        let mut child = pulsecheck(&[&file, "--format", format, "--timeout", "60s", "--per-host", "50"])
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        if format == "json" {
+            // Like `head -1`: read one line, then close the pipe.
+            let mut stdout = BufReader::new(stdout).lines();
+            let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+                .await
+                .expect("the first result streams out");
+            assert!(first.unwrap().is_some());
+            drop(stdout);
+        } else {
+            // The table prints at the end; the reader leaves before it does.
+            drop(stdout);
+        }
+        let closed = Instant::now();
+        let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("{format}: pulsecheck is still running 30 s after its reader left"))
+            .unwrap();
+        let took = closed.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "{format}: exited {took:?} after the pipe closed"
+        );
+        let err = stderr(&output);
+        assert!(err.contains("output closed: the scan stopped"), "{format}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// `demo` covers every probe, as the README says, and names no file it deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_covers_every_probe_and_names_no_file_it_deletes() {
+    let output = Command::new(BIN)
+        .args(["demo", "--format", "json"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    let results = json_lines(&output);
+    let mut probes: Vec<String> = results
+        .iter()
+        .map(|r| r["probe"].as_str().unwrap().to_owned())
+        .collect();
+    probes.sort();
+    probes.dedup();
+    assert_eq!(probes, ["dns", "http", "icmp", "none", "tcp", "tls"], "{err}");
+    assert!(!err.contains("demo-targets") && !err.contains("/tmp"), "{err}");
+    assert!(err.contains("1 invalid line"), "{err}");
 }

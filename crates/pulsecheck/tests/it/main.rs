@@ -3,4 +3,5 @@
 
 mod cli;
 mod serve;
+mod store_commands;
 mod usage;
