@@ -7,6 +7,9 @@
 //!   offers them again.
 //! - **Bounded.** At most `workers` attempts run at once, each bounded by its channel's
 //!   timeout, so a slow receiver holds at most its own slot.
+//! - **A receiver that is back gets its backlog at once.** When a delivery to a channel
+//!   succeeds, the channel's other pending notifications become due (still in order per
+//!   check) instead of each sitting out its own backoff.
 //! - **At least once.** The outbox is updated only after an attempt; an attempt cut
 //!   short by a crash is repeated after restart with the same idempotency key.
 
@@ -58,6 +61,9 @@ impl Default for DeliveryConfig {
         }
     }
 }
+
+/// The shortest wait a `Retry-After` can ask for (its unit is the second).
+const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Counters since start, for metrics and tests.
 #[derive(Debug, Default)]
@@ -355,6 +361,7 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
             shared.stats.delivered.fetch_add(1, Ordering::Relaxed);
             let at = shared.clock.now();
             record(&shared, id, attempts, || shared.outbox.delivered(id, attempts, at)).await;
+            retry_channel_now(&shared, &channel_name, at).await;
         }
         Err(error) if error.permanent => {
             tracing::error!(id, check, channel = %channel_name, attempts, key, error = %error, "alert rejected; moved to dead letters");
@@ -367,10 +374,12 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
         }
         Err(error) => {
             let config = &shared.config;
-            let mut delay = backoff(attempts, config.backoff_base, config.backoff_max, jitter(id, attempts));
-            if let Some(asked) = error.retry_after {
-                delay = delay.max(asked.min(config.backoff_max));
-            }
+            let delay = match error.retry_after {
+                // The receiver knows when it will be back: ask again then, not later; a
+                // second at least, so "Retry-After: 0" does not make a busy loop.
+                Some(asked) => asked.min(config.backoff_max).max(MIN_RETRY_AFTER),
+                None => backoff(attempts, config.backoff_base, config.backoff_max, jitter(id, attempts)),
+            };
             let next = shared
                 .clock
                 .now()
@@ -387,6 +396,22 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
         }
     }
     drop(guard);
+}
+
+/// After a delivery to `channel` succeeded: its notifications waiting for a retry are
+/// due now. A failure only delays them until their own retry time, so it is logged and
+/// not retried. The attempt's end wakes the dispatcher, which then finds them due.
+async fn retry_channel_now(shared: &Shared, channel: &str, now: jiff::Timestamp) {
+    match shared.outbox.retry_channel_now(channel, now).await {
+        Ok(0) => {}
+        Ok(made_due) => {
+            tracing::info!(channel, made_due, "the receiver is back: retrying its pending alerts now");
+        }
+        Err(e) => {
+            shared.stats.outbox_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(channel, error = %e, "cannot make the channel's pending alerts due; they keep their retry times");
+        }
+    }
 }
 
 /// Writes an attempt's outcome, retrying briefly; if the outbox stays unavailable the

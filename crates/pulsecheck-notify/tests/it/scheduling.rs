@@ -516,6 +516,10 @@ impl Outbox for Flaky {
     fn dead(&self, id: i64, attempts: u32, error: String) -> BoxFuture<'_, Result<(), OutboxError>> {
         self.inner.dead(id, attempts, error)
     }
+
+    fn retry_channel_now(&self, channel: &str, now: jiff::Timestamp) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        self.inner.retry_channel_now(channel, now)
+    }
 }
 
 #[tokio::test(start_paused = true)]
