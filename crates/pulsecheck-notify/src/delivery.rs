@@ -325,7 +325,10 @@ async fn next_wake(shared: &Shared) -> Instant {
     if let Some(held) = lock(&shared.held).values().min() {
         until = until.min(*held);
     }
-    if let Some(probe) = lock(&shared.failing).values().map(|p| p.at).min() {
+    // A probe time in the past waits for a free slot: a finishing attempt brings the
+    // dispatcher back.
+    let probes = lock(&shared.failing);
+    if let Some(probe) = probes.values().map(|p| p.at).filter(|at| *at > instant).min() {
         until = until.min(probe);
     }
     until
