@@ -492,7 +492,11 @@ async fn retry_channel_now(shared: &Shared, channel: &str, now: jiff::Timestamp)
     match shared.outbox.retry_channel_now(channel, now).await {
         Ok(0) => {}
         Ok(made_due) => {
-            tracing::info!(channel, made_due, "the receiver is back: retrying its pending alerts now");
+            tracing::info!(
+                channel,
+                made_due,
+                "the receiver is back: retrying its pending alerts now"
+            );
         }
         Err(e) => {
             shared.stats.outbox_errors.fetch_add(1, Ordering::Relaxed);

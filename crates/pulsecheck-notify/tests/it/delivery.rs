@@ -417,7 +417,11 @@ async fn a_receiver_that_is_back_gets_the_whole_backlog_at_once_in_order() {
             .all(|r| r.state == DeliveryState::Delivered)
     })
     .await;
-    assert!(drained, "the backlog waits for its backoff: {:#?}", rows_of(&outbox, "hook"));
+    assert!(
+        drained,
+        "the backlog waits for its backoff: {:#?}",
+        rows_of(&outbox, "hook")
+    );
 
     // In order per check, each alert accepted once.
     let accepted: Vec<String> = hook

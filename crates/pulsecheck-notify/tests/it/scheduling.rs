@@ -585,7 +585,11 @@ async fn a_failing_channel_is_probed_so_a_recovery_is_found_within_the_probe_per
     );
     // Failing, it was tried no more than the backoff or the probe period allows.
     for pair in calls[..10].windows(2) {
-        assert!(pair[1] - pair[0] >= Duration::from_millis(900), "{:?}", pair[1] - pair[0]);
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(900),
+            "{:?}",
+            pair[1] - pair[0]
+        );
     }
     assert_eq!(setup.stats.delivered.load(Ordering::Relaxed), 3);
     let keys: Vec<String> = log.lock().unwrap().calls[10..].iter().map(|(_, k)| k.clone()).collect();

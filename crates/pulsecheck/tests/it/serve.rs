@@ -567,7 +567,10 @@ async fn a_stderr_nobody_reads_does_not_stop_monitoring() {
         "defaults:\n  interval: 1s\n  timeout: 800ms\n  failure_threshold: 1\n  success_threshold: 1\nchecks:\n",
     );
     for i in 0..100 {
-        text.push_str(&format!("  - name: flap-{i}\n    target: http://{http}/flap/{}\n", 300 + 7 * i));
+        text.push_str(&format!(
+            "  - name: flap-{i}\n    target: http://{http}/flap/{}\n",
+            300 + 7 * i
+        ));
     }
     let config = write(dir.path(), "pulsecheck.yaml", &text);
     let db = dir.path().join("pulsecheck.db");
@@ -582,7 +585,10 @@ async fn a_stderr_nobody_reads_does_not_stop_monitoring() {
         libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
     let filler = fill(&writer);
-    eventually(Duration::from_secs(10), "the pipe to fill up", || async { pipe_full(&reader) }).await;
+    eventually(Duration::from_secs(10), "the pipe to fill up", || async {
+        pipe_full(&reader)
+    })
+    .await;
     let filler_end = writer.try_clone().unwrap();
     let daemon = Daemon::start_logging(&config, &db, writer.into(), "debug");
 
