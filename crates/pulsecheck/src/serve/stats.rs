@@ -157,7 +157,7 @@ mod tests {
             skipped_ticks: 2,
             lag_p50_ms: Some(0.123_456_789),
             lag_p99_ms: Some(4.567_891_234),
-            lag_max_ms: Some(1234.567_8),
+            lag_max_ms: Some(1_234.567_8),
             writer_batches: 40,
             writer_events: 1210,
             writer_queued: 3,
