@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 
-/// Lines queued for stderr before new ones are dropped (about a megabyte): far more
-/// than a burst of state changes, which the writer thread drains in milliseconds.
-const QUEUED_LINES: usize = 4096;
+/// Lines queued for stderr before new ones are dropped (half a megabyte at most): far
+/// more than a burst of state changes, which the writer thread drains in milliseconds.
+pub const QUEUED_LINES: usize = 2048;
 /// How often the dropped-line count is looked at.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
