@@ -164,10 +164,14 @@ impl Monitor {
         if kind == Some(AlertKind::Down) && !muted {
             self.last_alert.insert(check.name.clone(), transition.at);
         }
+        // The result that tipped the state, so the line says why without a look at the store.
+        let last = transition.cause.last();
         tracing::info!(
             check = %check.name,
             from = %transition.from,
             to = %transition.to,
+            reason = last.and_then(|c| c.reason).map(tracing::field::display),
+            error = last.and_then(|c| c.error.as_deref()),
             notifications = notifications.len(),
             muted,
             "state changed"

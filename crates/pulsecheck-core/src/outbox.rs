@@ -117,6 +117,13 @@ pub trait Outbox: Send + Sync {
     ) -> BoxFuture<'_, Result<(), OutboxError>>;
 
     fn dead(&self, id: i64, attempts: u32, error: String) -> BoxFuture<'_, Result<(), OutboxError>>;
+
+    /// Makes every pending notification of `channel` that waits for a later retry due at
+    /// `now`, and returns how many. Delivery workers call it when a delivery to the
+    /// channel succeeded: the receiver is back, so its backlog need not sit out each
+    /// notification's own backoff. Order per check still holds, as [`Outbox::due`] hands
+    /// out only the head of each queue. Attempt counts are kept.
+    fn retry_channel_now(&self, channel: &str, now: jiff::Timestamp) -> BoxFuture<'_, Result<u64, OutboxError>>;
 }
 
 /// An in-memory outbox with the same ordering rules, for tests.
@@ -234,5 +241,17 @@ impl Outbox for MemoryOutbox {
             row.last_error = Some(error);
         });
         Box::pin(async move { result })
+    }
+
+    fn retry_channel_now(&self, channel: &str, now: jiff::Timestamp) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        let mut made_due = 0;
+        for row in self.lock().iter_mut() {
+            let n = &mut row.notification;
+            if row.state == DeliveryState::Pending && n.channel == channel && n.next_attempt_at > now {
+                n.next_attempt_at = now;
+                made_due += 1;
+            }
+        }
+        Box::pin(async move { Ok(made_due) })
     }
 }

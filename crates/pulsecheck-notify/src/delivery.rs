@@ -7,6 +7,11 @@
 //!   offers them again.
 //! - **Bounded.** At most `workers` attempts run at once, each bounded by its channel's
 //!   timeout, so a slow receiver holds at most its own slot.
+//! - **A receiver that is back gets its backlog at once.** While a channel fails, one of
+//!   its notifications is tried at least every [`PROBE_EVERY`], however long the backoff
+//!   (unless the receiver asked for a later time with `Retry-After`). When a delivery to
+//!   a channel succeeds, the channel's other pending notifications become due (still in
+//!   order per check) instead of each sitting out its own backoff.
 //! - **At least once.** The outbox is updated only after an attempt; an attempt cut
 //!   short by a crash is repeated after restart with the same idempotency key.
 
@@ -58,6 +63,13 @@ impl Default for DeliveryConfig {
         }
     }
 }
+
+/// While a channel fails, it is tried at least this often: a receiver that recovers
+/// gets its backlog within this long, at the cost of one request per period.
+pub const PROBE_EVERY: Duration = Duration::from_secs(10);
+
+/// The shortest wait a `Retry-After` can ask for (its unit is the second).
+const MIN_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Counters since start, for metrics and tests.
 #[derive(Debug, Default)]
@@ -126,6 +138,7 @@ pub fn spawn_delivery(
         stats: Arc::new(DeliveryStats::default()),
         tracking: Mutex::new(Tracking::default()),
         held: Mutex::new(HashMap::new()),
+        failing: Mutex::new(HashMap::new()),
         scheduled: Mutex::new(BinaryHeap::new()),
         finished: Notify::new(),
         cancel,
@@ -166,6 +179,9 @@ struct Shared {
     /// Ids whose outcome could not be written to the outbox: left alone until then, so a
     /// failing store does not turn into a tight resend loop.
     held: Mutex<HashMap<i64, Instant>>,
+    /// Channels whose last attempt failed and whose retry is further off than
+    /// [`PROBE_EVERY`], by name: the notification to try again early.
+    failing: Mutex<HashMap<String, Probe>>,
     /// Retry times this process set. The outbox's `next_due` is the earliest of *all*
     /// pending rows, and a row queued behind a retrying one is "due" already; these
     /// times let the dispatcher wake exactly when a retry falls due.
@@ -176,6 +192,15 @@ struct Shared {
     cancel: CancellationToken,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
+}
+
+/// A failed notification (pending, the head of its queue) to retry at `at`, before its
+/// own retry time.
+struct Probe {
+    id: i64,
+    attempts: u32,
+    error: String,
+    at: Instant,
 }
 
 #[derive(Default)]
@@ -229,6 +254,7 @@ async fn dispatch_due(shared: &Arc<Shared>, channels: &watch::Receiver<Channels>
         held.retain(|_, until| *until > instant);
         held.len()
     };
+    probe_failing_channels(shared).await;
     // Running and held rows are still pending and may come back: ask for enough.
     let skip = running + held;
     let due = match shared.outbox.due(now, free + skip).await {
@@ -299,7 +325,46 @@ async fn next_wake(shared: &Shared) -> Instant {
     if let Some(held) = lock(&shared.held).values().min() {
         until = until.min(*held);
     }
+    // A probe time in the past waits for a free slot: a finishing attempt brings the
+    // dispatcher back.
+    let probes = lock(&shared.failing);
+    if let Some(probe) = probes.values().map(|p| p.at).filter(|at| *at > instant).min() {
+        until = until.min(probe);
+    }
     until
+}
+
+/// Makes the failed notification of each channel whose probe time has come due now, so
+/// that a receiver that recovered is found within [`PROBE_EVERY`]. Its outcome sets the
+/// next probe (a failure) or makes the whole channel due (a success).
+async fn probe_failing_channels(shared: &Shared) {
+    let instant = Instant::now();
+    let ready: Vec<(String, Probe)> = {
+        let mut failing = lock(&shared.failing);
+        let names: Vec<String> = failing
+            .iter()
+            .filter(|(_, probe)| probe.at <= instant)
+            .map(|(name, _)| name.clone())
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|name| failing.remove(&name).map(|probe| (name, probe)))
+            .collect()
+    };
+    for (channel, probe) in ready {
+        let busy = lock(&shared.tracking).running.contains(&probe.id) || lock(&shared.held).contains_key(&probe.id);
+        if busy {
+            continue;
+        }
+        let now = shared.clock.now();
+        match shared.outbox.retry_at(probe.id, probe.attempts, now, probe.error).await {
+            Ok(()) => tracing::debug!(channel, id = probe.id, "trying a failing channel again"),
+            Err(e) => {
+                shared.stats.outbox_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(channel, error = %e, "cannot bring a retry forward");
+            }
+        }
+    }
 }
 
 /// Frees the slot and the id when an attempt ends, even if it panicked.
@@ -335,6 +400,7 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
         let error = format!("channel '{channel_name}' is no longer configured");
         tracing::error!(id, check, channel = %channel_name, "{error}; giving up");
         shared.stats.dead.fetch_add(1, Ordering::Relaxed);
+        forget_probe(&shared, &channel_name, id);
         record(&shared, id, attempts, || {
             shared.outbox.dead(id, attempts, error.clone())
         })
@@ -355,10 +421,13 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
             shared.stats.delivered.fetch_add(1, Ordering::Relaxed);
             let at = shared.clock.now();
             record(&shared, id, attempts, || shared.outbox.delivered(id, attempts, at)).await;
+            lock(&shared.failing).remove(&channel_name);
+            retry_channel_now(&shared, &channel_name, at).await;
         }
         Err(error) if error.permanent => {
             tracing::error!(id, check, channel = %channel_name, attempts, key, error = %error, "alert rejected; moved to dead letters");
             shared.stats.dead.fetch_add(1, Ordering::Relaxed);
+            forget_probe(&shared, &channel_name, id);
             let message = error.message;
             record(&shared, id, attempts, || {
                 shared.outbox.dead(id, attempts, message.clone())
@@ -367,10 +436,13 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
         }
         Err(error) => {
             let config = &shared.config;
-            let mut delay = backoff(attempts, config.backoff_base, config.backoff_max, jitter(id, attempts));
-            if let Some(asked) = error.retry_after {
-                delay = delay.max(asked.min(config.backoff_max));
-            }
+            let asked = error.retry_after.is_some();
+            let delay = match error.retry_after {
+                // The receiver knows when it will be back: ask again then, not later; a
+                // second at least, so "Retry-After: 0" does not make a busy loop.
+                Some(asked) => asked.min(config.backoff_max).max(MIN_RETRY_AFTER),
+                None => backoff(attempts, config.backoff_base, config.backoff_max, jitter(id, attempts)),
+            };
             let next = shared
                 .clock
                 .now()
@@ -384,9 +456,53 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
                 shared.outbox.retry_at(id, attempts, next, message.clone())
             })
             .await;
+            // Probe the channel early unless this retry comes soon anyway, or the
+            // receiver said when to come back.
+            let mut failing = lock(&shared.failing);
+            if asked || delay <= PROBE_EVERY {
+                failing.remove(&channel_name);
+            } else {
+                failing.insert(
+                    channel_name,
+                    Probe {
+                        id,
+                        attempts,
+                        error: message,
+                        at: Instant::now() + PROBE_EVERY,
+                    },
+                );
+            }
         }
     }
     drop(guard);
+}
+
+/// `id` is no longer pending: it cannot be the channel's probe.
+fn forget_probe(shared: &Shared, channel: &str, id: i64) {
+    let mut failing = lock(&shared.failing);
+    if failing.get(channel).is_some_and(|probe| probe.id == id) {
+        failing.remove(channel);
+    }
+}
+
+/// After a delivery to `channel` succeeded: its notifications waiting for a retry are
+/// due now. A failure only delays them until their own retry time, so it is logged and
+/// not retried. The attempt's end wakes the dispatcher, which then finds them due.
+async fn retry_channel_now(shared: &Shared, channel: &str, now: jiff::Timestamp) {
+    match shared.outbox.retry_channel_now(channel, now).await {
+        Ok(0) => {}
+        Ok(made_due) => {
+            tracing::info!(
+                channel,
+                made_due,
+                "the receiver is back: retrying its pending alerts now"
+            );
+        }
+        Err(e) => {
+            shared.stats.outbox_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(channel, error = %e, "cannot make the channel's pending alerts due; they keep their retry times");
+        }
+    }
 }
 
 /// Writes an attempt's outcome, retrying briefly; if the outbox stays unavailable the

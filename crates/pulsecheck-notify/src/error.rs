@@ -27,8 +27,9 @@ impl ChannelError {
 pub struct DeliveryError {
     pub permanent: bool,
     pub message: String,
-    /// What the receiver asked for (`Retry-After` on a 429 or 503); the retry waits at
-    /// least this long, capped at the backoff maximum.
+    /// What the receiver asked for (`Retry-After` on a 429 or 503): the retry comes
+    /// after this long instead of the backoff, capped at the backoff maximum (and one
+    /// second at least).
     pub retry_after: Option<Duration>,
 }
 

@@ -144,7 +144,13 @@ impl HttpNotifier {
             // Never store or log the URL: a Slack webhook URL is a secret.
             .map_err(|e| DeliveryError::retryable(describe_request_error(e)))?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        // Retry-After means "come back then" on a 429 or 503 only.
+        let retry_after = match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                retry_after(response.headers(), jiff::Timestamp::now())
+            }
+            _ => None,
+        };
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
@@ -209,10 +215,14 @@ fn describe_request_error(error: reqwest::Error) -> String {
     format!("{kind}: {}", chain(&error.without_url()))
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare for webhooks and ignored).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds))
+/// `Retry-After` as seconds or as an HTTP date (a date in the past means now).
+fn retry_after(headers: &HeaderMap, now: jiff::Timestamp) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    Some(Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO))
 }
 
 async fn read_capped(mut response: reqwest::Response) -> Vec<u8> {
@@ -247,6 +257,21 @@ mod tests {
         for code in [301, 400, 401, 403, 404, 410, 413, 422] {
             assert!(!is_retryable(StatusCode::from_u16(code).unwrap()), "{code}");
         }
+    }
+
+    #[test]
+    fn retry_after_as_seconds_or_http_date() {
+        let now: jiff::Timestamp = "2026-01-01T03:00:00Z".parse().unwrap();
+        let header = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+            retry_after(&headers, now)
+        };
+        assert_eq!(header(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(header("Thu, 01 Jan 2026 03:00:30 GMT"), Some(Duration::from_secs(30)));
+        assert_eq!(header("Thu, 01 Jan 2026 02:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(header("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
     }
 
     #[test]

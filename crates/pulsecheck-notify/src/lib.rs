@@ -25,7 +25,7 @@ mod http;
 mod template;
 
 pub use channel::{Channel, Notifier, Transport};
-pub use delivery::{backoff, send_test, spawn_delivery, Channels, DeliveryConfig, DeliveryStats};
+pub use delivery::{backoff, send_test, spawn_delivery, Channels, DeliveryConfig, DeliveryStats, PROBE_EVERY};
 pub use error::{ChannelError, DeliveryError};
 pub use http::is_retryable;
 pub use template::{check_json_template, check_template, detail, email_body, email_subject, slack_text, summary};

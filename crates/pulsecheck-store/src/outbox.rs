@@ -61,6 +61,23 @@ impl Store {
         Ok(next.map(from_ms))
     }
 
+    /// Makes the pending notifications of `channel` that wait for a retry after `now` due
+    /// at `now`; returns how many (see [`Outbox::retry_channel_now`]).
+    pub async fn retry_channel_at(&self, channel: &str, now: jiff::Timestamp) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE notifications SET next_attempt_at = $1
+             WHERE state = 'pending' AND channel = $2 AND next_attempt_at > $1",
+        )
+        .bind(to_ms(now))
+        .bind(channel)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.query_error("make a channel's notifications due"))?;
+        tx.commit().await.map_err(self.query_error("commit"))?;
+        Ok(done.rows_affected())
+    }
+
     /// Runs one outbox update in its own `BEGIN IMMEDIATE` transaction; fails when no
     /// row has `id`.
     async fn update_notification<'q>(
@@ -142,5 +159,10 @@ impl Outbox for Store {
                 .await
                 .map_err(outbox_error)
         })
+    }
+
+    fn retry_channel_now(&self, channel: &str, now: jiff::Timestamp) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        let channel = channel.to_owned();
+        Box::pin(async move { self.retry_channel_at(&channel, now).await.map_err(outbox_error) })
     }
 }

@@ -27,11 +27,12 @@ pub fn watch(
                 _ = finished.cancelled() => return,
             }
             signals += 1;
+            // Cancel before printing: a stderr that is not read must not hold up the stop.
             if signals == 1 {
-                eprintln!("{first_message}");
                 shutdown.cancel();
+                crate::logging::note(first_message);
             } else {
-                eprintln!("second signal: exiting now");
+                crate::logging::note("second signal: exiting now");
                 std::process::exit(Exit::Interrupted as i32);
             }
         }

@@ -2,7 +2,7 @@
 //! backoff.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,17 +50,26 @@ impl Running {
         workers: usize,
         poll: Duration,
     ) -> Running {
-        let map: HashMap<String, Channel> = channels.into_iter().map(|c| (c.name().to_owned(), c)).collect();
-        let (sender, receiver) = watch::channel(Arc::new(map));
-        let wake = Arc::new(Notify::new());
-        let tasks = TaskTracker::new();
-        let cancel = CancellationToken::new();
         let config = DeliveryConfig {
             workers,
             backoff_base: Duration::from_millis(20),
             backoff_max: Duration::from_millis(80),
             poll,
         };
+        Running::start_with(outbox, reader, channels, config)
+    }
+
+    fn start_with(
+        outbox: Arc<MemoryOutbox>,
+        reader: Arc<dyn Outbox>,
+        channels: Vec<Channel>,
+        config: DeliveryConfig,
+    ) -> Running {
+        let map: HashMap<String, Channel> = channels.into_iter().map(|c| (c.name().to_owned(), c)).collect();
+        let (sender, receiver) = watch::channel(Arc::new(map));
+        let wake = Arc::new(Notify::new());
+        let tasks = TaskTracker::new();
+        let cancel = CancellationToken::new();
         let stats = spawn_delivery(
             reader,
             receiver,
@@ -308,6 +317,10 @@ impl Outbox for Counting {
     fn dead(&self, id: i64, attempts: u32, error: String) -> BoxFuture<'_, Result<(), OutboxError>> {
         self.inner.dead(id, attempts, error)
     }
+
+    fn retry_channel_now(&self, channel: &str, now: jiff::Timestamp) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        self.inner.retry_channel_now(channel, now)
+    }
 }
 
 #[tokio::test]
@@ -333,5 +346,131 @@ async fn new_alerts_go_out_on_wake_up() {
     running.wake.notify_one();
     receiver.wait_for(1, Duration::from_secs(10)).await;
     running.settle(Duration::from_secs(10)).await;
+    running.stop().await;
+}
+
+/// Backoff far longer than any test waits: a retry that goes out during the test was
+/// brought forward, not waited for.
+fn long_backoff() -> DeliveryConfig {
+    DeliveryConfig {
+        workers: 4,
+        backoff_base: Duration::from_secs(1200),
+        backoff_max: Duration::from_secs(3600),
+        poll: Duration::from_millis(200),
+    }
+}
+
+fn rows_of(outbox: &MemoryOutbox, channel: &str) -> Vec<MemoryRow> {
+    outbox
+        .rows()
+        .into_iter()
+        .filter(|r| r.notification.channel == channel)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_back_gets_the_whole_backlog_at_once_in_order() {
+    let up = Arc::new(AtomicBool::new(false));
+    let hook = {
+        let up = up.clone();
+        HttpReceiver::start(move |_, _| {
+            if up.load(Ordering::SeqCst) {
+                Reply::Status(200)
+            } else {
+                Reply::Status(503)
+            }
+        })
+        .await
+    };
+    let other = HttpReceiver::start(|_, _| Reply::Status(503)).await;
+    let outbox = Arc::new(MemoryOutbox::default());
+    let now = jiff::Timestamp::now();
+    for check in ["api", "db", "web"] {
+        for seq in 1..=3 {
+            outbox.push("hook", down(check, seq, "hook"), now);
+        }
+    }
+    outbox.push("other", down("api", 1, "other"), now);
+    let running = Running::start_with(
+        outbox.clone(),
+        outbox.clone(),
+        vec![
+            webhook("hook", &hook.url(), Duration::from_secs(5)),
+            webhook("other", &other.url(), Duration::from_secs(5)),
+        ],
+        long_backoff(),
+    );
+    // Each queue's head fails once and is put off by 10 minutes or more.
+    let heads_failed = wait_until(Duration::from_secs(30), || {
+        outbox.rows().iter().filter(|r| r.notification.attempts == 1).count() == 4
+    })
+    .await;
+    assert!(heads_failed, "{:#?}", outbox.rows());
+
+    // The receiver is back; an alert of a check with nothing queued goes out at once.
+    up.store(true, Ordering::SeqCst);
+    outbox.push("hook", down("cache", 1, "hook"), jiff::Timestamp::now());
+    running.wake.notify_one();
+    let drained = wait_until(Duration::from_secs(30), || {
+        rows_of(&outbox, "hook")
+            .iter()
+            .all(|r| r.state == DeliveryState::Delivered)
+    })
+    .await;
+    assert!(
+        drained,
+        "the backlog waits for its backoff: {:#?}",
+        rows_of(&outbox, "hook")
+    );
+
+    // In order per check, each alert accepted once.
+    let accepted: Vec<String> = hook
+        .requests()
+        .iter()
+        .filter(|r| r.reply == Reply::Status(200))
+        .map(|r| r.key())
+        .collect();
+    assert_eq!(accepted.len(), 10, "{accepted:?}");
+    for check in ["api", "db", "web"] {
+        let seqs: Vec<u32> = accepted
+            .iter()
+            .map(|key| parse_key(key))
+            .filter(|(c, _)| c == check)
+            .map(|(_, seq)| seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3], "{check}");
+    }
+    // A success on one channel says nothing about another: it keeps its backoff.
+    let other_rows = rows_of(&outbox, "other");
+    assert_eq!(other_rows[0].state, DeliveryState::Pending);
+    assert!(other_rows[0].notification.next_attempt_at > jiff::Timestamp::now());
+    assert_eq!(other.requests().len(), 1);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_on_a_503_brings_the_retry_forward() {
+    let receiver = HttpReceiver::start(|index, _| {
+        if index == 0 {
+            Reply::RetryAfter(503, 1)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let outbox = Arc::new(MemoryOutbox::default());
+    outbox.push("hook", down("api", 1, "hook"), jiff::Timestamp::now());
+    let running = Running::start_with(
+        outbox.clone(),
+        outbox.clone(),
+        vec![webhook("hook", &receiver.url(), Duration::from_secs(5))],
+        long_backoff(),
+    );
+    let rows = running.settle(Duration::from_secs(30)).await;
+    assert_eq!(rows[0].state, DeliveryState::Delivered);
+    assert_eq!(rows[0].notification.attempts, 2);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].key(), requests[1].key());
     running.stop().await;
 }

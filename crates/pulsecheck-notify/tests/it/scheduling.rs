@@ -10,7 +10,7 @@ use crate::common::{down, wait_until};
 use pulsecheck_core::clock::Clock;
 use pulsecheck_core::outbox::{AlertEvent, BoxFuture, DeliveryState, MemoryOutbox, Notification, Outbox, OutboxError};
 use pulsecheck_notify::{
-    backoff, spawn_delivery, Channel, Channels, DeliveryConfig, DeliveryError, DeliveryStats, Notifier,
+    backoff, spawn_delivery, Channel, Channels, DeliveryConfig, DeliveryError, DeliveryStats, Notifier, PROBE_EVERY,
 };
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -516,6 +516,10 @@ impl Outbox for Flaky {
     fn dead(&self, id: i64, attempts: u32, error: String) -> BoxFuture<'_, Result<(), OutboxError>> {
         self.inner.dead(id, attempts, error)
     }
+
+    fn retry_channel_now(&self, channel: &str, now: jiff::Timestamp) -> BoxFuture<'_, Result<u64, OutboxError>> {
+        self.inner.retry_channel_now(channel, now)
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -541,4 +545,53 @@ async fn outbox_errors_are_retried_and_never_stop_delivery() {
     // One alert went out twice (its first success could not be recorded): at least once.
     assert_eq!(log.lock().unwrap().calls.len(), 3);
     assert!(setup.stats.outbox_errors.load(Ordering::Relaxed) >= 11);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_channel_is_probed_so_a_recovery_is_found_within_the_probe_period() {
+    let outbox = Arc::new(MemoryOutbox::default());
+    for seq in 1..=3 {
+        outbox.push("fake", down("api", seq, "fake"), t0());
+    }
+    // Ten failures in a row, then the receiver is back: by then the head's own backoff
+    // is two and a half minutes or more.
+    let failures = Arc::new(AtomicUsize::new(0));
+    let (channel, log) = {
+        let failures = failures.clone();
+        fake(
+            "fake",
+            SEC,
+            Box::new(move |_, _| {
+                if failures.fetch_add(1, Ordering::SeqCst) < 10 {
+                    Step::Fail(DeliveryError::retryable("cannot connect: connection refused"))
+                } else {
+                    Step::Ok
+                }
+            }),
+        )
+    };
+    let setup = start(outbox.clone(), vec![channel], DeliveryConfig::default());
+    assert!(wait_until(Duration::from_secs(3600), || settled(&outbox)).await);
+
+    let calls: Vec<Instant> = log.lock().unwrap().calls.iter().map(|(at, _)| *at).collect();
+    assert_eq!(calls.len(), 13, "ten failures, then three deliveries");
+    let last_failure = calls[9];
+    let head_backoff = backoff(10, Duration::from_secs(2), Duration::from_secs(300), 0.0);
+    assert!(head_backoff >= Duration::from_secs(150));
+    assert!(
+        calls[12] - last_failure <= PROBE_EVERY + Duration::from_millis(5),
+        "the backlog went out {:?} after the receiver was back",
+        calls[12] - last_failure
+    );
+    // Failing, it was tried no more than the backoff or the probe period allows.
+    for pair in calls[..10].windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(900),
+            "{:?}",
+            pair[1] - pair[0]
+        );
+    }
+    assert_eq!(setup.stats.delivered.load(Ordering::Relaxed), 3);
+    let keys: Vec<String> = log.lock().unwrap().calls[10..].iter().map(|(_, k)| k.clone()).collect();
+    assert_eq!(keys, ["api:1:fake", "api:2:fake", "api:3:fake"]);
 }

@@ -164,6 +164,45 @@ async fn retry_at_blocks_its_own_queue_but_not_the_others() {
 }
 
 #[tokio::test]
+async fn retry_channel_now_makes_one_channels_backlog_due_and_keeps_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    outbox_fixture(&store).await;
+    // Every head failed once and waits an hour.
+    for n in store.due(ts(30), 100).await.unwrap() {
+        store.retry_at(n.id, 1, ts(3600), "HTTP 503".into()).await.unwrap();
+    }
+    assert!(store.due(ts(60), 100).await.unwrap().is_empty());
+
+    // hook's two heads waited; the resolved notice behind api's head was due already.
+    assert_eq!(store.retry_channel_now("hook", ts(60)).await.unwrap(), 2);
+    let due = store.due(ts(60), 100).await.unwrap();
+    assert_eq!(pending_keys(&due), ["api:down:10:hook", "db:down:20:hook"]);
+    assert!(due.iter().all(|n| n.attempts == 1), "attempt counts are kept");
+    store.delivered(due[0].id, 2, ts(61)).await.unwrap();
+    assert_eq!(
+        pending_keys(&store.due(ts(61), 100).await.unwrap()),
+        ["db:down:20:hook", "api:up:30:hook"],
+        "api's resolved notice comes after its down notice"
+    );
+    // The other channels keep their retry time.
+    let others = store
+        .notifications(&NotificationFilter {
+            state: Some(DeliveryState::Pending),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let waiting: Vec<&str> = others
+        .iter()
+        .filter(|r| r.next_attempt_at == ts(3600))
+        .map(|r| r.idempotency_key.as_str())
+        .collect();
+    assert_eq!(waiting, ["api:down:10:slack", "api:down:10:pager"]);
+    assert_eq!(store.retry_channel_now("hook", ts(62)).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn dead_letters_stay_visible_and_unblock_the_next() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;

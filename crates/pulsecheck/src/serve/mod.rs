@@ -9,6 +9,7 @@
 //! delivery attempts in flight finish, and exit; a second signal exits at once.
 
 pub mod runner;
+pub mod stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,9 +19,9 @@ use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::clock::Clock;
 use pulsecheck_core::monitor::Monitor;
 use pulsecheck_core::outbox::Outbox;
-use pulsecheck_core::scheduler::{Scheduler, SchedulerStats};
+use pulsecheck_core::scheduler::Scheduler;
 use pulsecheck_core::Engine;
-use pulsecheck_notify::{spawn_delivery, DeliveryConfig, DeliveryStats};
+use pulsecheck_notify::{spawn_delivery, DeliveryConfig};
 use pulsecheck_store::{spawn_writer, CheckMeta, Retention, Store, StoreOptions, WriteEvent, WriterConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -38,12 +39,16 @@ const CONFIG_POLL: Duration = Duration::from_secs(2);
 const COMPACT_EVERY: Duration = Duration::from_secs(3600);
 
 pub fn run(args: ServeArgs) -> Exit {
-    crate::logging::init();
+    let logging = crate::logging::init();
     let runtime = match crate::runtime::build(crate::runtime::Threads::All) {
         Ok(runtime) => runtime,
         Err(exit) => return exit,
     };
-    runtime.block_on(serve(args))
+    let exit = runtime.block_on(serve(args));
+    drop(runtime);
+    // Flushes the queued log lines, for a second at most.
+    drop(logging);
+    exit
 }
 
 /// `--db`, else the config's `store.path` (relative to the config file), else
@@ -164,12 +169,13 @@ async fn serve(args: ServeArgs) -> Exit {
     let pipeline = TaskTracker::new();
     pipeline.spawn(Monitor::new(policy_rx, states, writer.clone(), clock.clone()).run(runs_rx));
     background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));
-    background.spawn(log_stats_periodically(
+    background.spawn(stats::log_periodically(
         scheduler.stats(),
         writer.clone(),
         delivery_stats.clone(),
         delivery_cancel.clone(),
     ));
+    background.spawn(crate::logging::report_dropped(delivery_cancel.clone()));
     let report = scheduler.apply(jobs(&config));
     tracing::info!(
         checks = report.started.len(),
@@ -247,10 +253,10 @@ async fn serve(args: ServeArgs) -> Exit {
     pipeline.close();
     pipeline.wait().await;
     writer.close_and_wait().await;
-    let stats = stats_json(&scheduler_stats, &writer, &delivery_stats);
-    tracing::info!(%stats, "final statistics");
+    let snapshot = stats::Snapshot::take(&scheduler_stats, &writer, &delivery_stats);
+    tracing::info!("final statistics: {snapshot}");
     if let Some(path) = &args.stats_json {
-        if let Err(e) = std::fs::write(path, format!("{stats}\n")) {
+        if let Err(e) = tokio::fs::write(path, format!("{}\n", snapshot.json())).await {
             tracing::error!("cannot write --stats-json {}: {e}", path.display());
         }
     }
@@ -261,55 +267,6 @@ async fn serve(args: ServeArgs) -> Exit {
     store.close().await;
     tracing::info!("stopped cleanly");
     Exit::AllUp
-}
-
-/// How often the daemon logs its statistics.
-const STATS_EVERY: Duration = Duration::from_secs(60);
-
-fn stats_json(
-    scheduler: &SchedulerStats,
-    writer: &pulsecheck_store::WriterHandle,
-    delivery: &DeliveryStats,
-) -> serde_json::Value {
-    use std::sync::atomic::Ordering::Relaxed;
-    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
-    let w = writer.stats();
-    serde_json::json!({
-        "runs": scheduler.runs.load(Relaxed),
-        "skipped_ticks": scheduler.skipped.load(Relaxed),
-        "lag_p50_ms": ms(scheduler.lag.quantile(0.50)),
-        "lag_p99_ms": ms(scheduler.lag.quantile(0.99)),
-        "lag_max_ms": ms(scheduler.lag.quantile(1.0)),
-        "writer_batches": w.batches,
-        "writer_events": w.events,
-        "writer_queued": w.queued,
-        "writer_batch_p50_ms": w.p50_batch_ms,
-        "writer_batch_p99_ms": w.p99_batch_ms,
-        "writer_batch_max_ms": w.max_batch_ms,
-        "writer_max_batch_size": w.max_batch_size,
-        "writer_failed_attempts": w.failed_attempts,
-        "deliveries": delivery.delivered.load(Relaxed),
-        "delivery_retries": delivery.retried.load(Relaxed),
-        "dead_letters": delivery.dead.load(Relaxed),
-    })
-}
-
-async fn log_stats_periodically(
-    scheduler: Arc<SchedulerStats>,
-    writer: pulsecheck_store::WriterHandle,
-    delivery: Arc<DeliveryStats>,
-    stop: CancellationToken,
-) {
-    let mut every = tokio::time::interval(STATS_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    every.tick().await;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        tracing::info!(stats = %stats_json(&scheduler, &writer, &delivery), "statistics");
-    }
 }
 
 fn delivery_config(config: &MonitorConfig) -> DeliveryConfig {

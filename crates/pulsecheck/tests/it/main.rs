@@ -1,7 +1,8 @@
 //! The `pulsecheck` crate's one integration-test binary: the real binary against the
-//! real simulator.
+//! real simulator (and the outbox and delivery workers on a real store).
 
 mod cli;
+mod payload;
 mod serve;
 mod store_commands;
 mod usage;

@@ -1,6 +1,6 @@
 //! `pulsecheck serve` as a real process: alerts delivered with idempotency keys, a
-//! receiver outage, hot reload, and a crash test that SIGKILLs the daemon 20 times
-//! while checks flip state.
+//! receiver outage, hot reload, a stderr that nobody reads, and a crash test that
+//! SIGKILLs the daemon 20 times while checks flip state.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,12 +23,17 @@ struct Daemon {
 impl Daemon {
     fn start(config: &Path, db: &Path, log: &Path) -> Daemon {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        Daemon::start_logging(config, db, log.into(), "info")
+    }
+
+    /// The daemon with its stderr on `stderr`, filtered by `rust_log`.
+    fn start_logging(config: &Path, db: &Path, stderr: Stdio, rust_log: &str) -> Daemon {
         let child = Command::new(BIN)
             .args(["serve", config.to_str().unwrap(), "--db", db.to_str().unwrap()])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("pulsecheck serve starts");
@@ -221,6 +226,16 @@ channels:
     assert_eq!(daemon.stop().await, 0);
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(log.contains("stopped cleanly"), "{log}");
+    // The log says why a check went down.
+    assert!(
+        log.lines().any(|line| line.contains("state changed")
+            && line.contains("check=broken")
+            && line.contains("to=down")
+            && line.contains("reason=status")
+            && line.contains("error=\"")
+            && line.contains("500")),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,4 +499,136 @@ async fn crash_test_every_transition_is_delivered() {
         transitions.len(),
         received.len()
     );
+}
+
+/// Bytes waiting in the pipe behind `fd`, and the pipe's capacity.
+fn pipe_fill(fd: &impl std::os::fd::AsRawFd) -> (usize, usize) {
+    let fd = fd.as_raw_fd();
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD and F_GETPIPE_SZ on a pipe this test owns; `queued` outlives the call.
+    let (read, size) = unsafe {
+        (
+            libc::ioctl(fd, libc::FIONREAD, &mut queued as *mut libc::c_int),
+            libc::fcntl(fd, libc::F_GETPIPE_SZ),
+        )
+    };
+    assert!(read == 0 && size > 0, "cannot inspect the pipe");
+    (queued as usize, size as usize)
+}
+
+fn pipe_full(reader: &std::io::PipeReader) -> bool {
+    let (queued, size) = pipe_fill(reader);
+    queued == size
+}
+
+/// Writes filler lines into the pipe from a thread of its own, which blocks while nobody
+/// reads: the pipe ends up full to the last byte, whoever else writes to it.
+fn fill(pipe: &std::io::PipeWriter) -> std::thread::JoinHandle<()> {
+    use std::io::Write;
+    let mut pipe = pipe.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = pipe.write_all(&[b'\n'; 16 * 1024]);
+    })
+}
+
+/// Reads what the pipe holds now, without waiting (the read end is non-blocking);
+/// false at end of file.
+fn drain(pipe: &mut std::io::PipeReader, into: &mut Vec<u8>) -> bool {
+    use std::io::Read;
+    let mut chunk = [0u8; 8192];
+    for _ in 0..10_000 {
+        match pipe.read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => into.extend_from_slice(&chunk[..n]),
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+async fn total_results(db: &Path) -> u64 {
+    let Ok(store) = Store::open_existing(db).await else {
+        return 0;
+    };
+    let count = store.result_count(None).await.unwrap_or(0);
+    store.close().await;
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_does_not_stop_monitoring() {
+    use std::os::fd::AsRawFd;
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = sim.info.http[0];
+    // A hundred checks that change state often, logged at debug: hundreds of lines a
+    // second.
+    let mut text = String::from(
+        "defaults:\n  interval: 1s\n  timeout: 800ms\n  failure_threshold: 1\n  success_threshold: 1\nchecks:\n",
+    );
+    for i in 0..100 {
+        text.push_str(&format!(
+            "  - name: flap-{i}\n    target: http://{http}/flap/{}\n",
+            300 + 7 * i
+        ));
+    }
+    let config = write(dir.path(), "pulsecheck.yaml", &text);
+    let db = dir.path().join("pulsecheck.db");
+
+    // stderr is a pipe that is full before the daemon starts, and nobody reads it.
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    // SAFETY: fcntl on the pipe this test just made: the smallest size, and a read end
+    // (ours alone) that does not block.
+    unsafe {
+        libc::fcntl(writer.as_raw_fd(), libc::F_SETPIPE_SZ, 4096);
+        let flags = libc::fcntl(reader.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let filler = fill(&writer);
+    eventually(Duration::from_secs(10), "the pipe to fill up", || async {
+        pipe_full(&reader)
+    })
+    .await;
+    let filler_end = writer.try_clone().unwrap();
+    let daemon = Daemon::start_logging(&config, &db, writer.into(), "debug");
+
+    // Every stored result is logged at debug (its INSERT) at least: these are more lines
+    // than the daemon's log queue holds, so some were dropped.
+    let results = pulsecheck::logging::QUEUED_LINES as u64 + 500;
+    eventually(
+        Duration::from_secs(240),
+        "results to be stored with stderr full",
+        || async { total_results(&db).await >= results },
+    )
+    .await;
+    assert!(pipe_full(&reader), "nobody read stderr: {:?}", pipe_fill(&reader));
+
+    // Once stderr is read again, the daemon says how many lines it dropped.
+    let mut log = Vec::new();
+    eventually(Duration::from_secs(90), "the dropped-line report", || {
+        drain(&mut reader, &mut log);
+        let reported = String::from_utf8_lossy(&log).contains("log lines dropped");
+        async move { reported }
+    })
+    .await;
+
+    // Stuck again (a partly read pipe may hold less than its size: it is full when the
+    // filler's write is blocked and nothing moves), a stop still goes through.
+    let refill = fill(&filler_end);
+    drop(filler_end);
+    eventually(Duration::from_secs(30), "the pipe to fill up again", || async {
+        let (before, _) = pipe_fill(&reader);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (after, size) = pipe_fill(&reader);
+        before == after && after >= size / 2 && !refill.is_finished()
+    })
+    .await;
+    assert_eq!(daemon.stop().await, 0);
+    eventually(Duration::from_secs(30), "the end of stderr", || {
+        let open = drain(&mut reader, &mut log);
+        async move { !open }
+    })
+    .await;
+    filler.join().unwrap();
+    refill.join().unwrap();
 }
