@@ -523,11 +523,13 @@ fn pipe_full(reader: &std::io::PipeReader) -> bool {
 
 /// Writes filler lines into the pipe from a thread of its own, which blocks while nobody
 /// reads: the pipe ends up full to the last byte, whoever else writes to it.
+/// Writes more than the pipe holds, from a thread that blocks once it is full.
 fn fill(pipe: &std::io::PipeWriter) -> std::thread::JoinHandle<()> {
     use std::io::Write;
+    let (_, size) = pipe_fill(pipe);
     let mut pipe = pipe.try_clone().unwrap();
     std::thread::spawn(move || {
-        let _ = pipe.write_all(&[b'\n'; 16 * 1024]);
+        let _ = pipe.write_all(&vec![b'\n'; 2 * size + 16 * 1024]);
     })
 }
 
@@ -603,7 +605,13 @@ async fn a_stderr_nobody_reads_does_not_stop_monitoring() {
     .await;
     assert!(pipe_full(&reader), "nobody read stderr: {:?}", pipe_fill(&reader));
 
-    // Once stderr is read again, the daemon says how many lines it dropped.
+    // Once stderr is read again, the daemon says how many lines it dropped. The pipe
+    // grows first: through 4 KiB read every 100 ms, the debug lines alone would keep the
+    // daemon's queue full, and the report would be dropped with them.
+    // SAFETY: fcntl on the pipe this test made.
+    unsafe {
+        libc::fcntl(reader.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
     let mut log = Vec::new();
     eventually(Duration::from_secs(90), "the dropped-line report", || {
         drain(&mut reader, &mut log);
