@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address_policy;
 pub mod channel;
 pub mod clock;
 pub mod conditions;
@@ -33,6 +34,7 @@ pub mod text;
 pub mod tls;
 pub mod writer;
 
+pub use address_policy::AddressPolicy;
 pub use engine::{Engine, EngineSetup};
 pub use latency::LatencyHistogram;
 pub use ledger::LedgerCounts;

@@ -61,10 +61,12 @@ pub enum Reason {
     InvalidTarget,
     /// pulsecheck itself failed while checking (a bug, a panic, a local resource limit).
     Internal,
+    /// The SSRF guard refused the host or the address (a check from a request only).
+    Denied,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Timeout,
         Reason::Refused,
         Reason::Reset,
@@ -77,6 +79,7 @@ impl Reason {
         Reason::Protocol,
         Reason::InvalidTarget,
         Reason::Internal,
+        Reason::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +96,7 @@ impl Reason {
             Reason::Protocol => "protocol",
             Reason::InvalidTarget => "invalid_target",
             Reason::Internal => "internal",
+            Reason::Denied => "denied",
         }
     }
 }

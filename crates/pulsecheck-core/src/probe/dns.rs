@@ -28,6 +28,7 @@ pub async fn probe(
             "no nameserver: add server=IP:PORT to the target or pass --nameserver",
         )
     })?;
+    attempt.guard_host(&crate::target::Host::Ip(server.ip()), Some(server.port()))?;
     attempt.result.ip = Some(server.ip());
     let query_name = Name::from_ascii(name)
         .map_err(|e| Failure::new(Reason::InvalidTarget, format!("'{name}' is not a DNS name: {e}")))?;

@@ -161,6 +161,8 @@ async fn hop(
         }
     };
     let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    // Every hop: a redirect may lead anywhere.
+    attempt.guard_host(&host, Some(port))?;
     if options.reuse_connections {
         let key = PoolKey {
             https,
@@ -231,6 +233,8 @@ async fn head_on_reused(
     host: &Host,
     key: &PoolKey,
 ) -> Result<PooledHead, Failure> {
+    // A pooled connection may have been opened under another guard.
+    attempt.guard_address(connection.ip, Some(key.port))?;
     // What this connection's handshake established is this check's too.
     attempt.result.ip = Some(connection.ip);
     attempt.result.certificate = connection.certificate.clone();
@@ -258,7 +262,7 @@ async fn head_on_reused(
     }
     // The fresh connection measures into its own copy of the result, which replaces
     // this one only if it wins.
-    let mut raced = Attempt::new(attempt.result.clone());
+    let mut raced = attempt.fork();
     let winner = {
         let mut fresh = pin!(head_on_fresh(ctx, url, method, options, &mut raced, host, key));
         tokio::select! {
