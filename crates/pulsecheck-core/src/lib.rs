@@ -18,6 +18,7 @@ pub mod engine;
 pub mod latency;
 pub mod ledger;
 pub mod limiter;
+pub mod live;
 pub mod maintenance;
 pub mod monitor;
 pub mod options;

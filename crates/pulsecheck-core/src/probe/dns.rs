@@ -57,6 +57,8 @@ pub async fn probe(
     attempt.result.dns = Some(DnsAnswer {
         rcode: response.metadata.response_code.to_str().to_owned(),
         answers,
+        authority_rrs: response.authorities.len(),
+        additional_rrs: response.additionals.len(),
     });
     Ok(())
 }

@@ -266,6 +266,12 @@ pub async fn handshake(
         Some((reason, message)) => Failure::new(reason, message),
         None => Failure::new(classify_io_error(&e), format!("TLS handshake failed: {e}")),
     })?;
+    attempt.result.tls_version = match stream.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLS 1.3"),
+        Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLS 1.2"),
+        Some(_) => Some("unknown"),
+        None => None,
+    };
     if let Some(chain) = stream.get_ref().1.peer_certificates() {
         attempt.result.certificate = certificate_info(chain);
     }
