@@ -40,10 +40,9 @@ fn bearer(parts: &Parts) -> Option<&str> {
 fn token_matches(app: &AppState, parts: &Parts) -> bool {
     let Some(given) = bearer(parts) else { return false };
     let server = app.server();
-    server
-        .tokens
-        .iter()
-        .fold(false, |found, token| found | bool::from(token.as_bytes().ct_eq(given.as_bytes())))
+    server.tokens.iter().fold(false, |found, token| {
+        found | bool::from(token.as_bytes().ct_eq(given.as_bytes()))
+    })
 }
 
 impl FromRequestParts<AppState> for ReadAccess {
@@ -53,7 +52,9 @@ impl FromRequestParts<AppState> for ReadAccess {
         if app.server().public_reads || token_matches(app, parts) {
             Ok(ReadAccess)
         } else {
-            Err(Refused("reads need a token here: send Authorization: Bearer TOKEN (server.tokens)"))
+            Err(Refused(
+                "reads need a token here: send Authorization: Bearer TOKEN (server.tokens)",
+            ))
         }
     }
 }
@@ -65,7 +66,9 @@ impl FromRequestParts<AppState> for MutationAccess {
         if token_matches(app, parts) {
             Ok(MutationAccess)
         } else {
-            Err(Refused("changes need a token: send Authorization: Bearer TOKEN (server.tokens)"))
+            Err(Refused(
+                "changes need a token: send Authorization: Bearer TOKEN (server.tokens)",
+            ))
         }
     }
 }

@@ -298,7 +298,11 @@ pub fn write_result(page: &mut Exposition, result: &CheckResult, timeout_seconds
             }
         }
         if family.name == "probe_duration_seconds" {
-            page.family("probe_timeout_seconds", Kind::Gauge, "Returns how long the probe timeout is in seconds");
+            page.family(
+                "probe_timeout_seconds",
+                Kind::Gauge,
+                "Returns how long the probe timeout is in seconds",
+            );
             page.sample("probe_timeout_seconds", &[], timeout_seconds);
         }
     }

@@ -135,7 +135,10 @@ mod tests {
 
     #[test]
     fn both_formats() {
-        for (format, total, eof) in [(Format::Prometheus, "# TYPE c_total counter", false), (Format::OpenMetrics, "# TYPE c counter", true)] {
+        for (format, total, eof) in [
+            (Format::Prometheus, "# TYPE c_total counter", false),
+            (Format::OpenMetrics, "# TYPE c counter", true),
+        ] {
             let mut page = Exposition::new(format, 64);
             page.family("c", Kind::Counter, "A counter");
             page.sample("c_total", &[("a", "x\"y\\z\nw")], 3.0);
@@ -148,7 +151,10 @@ mod tests {
             assert!(text.contains("g 0.25\ng NaN\n"), "{text}");
             assert_eq!(text.ends_with("# EOF\n"), eof);
         }
-        assert_eq!(Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")),
+            Format::OpenMetrics
+        );
         assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
         assert_eq!(Format::negotiate(None), Format::Prometheus);
     }

@@ -140,7 +140,9 @@ fn parse_process(stat: &str, statm: &str, open_fds: Option<u64>, proc_stat: Opti
         resident_bytes: resident_pages * PAGE_BYTES,
         virtual_bytes: virtual_pages * PAGE_BYTES,
         open_fds,
-        start_time_seconds: boot_time.zip(start_ticks).map(|(boot, ticks)| boot + ticks / TICKS_PER_SECOND),
+        start_time_seconds: boot_time
+            .zip(start_ticks)
+            .map(|(boot, ticks)| boot + ticks / TICKS_PER_SECOND),
     })
 }
 
@@ -151,7 +153,13 @@ mod tests {
     #[test]
     fn proc_lines_parse() {
         let stat = "1234 (pulse check) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 5000 1000000 300 18446744073709551615";
-        let process = parse_process(stat, "2500 300 100 1 0 200 0\n", Some(12), Some("cpu 1 2\nbtime 1700000000\n")).unwrap();
+        let process = parse_process(
+            stat,
+            "2500 300 100 1 0 200 0\n",
+            Some(12),
+            Some("cpu 1 2\nbtime 1700000000\n"),
+        )
+        .unwrap();
         assert_eq!(process.cpu_seconds, 3.0);
         assert_eq!(process.resident_bytes, 300 * 4096);
         assert_eq!(process.virtual_bytes, 2500 * 4096);
@@ -160,15 +168,20 @@ mod tests {
 
     /// A worker blocked for 400 ms is seen as a stall of about that length.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    #[expect(clippy::disallowed_methods, reason = "blocking the only worker is the behaviour under test")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "blocking the only worker is the behaviour under test"
+    )]
     async fn a_blocked_worker_is_a_stall() {
         let stats = Arc::new(StallStats::default());
         let stop = CancellationToken::new();
         let detector = tokio::spawn(detect_stalls(stats.clone(), STALL_THRESHOLD, stop.clone()));
-        // Let the detector start sleeping, then hold the only worker.
-        tokio::task::yield_now().await;
+        // Let the detector start sleeping, then hold the only worker (the test body runs
+        // on its own thread, so the blocking must be in a task).
         tokio::time::sleep(Duration::from_millis(20)).await;
-        std::thread::sleep(Duration::from_millis(600));
+        tokio::spawn(async { std::thread::sleep(Duration::from_millis(600)) })
+            .await
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while stats.stalls.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

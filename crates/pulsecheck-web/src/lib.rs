@@ -76,12 +76,17 @@ impl AppState {
     /// The `server:` section in force; without one (removed by a reload), reads are
     /// public, nothing is allowed to `/probe` and no token opens mutations.
     pub fn server(&self) -> ServerConfig {
-        self.inner.config.borrow().server.clone().unwrap_or_else(|| ServerConfig {
-            listen: pulsecheck_config::DEFAULT_LISTEN.parse().expect("valid default"),
-            tokens: Vec::new(),
-            public_reads: true,
-            allow: Arc::default(),
-        })
+        self.inner
+            .config
+            .borrow()
+            .server
+            .clone()
+            .unwrap_or_else(|| ServerConfig {
+                listen: pulsecheck_config::DEFAULT_LISTEN.parse().expect("valid default"),
+                tokens: Vec::new(),
+                public_reads: true,
+                allow: Arc::default(),
+            })
     }
 
     pub fn live(&self) -> &Arc<LiveChecks> {

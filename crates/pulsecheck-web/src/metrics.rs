@@ -46,7 +46,11 @@ pub fn render(app: &AppState, format: Format, process: Option<ProcessStats>, now
 fn write_checks(page: &mut Exposition, checks: &[(&String, &LiveCheck)], now: i64) {
     let mut samples: Vec<Sample> = Vec::with_capacity(8);
     for family in FAMILIES {
-        let with_result = || checks.iter().filter_map(|(name, live)| Some((*name, live, live.last.as_ref()?)));
+        let with_result = || {
+            checks
+                .iter()
+                .filter_map(|(name, live)| Some((*name, live, live.last.as_ref()?)))
+        };
         if !with_result().any(|(_, _, result)| (family.applies)(result)) {
             continue;
         }
@@ -77,7 +81,11 @@ fn write_checks(page: &mut Exposition, checks: &[(&String, &LiveCheck)], now: i6
             state::State::Down => 0.0,
             state::State::Unknown => continue,
         };
-        page.sample("pulsecheck_check_up", &[("check", name), ("group", group_of(live))], value);
+        page.sample(
+            "pulsecheck_check_up",
+            &[("check", name), ("group", group_of(live))],
+            value,
+        );
     }
     page.family(
         "pulsecheck_check_uptime_ratio",
@@ -105,7 +113,10 @@ fn write_counters(page: &mut Exposition, name: &str, counters: &ResultCounters) 
     for (outcome, reason, count) in counters.snapshot() {
         page.sample(
             name,
-            &[("outcome", outcome.as_str()), ("reason", reason.map_or("", |r| r.as_str()))],
+            &[
+                ("outcome", outcome.as_str()),
+                ("reason", reason.map_or("", |r| r.as_str())),
+            ],
             count as f64,
         );
     }
@@ -120,11 +131,19 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
         "Scheduled check results by outcome and reason (reason is empty unless down)",
     );
     write_counters(page, "pulsecheck_checks_total", &live.scheduled);
-    page.family("pulsecheck_probes", Kind::Counter, "/probe results by outcome and reason");
+    page.family(
+        "pulsecheck_probes",
+        Kind::Counter,
+        "/probe results by outcome and reason",
+    );
     write_counters(page, "pulsecheck_probes_total", &live.probes);
 
     let ledger = app.inner.engine.ledger();
-    page.family("pulsecheck_checks_in_flight", Kind::Gauge, "Checks started and not yet finished");
+    page.family(
+        "pulsecheck_checks_in_flight",
+        Kind::Gauge,
+        "Checks started and not yet finished",
+    );
     page.sample(
         "pulsecheck_checks_in_flight",
         &[],
@@ -132,7 +151,11 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
     );
     page.family("pulsecheck_ledger_started", Kind::Counter, "Checks the engine started");
     page.sample("pulsecheck_ledger_started_total", &[], ledger.started as f64);
-    page.family("pulsecheck_ledger_finished", Kind::Counter, "Checks the engine finished (each with exactly one result)");
+    page.family(
+        "pulsecheck_ledger_finished",
+        Kind::Counter,
+        "Checks the engine finished (each with exactly one result)",
+    );
     page.sample("pulsecheck_ledger_finished_total", &[], ledger.finished as f64);
 
     if let Some(scheduler) = &health.scheduler {
@@ -147,23 +170,43 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
             let le = bound.to_string();
             page.sample("pulsecheck_schedule_lag_seconds_bucket", &[("le", &le)], *n as f64);
         }
-        page.sample("pulsecheck_schedule_lag_seconds_bucket", &[("le", "+Inf")], count as f64);
+        page.sample(
+            "pulsecheck_schedule_lag_seconds_bucket",
+            &[("le", "+Inf")],
+            count as f64,
+        );
         page.sample("pulsecheck_schedule_lag_seconds_sum", &[], sum.as_secs_f64());
         page.sample("pulsecheck_schedule_lag_seconds_count", &[], count as f64);
         page.family("pulsecheck_scheduled_runs", Kind::Counter, "Scheduled runs started");
-        page.sample("pulsecheck_scheduled_runs_total", &[], scheduler.runs.load(Relaxed) as f64);
+        page.sample(
+            "pulsecheck_scheduled_runs_total",
+            &[],
+            scheduler.runs.load(Relaxed) as f64,
+        );
         page.family(
             "pulsecheck_skipped_ticks",
             Kind::Counter,
             "Ticks skipped because the check's previous run was still going",
         );
-        page.sample("pulsecheck_skipped_ticks_total", &[], scheduler.skipped.load(Relaxed) as f64);
+        page.sample(
+            "pulsecheck_skipped_ticks_total",
+            &[],
+            scheduler.skipped.load(Relaxed) as f64,
+        );
     }
 
     if let Some(outbox) = health.outbox.as_ref().filter(|o| o.known.load(Relaxed)) {
-        page.family("pulsecheck_outbox_pending", Kind::Gauge, "Notifications waiting to be delivered");
+        page.family(
+            "pulsecheck_outbox_pending",
+            Kind::Gauge,
+            "Notifications waiting to be delivered",
+        );
         page.sample("pulsecheck_outbox_pending", &[], outbox.pending.load(Relaxed) as f64);
-        page.family("pulsecheck_outbox_dead", Kind::Gauge, "Notifications given up on (dead letters)");
+        page.family(
+            "pulsecheck_outbox_dead",
+            Kind::Gauge,
+            "Notifications given up on (dead letters)",
+        );
         page.sample("pulsecheck_outbox_dead", &[], outbox.dead.load(Relaxed) as f64);
     }
 
@@ -180,13 +223,25 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
                 count as f64,
             );
         }
-        page.family("pulsecheck_deliveries_in_flight", Kind::Gauge, "Delivery attempts running now");
-        page.sample("pulsecheck_deliveries_in_flight", &[], delivery.in_flight.load(Relaxed) as f64);
+        page.family(
+            "pulsecheck_deliveries_in_flight",
+            Kind::Gauge,
+            "Delivery attempts running now",
+        );
+        page.sample(
+            "pulsecheck_deliveries_in_flight",
+            &[],
+            delivery.in_flight.load(Relaxed) as f64,
+        );
     }
 
     if let Some(writer) = &health.writer {
         let stats = writer.stats();
-        page.family("pulsecheck_writer_queue_length", Kind::Gauge, "Events waiting for the store writer");
+        page.family(
+            "pulsecheck_writer_queue_length",
+            Kind::Gauge,
+            "Events waiting for the store writer",
+        );
         page.sample("pulsecheck_writer_queue_length", &[], stats.queued as f64);
         page.family(
             "pulsecheck_writer_batch_seconds",
@@ -194,14 +249,34 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
             "Store writer commit time per batch, by quantile over the process's life (1 is the maximum)",
         );
         if stats.batches > 0 {
-            for (quantile, ms) in [("0.5", stats.p50_batch_ms), ("0.99", stats.p99_batch_ms), ("1", stats.max_batch_ms)] {
-                page.sample("pulsecheck_writer_batch_seconds", &[("quantile", quantile)], ms / 1000.0);
+            for (quantile, ms) in [
+                ("0.5", stats.p50_batch_ms),
+                ("0.99", stats.p99_batch_ms),
+                ("1", stats.max_batch_ms),
+            ] {
+                page.sample(
+                    "pulsecheck_writer_batch_seconds",
+                    &[("quantile", quantile)],
+                    ms / 1000.0,
+                );
             }
         }
-        page.family("pulsecheck_writer_batches", Kind::Counter, "Batches the store writer committed");
+        page.family(
+            "pulsecheck_writer_batches",
+            Kind::Counter,
+            "Batches the store writer committed",
+        );
         page.sample("pulsecheck_writer_batches_total", &[], stats.batches as f64);
-        page.family("pulsecheck_writer_failed_attempts", Kind::Counter, "Store writes that failed and were retried");
-        page.sample("pulsecheck_writer_failed_attempts_total", &[], stats.failed_attempts as f64);
+        page.family(
+            "pulsecheck_writer_failed_attempts",
+            Kind::Counter,
+            "Store writes that failed and were retried",
+        );
+        page.sample(
+            "pulsecheck_writer_failed_attempts_total",
+            &[],
+            stats.failed_attempts as f64,
+        );
     }
 
     let runtime = &health.runtime;
@@ -210,8 +285,16 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
         Kind::Counter,
         "Times a 100 ms timer woke more than 250 ms late: a worker thread was blocked",
     );
-    page.sample("pulsecheck_runtime_stalls_total", &[], runtime.stalls.load(Relaxed) as f64);
-    page.family("pulsecheck_runtime_stalled_seconds", Kind::Counter, "Total lateness of those wake-ups");
+    page.sample(
+        "pulsecheck_runtime_stalls_total",
+        &[],
+        runtime.stalls.load(Relaxed) as f64,
+    );
+    page.family(
+        "pulsecheck_runtime_stalled_seconds",
+        Kind::Counter,
+        "Total lateness of those wake-ups",
+    );
     page.sample(
         "pulsecheck_runtime_stalled_seconds_total",
         &[],
@@ -222,14 +305,30 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
         Kind::Gauge,
         "How late the runtime's 100 ms timer last woke",
     );
-    page.sample("pulsecheck_runtime_lag_seconds", &[], runtime.last_lag_micros.load(Relaxed) as f64 / 1e6);
+    page.sample(
+        "pulsecheck_runtime_lag_seconds",
+        &[],
+        runtime.last_lag_micros.load(Relaxed) as f64 / 1e6,
+    );
 
     if let Some(process) = process {
-        page.family("process_cpu_seconds", Kind::Counter, "Total user and system CPU time spent in seconds.");
+        page.family(
+            "process_cpu_seconds",
+            Kind::Counter,
+            "Total user and system CPU time spent in seconds.",
+        );
         page.sample("process_cpu_seconds_total", &[], process.cpu_seconds);
-        page.family("process_resident_memory_bytes", Kind::Gauge, "Resident memory size in bytes.");
+        page.family(
+            "process_resident_memory_bytes",
+            Kind::Gauge,
+            "Resident memory size in bytes.",
+        );
         page.sample("process_resident_memory_bytes", &[], process.resident_bytes as f64);
-        page.family("process_virtual_memory_bytes", Kind::Gauge, "Virtual memory size in bytes.");
+        page.family(
+            "process_virtual_memory_bytes",
+            Kind::Gauge,
+            "Virtual memory size in bytes.",
+        );
         page.sample("process_virtual_memory_bytes", &[], process.virtual_bytes as f64);
         if let Some(fds) = process.open_fds {
             page.family("process_open_fds", Kind::Gauge, "Number of open file descriptors.");

@@ -225,7 +225,15 @@ async fn serve(args: ServeArgs) -> Exit {
             runtime: stalls.clone(),
         };
         let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health);
-        web::start(listener, state, store.clone(), outbox, stalls, &listening, shutdown.clone());
+        web::start(
+            listener,
+            state,
+            store.clone(),
+            outbox,
+            stalls,
+            &listening,
+            shutdown.clone(),
+        );
     }
     let mut config_mtime = modified(&args.config);
     let mut poll = tokio::time::interval(CONFIG_POLL);
