@@ -2,5 +2,6 @@
 //! real simulator.
 
 mod cli;
+mod prometheus;
 mod serve;
 mod usage;
