@@ -254,14 +254,26 @@ pub struct MetricsScrape {
     pub max_ms: f64,
 }
 
-fn metrics_scrape(runtime: &tokio::runtime::Runtime, bin: &Path, dir: &Path, hosts: &[String]) -> anyhow::Result<MetricsScrape> {
+fn metrics_scrape(
+    runtime: &tokio::runtime::Runtime,
+    bin: &Path,
+    dir: &Path,
+    hosts: &[String],
+) -> anyhow::Result<MetricsScrape> {
     let mut config = String::from("server:\n  listen: LISTEN\ndefaults:\n  interval: 5s\n  timeout: 2s\nchecks:\n");
     for i in 0..METRICS_CHECKS {
         let host = &hosts[i % hosts.len()];
-        let _ = writeln!(config, "  - name: c{i}\n    group: g{}\n    target: \"http://{host}/ok?i={i}\"", i % 10);
+        let _ = writeln!(
+            config,
+            "  - name: c{i}\n    group: g{}\n    target: \"http://{host}/ok?i={i}\"",
+            i % 10
+        );
     }
     let daemon = start_pulsecheck(bin, dir, "metrics", &config)?;
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build()?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let url = format!("{}/metrics", daemon.base);
     // Every check has a result once each has run once (spread over the 5 s interval).
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -47,6 +47,9 @@ pub(crate) struct Inner {
     pub(crate) health: HealthSources,
     /// The size of the last `/metrics` page, to size the next one's buffer.
     pub(crate) last_page_bytes: AtomicUsize,
+    /// Cancelled when the listener shuts down, so `/probe` checks in flight end at once
+    /// instead of holding the shutdown for their whole timeout.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl AppState {
@@ -65,6 +68,7 @@ impl AppState {
                 live,
                 health,
                 last_page_bytes: AtomicUsize::new(0),
+                stopping: CancellationToken::new(),
             }),
         }
     }
@@ -89,6 +93,11 @@ impl AppState {
             })
     }
 
+    /// The engine's started and finished checks.
+    pub fn ledger(&self) -> pulsecheck_core::LedgerCounts {
+        self.inner.engine.ledger()
+    }
+
     pub fn live(&self) -> &Arc<LiveChecks> {
         &self.inner.live
     }
@@ -109,10 +118,14 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     })
 }
 
-/// Serves until `shutdown` is cancelled, then stops accepting and lets requests in
-/// flight finish.
+/// Serves until `shutdown` is cancelled, then stops accepting, cancels the `/probe`
+/// checks in flight (they answer `probe_success 0` at once) and lets requests finish.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
+    let stopping = state.inner.stopping.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            stopping.cancel();
+        })
         .await
 }

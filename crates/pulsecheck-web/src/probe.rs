@@ -18,7 +18,6 @@ use pulsecheck_config::{ProbeModule, Prober};
 use pulsecheck_core::target::{InvalidTarget, TargetSpec};
 use pulsecheck_core::{CheckOptions, CheckResult, Outcome, Target};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::ReadAccess;
 use crate::exposition::{Exposition, Format};
@@ -81,11 +80,12 @@ pub async fn handler(
         ..module.options.clone()
     };
     let check_target = build_target(module, target);
-    // Dropped with the request when the scraper goes away, and the check with it.
+    // Dropped with the request when the scraper goes away, and the check with it;
+    // cancelled when the listener shuts down.
     let result = app
         .inner
         .engine
-        .check(&check_target, &options, &CancellationToken::new())
+        .check(&check_target, &options, &app.inner.stopping)
         .await;
     app.inner.live.probes.count(&result);
 

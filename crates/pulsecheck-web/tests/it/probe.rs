@@ -210,3 +210,27 @@ async fn probe_is_not_an_open_proxy() {
     other.shutdown().await;
     sim.shutdown().await;
 }
+
+/// The daemon's shutdown does not wait for a probe's whole timeout (120 s without the
+/// scrape header): probes in flight are cancelled and answer at once.
+#[tokio::test]
+async fn shutdown_cancels_probes_in_flight() {
+    let sim = pulsecheck_sim::start(SimConfig::default()).await.unwrap();
+    let http = sim.info.http[0];
+    let web = start(&format!("server:\n  allow: [\"{http}\"]\n"), EngineSetup::default()).await;
+    let url = format!("{}/probe", web.base);
+    let target = format!("http://{http}/delay/50000");
+    let request = tokio::spawn(async move { get(&url, &[("target", &target)], &[]).await });
+    // Wait until the probe is running, then shut the listener down.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while web.state.ledger().started == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    drop(web);
+    let (status, page) = request.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(value(&page, "probe_success "), Some(0.0), "{page}");
+    sim.shutdown().await;
+}
