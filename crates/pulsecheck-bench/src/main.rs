@@ -148,10 +148,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         for (scenario, job) in &jobs {
             match job {
                 None if *scenario == Scenario::Probe => println!(
-                    "{:<11} /probe of `{} serve` vs {} at {:?} concurrent scrapes, then /metrics with 10,000 checks",
+                    "{:<11} /probe of `{} serve` vs prometheus-blackbox-exporter at {:?} concurrent scrapes, then /metrics with 10,000 checks",
                     Scenario::Probe.name(),
                     pulsecheck.display(),
-                    "prometheus-blackbox-exporter",
                     probe::CONCURRENCY,
                 ),
                 Some(plan) => {

@@ -44,15 +44,12 @@ struct Exporter {
 
 impl Drop for Exporter {
     fn drop(&mut self) {
-        proc::signal(self.child.id() as libc::pid_t, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let pid = self.child.id() as libc::pid_t;
+        proc::signal(pid, libc::SIGTERM);
+        // Waits on a pidfd for the exit (no polling loop); SIGKILL after 10 s.
+        if proc::run_for(pid, Duration::from_secs(10)).unwrap_or(true) {
+            let _ = self.child.kill();
         }
-        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
@@ -72,7 +69,12 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Waits until `port` accepts, or fails with the process's stderr.
-fn wait_listening(port: u16, stderr: &Path, child: &mut Child) -> anyhow::Result<()> {
+fn wait_listening(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    stderr: &Path,
+    child: &mut Child,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -81,12 +83,18 @@ fn wait_listening(port: u16, stderr: &Path, child: &mut Child) -> anyhow::Result
         if let Some(status) = child.try_wait()? {
             bail!("exited ({status}) before listening:\n{}", crate::sim::tail(stderr));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        runtime.block_on(tokio::time::sleep(Duration::from_millis(50)));
     }
     bail!("not listening on {port} after 60 s:\n{}", crate::sim::tail(stderr))
 }
 
-fn start_pulsecheck(bin: &Path, dir: &Path, name: &str, config: &str) -> anyhow::Result<Exporter> {
+fn start_pulsecheck(
+    runtime: &tokio::runtime::Runtime,
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    config: &str,
+) -> anyhow::Result<Exporter> {
     let port = free_port()?;
     let config_path = dir.join(format!("{name}.yaml"));
     std::fs::write(&config_path, config.replace("LISTEN", &format!("127.0.0.1:{port}")))?;
@@ -102,7 +110,7 @@ fn start_pulsecheck(bin: &Path, dir: &Path, name: &str, config: &str) -> anyhow:
         .stderr(File::create(&stderr)?);
     proc::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().context("starting pulsecheck serve")?;
-    wait_listening(port, &stderr, &mut child).context("pulsecheck serve")?;
+    wait_listening(runtime, port, &stderr, &mut child).context("pulsecheck serve")?;
     Ok(Exporter {
         name: "pulsecheck",
         child,
@@ -138,7 +146,7 @@ fn find_blackbox() -> Option<PathBuf> {
     None
 }
 
-fn start_blackbox(bin: &Path, dir: &Path) -> anyhow::Result<Exporter> {
+fn start_blackbox(runtime: &tokio::runtime::Runtime, bin: &Path, dir: &Path) -> anyhow::Result<Exporter> {
     let port = free_port()?;
     let config = dir.join("blackbox.yml");
     std::fs::write(&config, "modules:\n  http_2xx:\n    prober: http\n    timeout: 5s\n")?;
@@ -151,7 +159,7 @@ fn start_blackbox(bin: &Path, dir: &Path) -> anyhow::Result<Exporter> {
         .stderr(File::create(&stderr)?);
     proc::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().context("starting blackbox_exporter")?;
-    wait_listening(port, &stderr, &mut child).context("blackbox_exporter")?;
+    wait_listening(runtime, port, &stderr, &mut child).context("blackbox_exporter")?;
     Ok(Exporter {
         name: "blackbox",
         child,
@@ -269,7 +277,7 @@ fn metrics_scrape(
             i % 10
         );
     }
-    let daemon = start_pulsecheck(bin, dir, "metrics", &config)?;
+    let daemon = start_pulsecheck(runtime, bin, dir, "metrics", &config)?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
@@ -286,7 +294,7 @@ fn metrics_scrape(
         if Instant::now() > deadline {
             bail!("only {with_result} of {METRICS_CHECKS} checks had a result after 120 s");
         }
-        std::thread::sleep(Duration::from_millis(500));
+        runtime.block_on(tokio::time::sleep(Duration::from_millis(500)));
     }
     let mut times = Vec::new();
     let mut bytes = 0;
@@ -316,9 +324,9 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path) -> anyhow::Result<()> {
         "server:\n  listen: LISTEN\n  allow: [{}]\n",
         hosts.iter().map(|h| format!("\"{h}\"")).collect::<Vec<_>>().join(", ")
     );
-    let pulsecheck = start_pulsecheck(bin, dir, "probe", &config)?;
+    let pulsecheck = start_pulsecheck(&runtime, bin, dir, "probe", &config)?;
     let blackbox = match find_blackbox() {
-        Some(path) => Some(start_blackbox(&path, dir)?),
+        Some(path) => Some(start_blackbox(&runtime, &path, dir)?),
         None => {
             println!("probe: {BLACKBOX} not found (apt-get install {BLACKBOX}); measuring pulsecheck alone");
             None

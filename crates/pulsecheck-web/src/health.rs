@@ -175,19 +175,18 @@ mod tests {
     async fn a_blocked_worker_is_a_stall() {
         let stats = Arc::new(StallStats::default());
         let stop = CancellationToken::new();
-        let detector = tokio::spawn(detect_stalls(stats.clone(), STALL_THRESHOLD, stop.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(detect_stalls(stats.clone(), STALL_THRESHOLD, stop.clone()));
         // Let the detector start sleeping, then hold the only worker (the test body runs
         // on its own thread, so the blocking must be in a task).
         tokio::time::sleep(Duration::from_millis(20)).await;
-        tokio::spawn(async { std::thread::sleep(Duration::from_millis(600)) })
-            .await
-            .unwrap();
+        tasks.spawn(async { std::thread::sleep(Duration::from_millis(600)) });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while stats.stalls.load(Ordering::Relaxed) == 0 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop.cancel();
-        detector.await.unwrap();
+        while tasks.join_next().await.is_some() {}
         assert!(stats.stalls.load(Ordering::Relaxed) >= 1);
         assert!(stats.max_lag_micros.load(Ordering::Relaxed) >= 250_000);
     }

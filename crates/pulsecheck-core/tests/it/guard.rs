@@ -219,15 +219,19 @@ async fn http_server_on(addr: SocketAddr, tasks: &mut JoinSet<()>) -> SocketAddr
     let listener = TcpListener::bind(addr).await.expect("bind loopback port");
     let addr = listener.local_addr().unwrap();
     tasks.spawn(async move {
+        let mut connections = JoinSet::new();
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(ok_response().as_bytes()).await;
-            });
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut stream, _)) = accepted else { return };
+                    connections.spawn(async move {
+                        let mut buf = vec![0u8; 8192];
+                        let _ = stream.read(&mut buf).await;
+                        let _ = stream.write_all(ok_response().as_bytes()).await;
+                    });
+                }
+                Some(_) = connections.join_next() => {}
+            }
         }
     });
     addr

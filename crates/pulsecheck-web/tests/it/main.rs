@@ -21,7 +21,7 @@ pub struct Web {
     pub state: AppState,
     pub config: watch::Sender<Arc<MonitorConfig>>,
     stop: CancellationToken,
-    _task: tokio::task::JoinHandle<()>,
+    _task: tokio::task::JoinSet<()>,
 }
 
 impl Drop for Web {
@@ -47,7 +47,8 @@ pub async fn start(yaml: &str, engine: EngineSetup) -> Web {
     let listener = pulsecheck_web::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let task = tokio::spawn({
+    let mut task = tokio::task::JoinSet::new();
+    task.spawn({
         let (state, stop) = (state.clone(), stop.clone());
         async move {
             pulsecheck_web::serve(listener, state, stop).await.unwrap();

@@ -220,7 +220,8 @@ async fn shutdown_cancels_probes_in_flight() {
     let web = start(&format!("server:\n  allow: [\"{http}\"]\n"), EngineSetup::default()).await;
     let url = format!("{}/probe", web.base);
     let target = format!("http://{http}/delay/50000");
-    let request = tokio::spawn(async move { get(&url, &[("target", &target)], &[]).await });
+    let mut request = tokio::task::JoinSet::new();
+    request.spawn(async move { get(&url, &[("target", &target)], &[]).await });
     // Wait until the probe is running, then shut the listener down.
     let deadline = Instant::now() + Duration::from_secs(30);
     while web.state.ledger().started == 0 && Instant::now() < deadline {
@@ -228,7 +229,7 @@ async fn shutdown_cancels_probes_in_flight() {
     }
     let started = Instant::now();
     drop(web);
-    let (status, page) = request.await.unwrap();
+    let (status, page) = request.join_next().await.unwrap().unwrap();
     assert_eq!(status, 200);
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     assert_eq!(value(&page, "probe_success "), Some(0.0), "{page}");
