@@ -83,7 +83,7 @@ fn wait_listening(
         if let Some(status) = child.try_wait()? {
             bail!("exited ({status}) before listening:\n{}", crate::sim::tail(stderr));
         }
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(50)));
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     }
     bail!("not listening on {port} after 60 s:\n{}", crate::sim::tail(stderr))
 }
@@ -294,7 +294,7 @@ fn metrics_scrape(
         if Instant::now() > deadline {
             bail!("only {with_result} of {METRICS_CHECKS} checks had a result after 120 s");
         }
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(500)));
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
     }
     let mut times = Vec::new();
     let mut bytes = 0;
