@@ -295,6 +295,27 @@ scrape_configs:
     assert!(one(&api, "pulsecheck_schedule_lag_seconds_count").await >= 1.0);
 
     drop(_prometheus);
-    drop(daemon);
+    // SIGTERM: the listener closes on the daemon's shutdown path, which exits cleanly.
+    let mut daemon = daemon;
+    if let Some(pid) = daemon.0.id() {
+        // SAFETY: signalling the daemon this test started, by its PID.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.0.wait())
+        .await
+        .expect("the daemon stops after SIGTERM")
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(
+        std::net::TcpStream::connect(&pulsecheck).is_err(),
+        "the listener is closed"
+    );
     sim.shutdown().await;
 }
