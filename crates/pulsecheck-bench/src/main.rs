@@ -25,12 +25,20 @@
 //!   RSS, the daemon's own schedule-lag and writer-batch figures, and database
 //!   growth. Goals (issue 3): CPU < 50 % of one core, lag p99 < 50 ms.
 //!
+//! * `probe`: `/probe` of `pulsecheck serve` and Debian's `prometheus-blackbox-exporter`
+//!   (found on PATH, or installed with apt-get as root) on the same simulator targets,
+//!   `/ok` and `/delay/200`, at 10, 100 and 500 concurrent scrapes, 5 s each: probes per
+//!   second, each exporter's CPU per probe (from /proc) and the ratios; then the time and
+//!   bytes of one `/metrics` scrape of a daemon with 10,000 checks. Goals (issue 9): at
+//!   most a quarter of blackbox_exporter's CPU per probe, more probes per second.
+//!
 //! Usage: `cargo build --release --workspace && target/release/pulsecheck-bench [SCENARIO...]`
 //! (`pulsecheck-bench fast mixed blackhole serve` runs everything).
 //! The exit code is 0 even when goals are missed (it is a measurement); it is
 //! non-zero only when the benchmark itself failed. MB are 10^6 bytes.
 
 mod measure;
+mod probe;
 mod proc;
 mod report;
 mod scenarios;
@@ -121,7 +129,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let dir = TempDir::create()?;
     let sim = sim::Sim::start(&sim_bin, &dir.0.join("sim.stderr"))?;
     // `None` stands for serve, which has a config instead of a target list.
-    let jobs: Vec<Option<scenarios::Plan>> = selected.iter().map(|s| s.plan(&sim.ready)).collect();
+    let jobs: Vec<(Scenario, Option<scenarios::Plan>)> = selected.iter().map(|s| (*s, s.plan(&sim.ready))).collect();
     let serve_paths = serve::Paths::in_dir(&dir.0);
     let serve_command = serve::command_line(&pulsecheck, &serve_paths);
 
@@ -137,8 +145,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             println!("{label:<11} {} ({}){debug}", bin.display(), report::age(bin));
         }
         println!("sim command {}", sim.command);
-        for job in &jobs {
+        for (scenario, job) in &jobs {
             match job {
+                None if *scenario == Scenario::Probe => println!(
+                    "{:<11} /probe of `{} serve` vs prometheus-blackbox-exporter at {:?} concurrent scrapes, then /metrics with 10,000 checks",
+                    Scenario::Probe.name(),
+                    pulsecheck.display(),
+                    probe::CONCURRENCY,
+                ),
                 Some(plan) => {
                     let (args, _) = measure::command_line(&pulsecheck, plan, &dir.0);
                     println!("{:<11} {}", plan.scenario.name(), args.join(" "));
@@ -157,9 +171,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
 
     let mut scan_header_printed = false;
-    for job in &jobs {
+    for (scenario, job) in &jobs {
         if proc::interrupted() {
             bail!("interrupted");
+        }
+        if *scenario == Scenario::Probe {
+            probe::run(&pulsecheck, &sim.ready.http, &dir.0).context("scenario probe")?;
+            scan_header_printed = false;
+            continue;
         }
         let Some(plan) = job else {
             let seconds = Duration::from_secs(cli.serve_seconds);

@@ -19,6 +19,9 @@ pub enum Scenario {
     Blackhole,
     /// `pulsecheck serve`: 10,000 checks every 6 s for 120 s (not in the default set).
     Serve,
+    /// `/probe` against blackbox_exporter at 10, 100 and 500 concurrent scrapes, and one
+    /// `/metrics` scrape with 10,000 checks (not in the default set).
+    Probe,
 }
 
 /// The default set: the quick `scan` scenarios. `serve` takes minutes, so it
@@ -93,6 +96,7 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::Blackhole => "blackhole",
             Scenario::Serve => "serve",
+            Scenario::Probe => "probe",
         }
     }
 
@@ -145,7 +149,7 @@ impl Scenario {
                     ..Goals::default()
                 },
             ),
-            Scenario::Serve => return None,
+            Scenario::Serve | Scenario::Probe => return None,
         };
         let mut targets = Vec::with_capacity(kinds.len());
         let mut expect = Vec::with_capacity(kinds.len());

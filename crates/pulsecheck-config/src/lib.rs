@@ -35,6 +35,7 @@ mod raw;
 mod suggest;
 mod tree;
 mod validate;
+mod web;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -43,6 +44,7 @@ use std::time::Duration;
 
 pub use pulsecheck_core::maintenance::{MaintenanceWindow, Recurrence};
 pub use tree::Format;
+pub use web::{ProbeModule, Prober, ServerConfig, DEFAULT_LISTEN};
 
 use pulsecheck_core::channel::ChannelSpec;
 use pulsecheck_core::monitor::{MonitoredCheck, Policy};
@@ -63,6 +65,11 @@ pub struct MonitorConfig {
     pub limits: EngineOptions,
     pub maintenance: Vec<MaintenanceWindow>,
     pub delivery: DeliveryConfig,
+    /// The HTTP listener (`server:`); `None` when the section is absent: no listener.
+    pub server: Option<ServerConfig>,
+    /// `/probe` modules: the built-in `http_2xx`, `tcp_connect`, `icmp` and `dns`, then
+    /// the file's `modules:` (which may replace them), by name.
+    pub modules: Vec<ProbeModule>,
     /// The file this was loaded from.
     pub source: PathBuf,
 }
@@ -70,6 +77,10 @@ pub struct MonitorConfig {
 impl MonitorConfig {
     pub fn check(&self, name: &str) -> Option<&CheckConfig> {
         self.checks.iter().find(|c| c.name == name)
+    }
+
+    pub fn module(&self, name: &str) -> Option<&ProbeModule> {
+        self.modules.iter().find(|m| m.name == name)
     }
 
     pub fn channel(&self, name: &str) -> Option<&ChannelSpec> {

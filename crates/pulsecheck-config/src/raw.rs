@@ -27,6 +27,8 @@ pub(crate) struct RawConfig {
     pub limits: Option<Spanned<RawLimits>>,
     pub maintenance: Option<Vec<Spanned<RawWindow>>>,
     pub delivery: Option<Spanned<RawDelivery>>,
+    pub server: Option<Spanned<RawServer>>,
+    pub modules: Option<Entries<Spanned<RawModule>>>,
 }
 
 /// One check, and also `defaults` (where `name` and `target` are refused).
@@ -231,6 +233,45 @@ pub(crate) struct RawDelivery {
     pub backoff_max: Option<Spanned<Dur>>,
 }
 
+/// The HTTP listener (`/metrics`, `/probe`, later the API): where it listens, who may
+/// use it, and where `/probe` may go.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<Spanned<String>>,
+    pub tokens: Option<Spanned<Vec<Spanned<String>>>>,
+    pub public_reads: Option<Spanned<bool>>,
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A `/probe` module, blackbox_exporter style: a prober and the options and conditions
+/// a check takes.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModule {
+    pub prober: Option<Spanned<Prober>>,
+    pub timeout: Option<Spanned<Dur>>,
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<Spanned<Entries<Spanned<String>>>>,
+    pub user_agent: Option<Spanned<String>>,
+    pub max_redirects: Option<Spanned<u32>>,
+    pub max_body: Option<Spanned<ByteSize>>,
+    pub insecure: Option<Spanned<bool>>,
+    pub conditions: Option<Spanned<Vec<Spanned<RawCondition>>>>,
+    pub query_name: Option<Spanned<String>>,
+    pub query_type: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Prober {
+    Http,
+    Tcp,
+    Tls,
+    Dns,
+    Icmp,
+}
+
 /// Every struct of the schema: a section name for messages and docs, and the keys serde
 /// accepts. `tests/config.rs` checks that the example configs use all of them.
 /// Returns a struct's name and keys (see [`struct_fields`]).
@@ -248,6 +289,8 @@ pub(crate) const SCHEMA: &[(&str, FieldsFn)] = &[
     ("limits", struct_fields::<RawLimits>),
     ("maintenance[]", struct_fields::<RawWindow>),
     ("delivery", struct_fields::<RawDelivery>),
+    ("server", struct_fields::<RawServer>),
+    ("modules.NAME", struct_fields::<RawModule>),
 ];
 
 // ---------------------------------------------------------------------------------------

@@ -37,14 +37,14 @@ pub(crate) const DEFAULT_WORKERS: usize = 4;
 pub(crate) const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(300);
 const MAX_THRESHOLD: u32 = 100;
-const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 const MAX_NAME_CHARS: usize = 100;
 
 /// Keys that only mean something for some probes. Set on a check, they must fit its
 /// target; inherited from `defaults`, they are ignored where they do not fit.
 const HTTP_ONLY: &str = "applies to HTTP checks only";
 
-struct Validator<'a> {
+pub(crate) struct Validator<'a> {
     errors: Vec<Located>,
     base_dir: &'a Path,
     invalid: &'a Invalid,
@@ -58,13 +58,17 @@ impl Validator<'_> {
     }
 
     /// Reports a missing key, unless it was there with an invalid value.
-    fn missing(&mut self, map: Loc, key: &str, at: Loc, message: impl Into<String>, hint: Option<String>) {
+    pub(crate) fn missing(&mut self, map: Loc, key: &str, at: Loc, message: impl Into<String>, hint: Option<String>) {
         if !self.was_invalid(map, key) {
             self.error(at, message, hint);
         }
     }
 
-    fn error(&mut self, loc: Loc, message: impl Into<String>, hint: Option<String>) {
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
+    pub(crate) fn error(&mut self, loc: Loc, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(Located {
             loc,
             message: message.into(),
@@ -129,6 +133,8 @@ pub(crate) fn validate(
         limits: limits(&mut v, raw.limits.as_ref()),
         maintenance,
         delivery: delivery(&mut v, raw.delivery.as_ref()),
+        server: super::web::server(&mut v, raw.server.as_ref()),
+        modules: super::web::modules(&mut v, raw.modules.as_ref()),
         source: source.to_owned(),
     };
     (config, v.errors)
@@ -537,7 +543,10 @@ fn defined_hint(name: &str, defined: &[String], what: &str, section: &str) -> St
     }
 }
 
-fn http_headers(v: &mut Validator<'_>, entries: &Entries<Spanned<String>>) -> Vec<(HeaderName, HeaderValue)> {
+pub(crate) fn http_headers(
+    v: &mut Validator<'_>,
+    entries: &Entries<Spanned<String>>,
+) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     for (name, value) in &entries.0 {
         let parsed_name = HeaderName::from_bytes(name.value.as_bytes());
@@ -565,7 +574,7 @@ fn string_headers(v: &mut Validator<'_>, entries: &Entries<Spanned<String>>) -> 
         .collect()
 }
 
-fn condition(v: &mut Validator<'_>, raw: &Spanned<RawCondition>) -> Option<Condition> {
+pub(crate) fn condition(v: &mut Validator<'_>, raw: &Spanned<RawCondition>) -> Option<Condition> {
     let c = &raw.value;
     let present: Vec<(&str, Loc)> = [
         ("status", c.status.as_ref().map(|x| x.loc)),

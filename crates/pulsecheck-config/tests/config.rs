@@ -168,6 +168,8 @@ fn the_toml_example_is_the_yaml_example() {
     assert_eq!(yaml.store, toml.store);
     assert_eq!(yaml.maintenance, toml.maintenance);
     assert_eq!(yaml.delivery, toml.delivery);
+    assert_eq!(yaml.server, toml.server);
+    assert_eq!(yaml.modules, toml.modules);
     assert_eq!(
         (yaml.limits.concurrency, yaml.limits.per_host),
         (toml.limits.concurrency, toml.limits.per_host)
@@ -313,7 +315,7 @@ fn unknown_keys_suggest_the_right_one_or_list_them() {
     assert_eq!(e.message, "unknown key 'colour'");
     assert_eq!(
         e.hint.as_deref(),
-        Some("valid keys here: defaults, checks, channels, store, limits, maintenance, delivery")
+        Some("valid keys here: defaults, checks, channels, store, limits, maintenance, delivery, server, modules")
     );
 
     let e = only_error("delivery:\n  workers: 2\n  backof_max: 1m\n");
@@ -786,4 +788,75 @@ fn store_budget_and_up_window_are_checked() {
         "{CHECK}store:\n  retention:\n    raw_days: 1\n    raw_up_hours: 25\n"
     ));
     assert_eq!((e.line, e.message.as_str()), (7, "raw_up_hours 25 is out of range"));
+}
+
+// ---------------------------------------------------------------------------------------
+// server and modules
+
+#[test]
+fn server_defaults_to_loopback_and_public_reads() {
+    assert!(load_ok("checks: []\n").server.is_none(), "no section, no listener");
+    let config = load_ok("server: {}\n");
+    let server = config.server.expect("a listener");
+    assert_eq!(server.listen.to_string(), config::DEFAULT_LISTEN);
+    assert!(server.listen.ip().is_loopback());
+    assert!(server.public_reads);
+    assert!(server.tokens.is_empty());
+    assert!(server.allow.is_empty(), "/probe reaches nothing unless listed");
+    let names: Vec<_> = config.modules.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["http_2xx", "tcp_connect", "icmp", "dns"]);
+}
+
+#[test]
+fn server_errors_point_at_the_value() {
+    let errors =
+        load_yaml("server:\n  listen: localhost\n  tokens: [short]\n  allow: [\"*.example.com\", \"10.0.0.0/33\"]\n")
+            .unwrap_err();
+    assert_eq!(
+        positions(&errors),
+        [
+            "2:11: listen \"localhost\" is not an address and port",
+            "3:12: a token must be at least 16 printable characters without spaces at the ends",
+            "4:28: '10.0.0.0/33' is not a valid allow-list entry; write a host name (api.example.com), a wildcard domain (*.example.com), an address (10.0.0.5, [::1]) or a network (10.0.0.0/8), each optionally with :PORT",
+        ],
+        "{}",
+        render(&errors)
+    );
+    assert!(errors[0].hint.as_deref().unwrap().contains("127.0.0.1:9417"));
+    let error = only_error("server:\n  public_reads: false\n");
+    assert_eq!(
+        error.message,
+        "public_reads is off but no token is configured, so nothing could be read"
+    );
+    assert_eq!((error.line, error.column), (2, 17));
+}
+
+#[test]
+fn modules_take_a_checks_options_and_conditions() {
+    let config = load_ok(
+        "modules:\n  api:\n    prober: http\n    timeout: 2s\n    conditions:\n      - status: 204\n  http_2xx:\n    prober: http\n    method: HEAD\n  ns:\n    prober: dns\n    query_name: ok.pulsecheck.test\n    query_type: aaaa\n",
+    );
+    let api = config.module("api").unwrap();
+    assert_eq!(api.options.timeout, std::time::Duration::from_secs(2));
+    assert!(api.timeout_set);
+    assert_eq!(api.options.conditions.len(), 1);
+    assert_eq!(
+        config.module("http_2xx").unwrap().options.method,
+        http::Method::HEAD,
+        "a built-in can be replaced"
+    );
+    assert_eq!(
+        config.module("ns").unwrap().query_name.as_deref(),
+        Some("ok.pulsecheck.test")
+    );
+    let errors = load_yaml(
+        "modules:\n  a:\n    timeout: 1s\n  b:\n    prober: tcp\n    method: GET\n  c:\n    prober: dns\n    conditions:\n      - body_contains: x\n  d:\n    prober: smtp\n",
+    )
+    .unwrap_err();
+    let found = positions(&errors);
+    assert_eq!(found[0], "3:5: module 'a' has no 'prober'", "{}", render(&errors));
+    assert_eq!(found[1], "6:13: 'method' applies to http modules only");
+    assert!(found[2].starts_with("10:9: condition `"), "{found:?}");
+    assert_eq!(found[3], "12:13: unknown value 'smtp'", "{found:?}");
+    assert_eq!(found.len(), 4, "an invalid prober is not also a missing one: {found:?}");
 }

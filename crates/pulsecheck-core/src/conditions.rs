@@ -755,6 +755,7 @@ mod tests {
             result.dns = Some(DnsAnswer {
                 rcode: rcode.to_str().into(),
                 answers: answers.iter().map(|a| a.to_string()).collect(),
+                ..DnsAnswer::default()
             });
             result
         };
@@ -793,6 +794,7 @@ mod tests {
         result.dns = Some(DnsAnswer {
             rcode: hickory_proto::op::ResponseCode::NoError.to_str().into(),
             answers: vec!["A 127.0.0.1".into()],
+            ..DnsAnswer::default()
         });
         assert_eq!(evaluate(&[Condition::dns_rcode("noerror").unwrap()], &result), Ok(()));
         assert_eq!(

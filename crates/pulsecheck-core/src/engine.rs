@@ -126,6 +126,7 @@ impl Engine {
         enqueued: Instant,
     ) -> CheckResult {
         let mut attempt = Attempt::new(CheckResult::new(&target.input, target.line, kind, Outcome::Down));
+        attempt.policy = options.address_policy.clone();
         attempt.result.queue_ms = enqueued.elapsed();
         let (verdict, duration) = guarded(
             probe::run(&self.ctx, spec, options, &mut attempt),

@@ -70,6 +70,24 @@ impl LatencyHistogram {
         Some(Duration::from_micros(histogram.value_at_quantile(q.clamp(0.0, 1.0))))
     }
 
+    /// For a Prometheus histogram: how many values are at or below each bound, the
+    /// count, and the sum (from the mean, within the histogram's precision).
+    pub fn buckets(&self, bounds: &[Duration]) -> (Vec<u64>, u64, Duration) {
+        let histogram = self.lock();
+        let below = bounds
+            .iter()
+            .map(|bound| {
+                let micros = u64::try_from(bound.as_micros())
+                    .unwrap_or(MAX_MICROS)
+                    .clamp(1, MAX_MICROS);
+                histogram.count_between(0, micros)
+            })
+            .collect();
+        let count = histogram.len();
+        let sum = Duration::from_secs_f64(histogram.mean() * count as f64 / 1e6);
+        (below, count, sum)
+    }
+
     /// The largest value recorded, or `None` before the first one.
     pub fn max(&self) -> Option<Duration> {
         let histogram = self.lock();

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address_policy;
 pub mod channel;
 pub mod clock;
 pub mod conditions;
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod latency;
 pub mod ledger;
 pub mod limiter;
+pub mod live;
 pub mod maintenance;
 pub mod monitor;
 pub mod options;
@@ -33,6 +35,7 @@ pub mod text;
 pub mod tls;
 pub mod writer;
 
+pub use address_policy::AddressPolicy;
 pub use engine::{Engine, EngineSetup};
 pub use latency::LatencyHistogram;
 pub use ledger::LedgerCounts;

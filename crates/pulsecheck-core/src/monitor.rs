@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
+use crate::live::LiveChecks;
 use crate::maintenance::MaintenanceWindow;
 use crate::outbox::{AlertEvent, AlertKind, CauseResult};
 use crate::scheduler::Run;
@@ -74,6 +75,8 @@ pub struct Monitor {
     clock: Clock,
     /// When each down check last alerted, for reminders.
     last_alert: HashMap<String, jiff::Timestamp>,
+    /// What `/metrics` shows, when a listener runs.
+    live: Option<Arc<LiveChecks>>,
 }
 
 impl Monitor {
@@ -97,7 +100,15 @@ impl Monitor {
             writer,
             clock,
             last_alert,
+            live: None,
         }
+    }
+
+    /// Also folds every run into `live` (seeded with the resumed states).
+    pub fn with_live(mut self, live: Arc<LiveChecks>) -> Monitor {
+        live.seed(self.states.iter().map(|(name, s)| (name.clone(), s.state)));
+        self.live = Some(live);
+        self
     }
 
     /// Runs until the scheduler closes the channel, then returns.
@@ -129,6 +140,9 @@ impl Monitor {
             Some(transition) => self.on_transition(&policy, check, transition),
             None => self.reminders(&policy, check, &next),
         };
+        if let Some(live) = &self.live {
+            live.record(&check.name, check.group.as_deref(), &result, next.state);
+        }
         self.states.insert(check.name.clone(), next.clone());
         Some(RunRecord {
             check: check.name.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::address_policy::AddressPolicy;
 use crate::conditions::Condition;
 
 /// The default per-check deadline.
@@ -37,6 +38,10 @@ pub struct CheckOptions {
     /// NOERROR with an answer for DNS; see [`crate::conditions`]). Conditions that do not
     /// apply to a target are skipped for it.
     pub conditions: Arc<[Condition]>,
+    /// The SSRF guard for checks that come from a request (`/probe`, the API): every
+    /// host and every address connected to must pass it. `None` (checks the operator
+    /// wrote) reaches anything.
+    pub address_policy: Option<Arc<AddressPolicy>>,
 }
 
 impl CheckOptions {
@@ -61,6 +66,7 @@ impl PartialEq for CheckOptions {
             user_agent,
             reuse_connections,
             conditions,
+            address_policy,
         } = self;
         *timeout == other.timeout
             && *method == other.method
@@ -71,6 +77,7 @@ impl PartialEq for CheckOptions {
             && *user_agent == other.user_agent
             && *reuse_connections == other.reuse_connections
             && **conditions == *other.conditions
+            && *address_policy == other.address_policy
     }
 }
 
@@ -86,6 +93,7 @@ impl Default for CheckOptions {
             user_agent: concat!("pulsecheck/", env!("CARGO_PKG_VERSION")).to_owned(),
             reuse_connections: false,
             conditions: Arc::from([]),
+            address_policy: None,
         }
     }
 }

@@ -61,10 +61,12 @@ pub enum Reason {
     InvalidTarget,
     /// pulsecheck itself failed while checking (a bug, a panic, a local resource limit).
     Internal,
+    /// The SSRF guard refused the host or the address (a check from a request only).
+    Denied,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Timeout,
         Reason::Refused,
         Reason::Reset,
@@ -77,6 +79,7 @@ impl Reason {
         Reason::Protocol,
         Reason::InvalidTarget,
         Reason::Internal,
+        Reason::Denied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +96,7 @@ impl Reason {
             Reason::Protocol => "protocol",
             Reason::InvalidTarget => "invalid_target",
             Reason::Internal => "internal",
+            Reason::Denied => "denied",
         }
     }
 }
@@ -144,6 +148,12 @@ impl Timings {
 pub struct DnsAnswer {
     pub rcode: String,
     pub answers: Vec<String>,
+    /// Records in the authority and additional sections, for `/metrics`; not part of
+    /// the schema.
+    #[serde(skip)]
+    pub authority_rrs: usize,
+    #[serde(skip)]
+    pub additional_rrs: usize,
 }
 
 /// Details of the certificate a TLS or HTTPS check saw.
@@ -199,6 +209,15 @@ pub struct CheckResult {
     /// so a result handed out never carries it. Never serialized.
     #[serde(skip)]
     pub response: Option<Box<CapturedResponse>>,
+    /// The TLS version negotiated (`TLS 1.3`), for `/metrics`; not part of the schema.
+    #[serde(skip)]
+    pub tls_version: Option<&'static str>,
+    /// The final response's `Content-Length`, for `/metrics`; not part of the schema.
+    #[serde(skip)]
+    pub content_length: Option<u64>,
+    /// Body bytes read (up to the cap), for `/metrics`; not part of the schema.
+    #[serde(skip)]
+    pub body_bytes: Option<u64>,
 }
 
 /// Headers and the capped body of an HTTP response.
@@ -231,6 +250,9 @@ impl CheckResult {
             dns: None,
             rtt_ms: None,
             response: None,
+            tls_version: None,
+            content_length: None,
+            body_bytes: None,
         }
     }
 

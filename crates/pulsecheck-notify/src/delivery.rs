@@ -82,6 +82,22 @@ pub struct DeliveryStats {
     pub outbox_errors: AtomicU64,
     /// Attempts running now.
     pub in_flight: AtomicU64,
+    /// Attempts by channel and result (`delivered`, `retried`, `dead`), for `/metrics`.
+    /// Locked once per attempt, far from any hot path.
+    pub by_channel: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+}
+
+impl DeliveryStats {
+    fn count(&self, channel: &str, result: &'static str) {
+        let mut counts = self.by_channel.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *counts.entry((channel.to_owned(), result)).or_default() += 1;
+    }
+
+    /// `(channel, result, attempts)`, sorted.
+    pub fn by_channel(&self) -> Vec<(String, &'static str, u64)> {
+        let counts = self.by_channel.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts.iter().map(|((c, r), n)| (c.clone(), *r, *n)).collect()
+    }
 }
 
 /// Jittered exponential backoff ("equal jitter"): the ceiling `base * 2^(attempt-1)`,
@@ -419,6 +435,7 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
         Ok(()) => {
             tracing::info!(id, check, channel = %channel_name, attempts, key, "alert delivered");
             shared.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            shared.stats.count(&channel_name, "delivered");
             let at = shared.clock.now();
             record(&shared, id, attempts, || shared.outbox.delivered(id, attempts, at)).await;
             lock(&shared.failing).remove(&channel_name);
@@ -428,6 +445,7 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
             tracing::error!(id, check, channel = %channel_name, attempts, key, error = %error, "alert rejected; moved to dead letters");
             shared.stats.dead.fetch_add(1, Ordering::Relaxed);
             forget_probe(&shared, &channel_name, id);
+            shared.stats.count(&channel_name, "dead");
             let message = error.message;
             record(&shared, id, attempts, || {
                 shared.outbox.dead(id, attempts, message.clone())
@@ -450,6 +468,7 @@ async fn attempt(shared: Arc<Shared>, notification: Notification, channel: Optio
                 .unwrap_or(jiff::Timestamp::MAX);
             tracing::warn!(id, check, channel = %channel_name, attempts, key, error = %error, retry_in = %human(delay), "alert not delivered; will retry");
             shared.stats.retried.fetch_add(1, Ordering::Relaxed);
+            shared.stats.count(&channel_name, "retried");
             lock(&shared.scheduled).push(Reverse(Instant::now() + delay));
             let message = error.message;
             record(&shared, id, attempts, || {

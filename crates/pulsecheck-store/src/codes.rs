@@ -33,6 +33,7 @@ pub(crate) fn reason(reason: Reason) -> i64 {
         Reason::Protocol => 10,
         Reason::InvalidTarget => 11,
         Reason::Internal => 12,
+        Reason::Denied => 13,
     }
 }
 

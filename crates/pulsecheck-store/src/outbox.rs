@@ -8,6 +8,23 @@ use crate::store::Store;
 use crate::time::{from_ms, to_ms};
 
 impl Store {
+    /// Notifications pending and dead now, for `/metrics` (read periodically, not per
+    /// scrape).
+    pub async fn outbox_counts(&self) -> Result<(u64, u64), StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM notifications WHERE state IN ('pending', 'dead') GROUP BY state",
+        )
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(self.query_error("count pending and dead notifications"))?;
+        let count = |state: &str| {
+            rows.iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
+        };
+        Ok((count("pending"), count("dead")))
+    }
+
     /// For each (check, channel) the oldest pending notification, when it is due at
     /// `now`; oldest first.
     pub async fn due_notifications(&self, now: jiff::Timestamp, limit: usize) -> Result<Vec<Notification>, StoreError> {

@@ -28,6 +28,7 @@ pub async fn probe(
             "no nameserver: add server=IP:PORT to the target or pass --nameserver",
         )
     })?;
+    attempt.guard_host(&crate::target::Host::Ip(server.ip()), Some(server.port()))?;
     attempt.result.ip = Some(server.ip());
     let query_name = Name::from_ascii(name)
         .map_err(|e| Failure::new(Reason::InvalidTarget, format!("'{name}' is not a DNS name: {e}")))?;
@@ -56,6 +57,8 @@ pub async fn probe(
     attempt.result.dns = Some(DnsAnswer {
         rcode: response.metadata.response_code.to_str().to_owned(),
         answers,
+        authority_rrs: response.authorities.len(),
+        additional_rrs: response.additionals.len(),
     });
     Ok(())
 }

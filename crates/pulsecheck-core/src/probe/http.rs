@@ -161,6 +161,8 @@ async fn hop(
         }
     };
     let port = url.port_or_known_default().unwrap_or(if https { 443 } else { 80 });
+    // Every hop: a redirect may lead anywhere.
+    attempt.guard_host(&host, Some(port))?;
     if options.reuse_connections {
         let key = PoolKey {
             https,
@@ -231,6 +233,8 @@ async fn head_on_reused(
     host: &Host,
     key: &PoolKey,
 ) -> Result<PooledHead, Failure> {
+    // A pooled connection may have been opened under another guard.
+    attempt.guard_address(connection.ip, Some(key.port))?;
     // What this connection's handshake established is this check's too.
     attempt.result.ip = Some(connection.ip);
     attempt.result.certificate = connection.certificate.clone();
@@ -258,7 +262,7 @@ async fn head_on_reused(
     }
     // The fresh connection measures into its own copy of the result, which replaces
     // this one only if it wins.
-    let mut raced = Attempt::new(attempt.result.clone());
+    let mut raced = attempt.fork();
     let winner = {
         let mut fresh = pin!(head_on_fresh(ctx, url, method, options, &mut raced, host, key));
         tokio::select! {
@@ -368,7 +372,8 @@ async fn read_pooled(
     let keep_body = options.needs_response();
     let read = read_capped(&mut body, options.max_body_bytes, keep_body).await;
     Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
-    let read = read.map_err(|e| hyper_failure(&e))?;
+    let (read, length) = read.map_err(|e| hyper_failure(&e))?;
+    attempt.result.body_bytes = Some(length as u64);
     // A response not read to the end leaves bytes on the wire: that connection is
     // dropped (closed), not reused.
     if body.is_end_stream() {
@@ -381,6 +386,11 @@ async fn read_pooled(
 fn record_head(attempt: &mut Attempt, parts: &http::response::Parts) {
     attempt.result.http_status = Some(parts.status.as_u16());
     attempt.result.http_version = Some(version_name(parts.version).to_owned());
+    attempt.result.content_length = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
 }
 
 /// One request over a fresh connection driven in this task (the default: no reuse).
@@ -463,7 +473,9 @@ where
     let read = pin!(read_capped(&mut body, max_body_bytes, keep_body));
     let read = alongside(read, conn.as_mut(), &mut conn_done).await;
     Timings::add(&mut attempt.result.timings.transfer_ms, started.elapsed());
-    Ok(Exchange::new(parts, keep_body, read.map_err(|e| hyper_failure(&e))?))
+    let (read, length) = read.map_err(|e| hyper_failure(&e))?;
+    attempt.result.body_bytes = Some(length as u64);
+    Ok(Exchange::new(parts, keep_body, read))
 }
 
 /// Polls `work` and the connection together until `work` is done.
@@ -479,7 +491,8 @@ async fn alongside<W: Future, C: Future>(mut work: Pin<&mut W>, conn: Pin<&mut C
 }
 
 /// Reads at most `cap` body bytes; the rest is never downloaded, so memory stays bounded.
-async fn read_capped(body: &mut Incoming, cap: usize, keep: bool) -> hyper::Result<Vec<u8>> {
+/// Returns the bytes kept and how many were read.
+async fn read_capped(body: &mut Incoming, cap: usize, keep: bool) -> hyper::Result<(Vec<u8>, usize)> {
     let mut kept = Vec::new();
     let mut read = 0usize;
     while let Some(frame) = body.frame().await {
@@ -495,7 +508,7 @@ async fn read_capped(body: &mut Incoming, cap: usize, keep: bool) -> hyper::Resu
             break;
         }
     }
-    Ok(kept)
+    Ok((kept, read))
 }
 
 fn build_request(

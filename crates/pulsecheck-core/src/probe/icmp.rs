@@ -45,10 +45,12 @@ impl Pingers {
 }
 
 pub async fn probe(ctx: &ProbeContext, host: &Host, attempt: &mut Attempt) -> Result<(), Failure> {
+    attempt.guard_host(host, None)?;
     let addrs = resolve(ctx, host, attempt).await?;
     let ip = *addrs
         .first()
         .ok_or_else(|| Failure::new(Reason::Dns, format!("{host} resolved to no address")))?;
+    attempt.guard_address(ip, None)?;
     attempt.result.ip = Some(ip);
     let client = ctx.icmp.client(ip)?;
     let ident = PingIdentifier(ctx.icmp.next_ident.fetch_add(1, Ordering::Relaxed));

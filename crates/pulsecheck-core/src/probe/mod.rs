@@ -17,6 +17,7 @@ pub mod tls;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -25,6 +26,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::task::TaskTracker;
 use url::Url;
 
+use crate::address_policy::AddressPolicy;
 use crate::options::CheckOptions;
 use crate::resolve::Resolver;
 use crate::result::{CheckResult, Reason, Timings};
@@ -90,6 +92,9 @@ pub struct Attempt {
     pub phase: Phase,
     /// Set by the HTTP probe when it followed a redirect or stopped at the limit.
     pub redirected: Option<Box<Redirected>>,
+    /// The SSRF guard, when the check came from a request: every host and every
+    /// address connected to must pass it.
+    pub policy: Option<Arc<AddressPolicy>>,
 }
 
 impl Attempt {
@@ -98,6 +103,35 @@ impl Attempt {
             result,
             phase: Phase::Starting,
             redirected: None,
+            policy: None,
+        }
+    }
+
+    /// A fresh attempt at the same check (a raced connection), under the same guard.
+    pub fn fork(&self) -> Attempt {
+        Attempt {
+            policy: self.policy.clone(),
+            ..Attempt::new(self.result.clone())
+        }
+    }
+
+    /// Refuses a host (of the target or of a redirect) the guard does not allow.
+    pub fn guard_host(&self, host: &Host, port: Option<u16>) -> Result<(), Failure> {
+        match &self.policy {
+            Some(policy) => policy
+                .check_host(host, port)
+                .map_err(|denied| Failure::new(Reason::Denied, denied.0)),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses an address (after DNS) the guard does not allow.
+    pub fn guard_address(&self, ip: IpAddr, port: Option<u16>) -> Result<(), Failure> {
+        match &self.policy {
+            Some(policy) => policy
+                .check_address(ip, port)
+                .map_err(|denied| Failure::new(Reason::Denied, denied.0)),
+            None => Ok(()),
         }
     }
 }
@@ -183,8 +217,14 @@ pub async fn connect(addrs: &[IpAddr], port: u16, attempt: &mut Attempt) -> Resu
     attempt.phase = Phase::Connect;
     let started = Instant::now();
     let mut last_error = None;
+    let mut denied = None;
     for ip in addrs {
         let addr = SocketAddr::new(*ip, port);
+        // The guard judges the address actually connected to, after DNS.
+        if let Err(failure) = attempt.guard_address(*ip, Some(port)) {
+            denied.get_or_insert(failure);
+            continue;
+        }
         attempt.result.ip = Some(*ip);
         // Boxed: the connect state would otherwise stay in the probe's future for its life.
         match Box::pin(TcpStream::connect(addr)).await {
@@ -198,9 +238,12 @@ pub async fn connect(addrs: &[IpAddr], port: u16, attempt: &mut Attempt) -> Resu
         }
     }
     Timings::add(&mut attempt.result.timings.connect_ms, started.elapsed());
-    Err(match last_error {
-        Some((addr, error)) => Failure::new(classify_io_error(&error), format!("connect to {addr} failed: {error}")),
-        None => Failure::new(Reason::Dns, "the name resolved to no address"),
+    Err(match (last_error, denied) {
+        (None, Some(denied)) => denied,
+        (Some((addr, error)), _) => {
+            Failure::new(classify_io_error(&error), format!("connect to {addr} failed: {error}"))
+        }
+        (None, None) => Failure::new(Reason::Dns, "the name resolved to no address"),
     })
 }
 
@@ -223,6 +266,12 @@ pub async fn handshake(
         Some((reason, message)) => Failure::new(reason, message),
         None => Failure::new(classify_io_error(&e), format!("TLS handshake failed: {e}")),
     })?;
+    attempt.result.tls_version = match stream.get_ref().1.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLS 1.3"),
+        Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLS 1.2"),
+        Some(_) => Some("unknown"),
+        None => None,
+    };
     if let Some(chain) = stream.get_ref().1.peer_certificates() {
         attempt.result.certificate = certificate_info(chain);
     }

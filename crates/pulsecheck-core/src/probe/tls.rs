@@ -12,6 +12,7 @@ pub async fn probe(
     options: &CheckOptions,
     attempt: &mut Attempt,
 ) -> Result<(), Failure> {
+    attempt.guard_host(host, Some(port))?;
     let addrs = resolve(ctx, host, attempt).await?;
     let stream = connect(&addrs, port, attempt).await?;
     let _tls = handshake(ctx, stream, host, options.insecure, attempt).await?;

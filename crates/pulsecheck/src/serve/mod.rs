@@ -10,6 +10,7 @@
 
 pub mod runner;
 pub mod stats;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::clock::Clock;
+use pulsecheck_core::live::LiveChecks;
 use pulsecheck_core::monitor::Monitor;
 use pulsecheck_core::outbox::Outbox;
 use pulsecheck_core::scheduler::Scheduler;
@@ -122,6 +124,13 @@ async fn serve(args: ServeArgs) -> Exit {
             return Exit::BadInput;
         }
     };
+    let listener = match web::bind(&config).await {
+        Ok(listener) => listener,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::BadInput;
+        }
+    };
     let states = match store.load_states().await {
         Ok(states) => states,
         Err(e) => {
@@ -163,11 +172,21 @@ async fn serve(args: ServeArgs) -> Exit {
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
     let (runs_tx, runs_rx) = mpsc::channel(16_384);
-    let mut scheduler = Scheduler::new(Arc::new(EngineRunner { engine }), runs_tx, stop.clone(), abort.clone());
+    let mut scheduler = Scheduler::new(
+        Arc::new(EngineRunner { engine: engine.clone() }),
+        runs_tx,
+        stop.clone(),
+        abort.clone(),
+    );
     let (policy_tx, policy_rx) = watch::channel(Arc::new(config.policy()));
     let (active_tx, active_rx) = watch::channel(Arc::new(config.clone()));
     let pipeline = TaskTracker::new();
-    pipeline.spawn(Monitor::new(policy_rx, states, writer.clone(), clock.clone()).run(runs_rx));
+    let live = Arc::new(LiveChecks::default());
+    pipeline.spawn(
+        Monitor::new(policy_rx, states, writer.clone(), clock.clone())
+            .with_live(live.clone())
+            .run(runs_rx),
+    );
     background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));
     background.spawn(stats::log_periodically(
         scheduler.stats(),
@@ -200,6 +219,28 @@ async fn serve(args: ServeArgs) -> Exit {
         eprintln!("error: cannot install signal handlers");
         return Exit::Internal;
     };
+    let listening = TaskTracker::new();
+    if let Some(listener) = listener {
+        let stalls = Arc::new(pulsecheck_web::StallStats::default());
+        let outbox = Arc::new(pulsecheck_web::OutboxGauges::default());
+        let health = pulsecheck_web::HealthSources {
+            scheduler: Some(scheduler.stats()),
+            writer: Some(writer.clone()),
+            delivery: Some(delivery_stats.clone()),
+            outbox: Some(outbox.clone()),
+            runtime: stalls.clone(),
+        };
+        let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health);
+        web::start(
+            listener,
+            state,
+            store.clone(),
+            outbox,
+            stalls,
+            &listening,
+            shutdown.clone(),
+        );
+    }
     let mut config_mtime = modified(&args.config);
     let mut poll = tokio::time::interval(CONFIG_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -221,6 +262,8 @@ async fn serve(args: ServeArgs) -> Exit {
                 policy_tx.send_replace(Arc::new(config.policy()));
                 active_tx.send_replace(Arc::new(config.clone()));
                 channels_tx.send_replace(channels);
+                // Removed and renamed checks leave no series behind.
+                live.retain(config.checks.iter().map(|c| c.name.as_str()));
                 writer
                     .send(WriteEvent::RegisterChecks {
                         checks: check_meta(&config),
@@ -247,6 +290,9 @@ async fn serve(args: ServeArgs) -> Exit {
     }
 
     tracing::info!("shutting down");
+    // The listener stops with the shutdown token; requests in flight finish first.
+    listening.close();
+    listening.wait().await;
     let scheduler_stats = scheduler.stats();
     scheduler.shutdown().await;
     drop(scheduler);

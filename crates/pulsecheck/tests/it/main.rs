@@ -3,6 +3,7 @@
 
 mod cli;
 mod payload;
+mod prometheus;
 mod serve;
 mod store_commands;
 mod usage;
