@@ -193,10 +193,11 @@ pub const DEFAULT_CONCURRENCY: usize = 10_000;
 pub const DEFAULT_PER_HOST: usize = 1000;
 /// HTTP(S) checks in flight at once by default (never more than the concurrency). Each
 /// holds a hyper connection whose read and write buffers and request channel are 8 KiB
-/// each, so 10,000 at once peak near 150 MB resident; with 3,000 a 10,000-target scan
-/// runs in four waves (the last a short one) and stays under 100 MB (README,
-/// "Benchmark"). Other probes are not counted here.
-pub const DEFAULT_HTTP_IN_FLIGHT: usize = 3_000;
+/// each, so 10,000 at once peak near 150 MB resident; with 2,500 a 10,000-target scan
+/// runs in four waves and stays under 100 MB (README, "Benchmark"). 3,000 still takes
+/// four waves, with more memory; 3,334 takes three and passes 100 MB. Other probes are
+/// not counted here.
+pub const DEFAULT_HTTP_IN_FLIGHT: usize = 2_500;
 
 impl Default for EngineOptions {
     fn default() -> Self {

@@ -217,7 +217,7 @@ pub struct ScanArgs {
     pub per_host: usize,
 
     /// HTTP(S) checks in flight at once, at most --concurrency; each holds a connection's
-    /// buffers (about 24 KiB reserved). [default: 3000]
+    /// buffers (about 24 KiB reserved). [default: 2500]
     #[arg(long, value_name = "N")]
     pub http_in_flight: Option<usize>,
 
