@@ -182,11 +182,13 @@ async fn serve(args: ServeArgs) -> Exit {
     let (active_tx, active_rx) = watch::channel(Arc::new(config.clone()));
     let pipeline = TaskTracker::new();
     let live = Arc::new(LiveChecks::default());
-    pipeline.spawn(
-        Monitor::new(policy_rx, states, writer.clone(), clock.clone())
-            .with_live(live.clone())
-            .run(runs_rx),
-    );
+    let mut monitor = Monitor::new(policy_rx, states, writer.clone(), clock.clone());
+    // The live view (each check's last result and uptime buckets, about 3.5 KB a check)
+    // is read only by /metrics: without a listener nothing would ever read it.
+    if listener.is_some() {
+        monitor = monitor.with_live(live.clone());
+    }
+    pipeline.spawn(monitor.run(runs_rx));
     background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));
     background.spawn(stats::log_periodically(
         scheduler.stats(),
