@@ -92,3 +92,44 @@ pub async fn known_check(store: &Store, name: &str) -> Result<String, Exit> {
     eprintln!("error: no check named '{name}' in {}; {known}", store.path().display());
     Err(Exit::BadInput)
 }
+
+/// The frame of a read-only command (`history`, `incidents`): open the database on a
+/// one-thread runtime, build the report, close, then print it as JSON or as the
+/// command's table at the terminal's width.
+pub fn print_report<R: serde::Serialize>(
+    database: &DatabaseArgs,
+    format: crate::cli::ReadFormat,
+    report: impl AsyncFnOnce(&Store, jiff::Timestamp) -> Result<R, Exit>,
+    table: impl FnOnce(&R, jiff::Timestamp, Option<usize>) -> String,
+) -> Exit {
+    use std::io::{self, IsTerminal};
+    let runtime = match crate::runtime::build(crate::runtime::Threads::One) {
+        Ok(runtime) => runtime,
+        Err(exit) => return exit,
+    };
+    let now = jiff::Timestamp::now();
+    let report = runtime.block_on(async {
+        let opened = open(database).await?;
+        let report = report(&opened.store, now).await;
+        opened.store.close().await;
+        report
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(exit) => return exit,
+    };
+    let text = match format {
+        crate::cli::ReadFormat::Json => serde_json::to_string_pretty(&report)
+            .map(|json| json + "\n")
+            .unwrap_or_default(),
+        crate::cli::ReadFormat::Table => {
+            let width = io::stdout()
+                .is_terminal()
+                .then(|| terminal_size::terminal_size_of(io::stdout()))
+                .flatten()
+                .map(|(width, _)| usize::from(width.0));
+            table(&report, now, width)
+        }
+    };
+    crate::columns::print_stdout(&text)
+}

@@ -2,13 +2,11 @@
 //! reasons and phase times, and its uptime over 24 hours, 7 days and 30 days; a table
 //! or JSON, a page at a time.
 
-use std::io::{self, IsTerminal};
-
 use pulsecheck_core::storage::history::{History, RecordedResult, ResultPage};
 use pulsecheck_store::Store;
 use serde::Serialize;
 
-use crate::cli::{HistoryArgs, ReadFormat};
+use crate::cli::HistoryArgs;
 use crate::exit::Exit;
 use crate::uptime::{self, WindowUptime};
 use crate::when;
@@ -25,35 +23,12 @@ struct Report {
 }
 
 pub fn run(args: HistoryArgs) -> Exit {
-    let runtime = match crate::runtime::build(crate::runtime::Threads::One) {
-        Ok(runtime) => runtime,
-        Err(exit) => return exit,
-    };
-    let now = jiff::Timestamp::now();
-    let report = runtime.block_on(async {
-        let opened = crate::database::open(&args.database).await?;
-        let report = report(&opened.store, &args, now).await;
-        opened.store.close().await;
-        report
-    });
-    let report = match report {
-        Ok(report) => report,
-        Err(exit) => return exit,
-    };
-    let text = match args.format {
-        ReadFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .unwrap_or_default(),
-        ReadFormat::Table => {
-            let width = io::stdout()
-                .is_terminal()
-                .then(|| terminal_size::terminal_size_of(io::stdout()))
-                .flatten()
-                .map(|(width, _)| usize::from(width.0));
-            table(&report, &args, width)
-        }
-    };
-    crate::columns::print_stdout(&text)
+    crate::database::print_report(
+        &args.database,
+        args.format,
+        async |store, now| report(store, &args, now).await,
+        |report, _, width| table(report, &args, width),
+    )
 }
 
 async fn report(store: &Store, args: &HistoryArgs, now: jiff::Timestamp) -> Result<Report, Exit> {

@@ -3,13 +3,12 @@
 //! time.
 
 use std::collections::BTreeMap;
-use std::io::{self, IsTerminal};
 
 use pulsecheck_core::storage::history::{DownSpan, History, SpanPage};
 use pulsecheck_store::Store;
 use serde::Serialize;
 
-use crate::cli::{IncidentsArgs, ReadFormat};
+use crate::cli::IncidentsArgs;
 use crate::exit::Exit;
 use crate::uptime::{self, WindowUptime};
 use crate::when;
@@ -34,35 +33,12 @@ struct Report {
 }
 
 pub fn run(args: IncidentsArgs) -> Exit {
-    let runtime = match crate::runtime::build(crate::runtime::Threads::One) {
-        Ok(runtime) => runtime,
-        Err(exit) => return exit,
-    };
-    let now = jiff::Timestamp::now();
-    let report = runtime.block_on(async {
-        let opened = crate::database::open(&args.database).await?;
-        let report = report(&opened.store, &args, now).await;
-        opened.store.close().await;
-        report
-    });
-    let report = match report {
-        Ok(report) => report,
-        Err(exit) => return exit,
-    };
-    let text = match args.format {
-        ReadFormat::Json => serde_json::to_string_pretty(&report)
-            .map(|json| json + "\n")
-            .unwrap_or_default(),
-        ReadFormat::Table => {
-            let width = io::stdout()
-                .is_terminal()
-                .then(|| terminal_size::terminal_size_of(io::stdout()))
-                .flatten()
-                .map(|(width, _)| usize::from(width.0));
-            table(&report, &args, now, width)
-        }
-    };
-    crate::columns::print_stdout(&text)
+    crate::database::print_report(
+        &args.database,
+        args.format,
+        async |store, now| report(store, &args, now).await,
+        |report, now, width| table(report, &args, now, width),
+    )
 }
 
 async fn report(store: &Store, args: &IncidentsArgs, now: jiff::Timestamp) -> Result<Report, Exit> {
