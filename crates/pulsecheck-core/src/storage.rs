@@ -8,11 +8,13 @@
 //! [`Outbox`] through which deliveries are claimed and settled. Reads of the past
 //! (results, down spans, uptime) are the separate [`History`] trait.
 
+pub mod console;
 pub mod history;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+pub use console::{Console, Origin};
 pub use history::History;
 
 use crate::outbox::{AlertEvent, BoxFuture, MemoryOutbox, Outbox};
@@ -25,6 +27,8 @@ pub struct CheckMeta {
     pub name: String,
     pub group: Option<String>,
     pub target: String,
+    /// Whether the config file or the API defines the check.
+    pub origin: Origin,
 }
 
 /// One finished run and everything it caused. The store writes all of it in the same

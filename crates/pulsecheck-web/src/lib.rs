@@ -26,6 +26,7 @@ use axum::routing::get;
 use axum::Router;
 use pulsecheck_config::{MonitorConfig, ServerConfig};
 use pulsecheck_core::live::LiveChecks;
+use pulsecheck_core::storage::{Console, History};
 use pulsecheck_core::Engine;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -50,6 +51,10 @@ pub(crate) struct Inner {
     /// Cancelled when the listener shuts down, so `/probe` checks in flight end at once
     /// instead of holding the shutdown for their whole timeout.
     pub(crate) stopping: CancellationToken,
+    /// The store's reads for the status page and the API (`None` without a store, as in
+    /// tests of /metrics alone).
+    pub(crate) console: Option<Arc<dyn Console>>,
+    pub(crate) history: Option<Arc<dyn History>>,
 }
 
 impl AppState {
@@ -69,8 +74,27 @@ impl AppState {
                 health,
                 last_page_bytes: AtomicUsize::new(0),
                 stopping: CancellationToken::new(),
+                console: None,
+                history: None,
             }),
         }
+    }
+
+    /// The same state reading history and status from `store` (before any clone is
+    /// handed out).
+    pub fn with_store<S: Console + History>(mut self, store: Arc<S>) -> AppState {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_store is called before the state is shared");
+        inner.console = Some(store.clone());
+        inner.history = Some(store);
+        self
+    }
+
+    pub fn console(&self) -> Option<&Arc<dyn Console>> {
+        self.inner.console.as_ref()
+    }
+
+    pub fn history(&self) -> Option<&Arc<dyn History>> {
+        self.inner.history.as_ref()
     }
 
     pub fn config(&self) -> Arc<MonitorConfig> {

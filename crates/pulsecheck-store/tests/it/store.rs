@@ -374,6 +374,7 @@ async fn register_checks_updates_metadata_and_retires_the_rest() {
             name: "b".into(),
             group: None,
             target: "tcp://b.example:22".into(),
+            origin: Default::default(),
         }],
         retire_others: true,
     };

@@ -80,6 +80,7 @@ fn check_meta(config: &MonitorConfig) -> Vec<CheckMeta> {
             name: c.name.clone(),
             group: c.group.clone(),
             target: c.target.input.clone(),
+            origin: pulsecheck_core::storage::Origin::File,
         })
         .collect()
 }

@@ -70,6 +70,7 @@ fn register(names: &[&str]) -> WriteEvent {
                 name: name.to_string(),
                 group: None,
                 target: format!("https://{name}.test/health"),
+                origin: Default::default(),
             })
             .collect(),
         retire_others: true,

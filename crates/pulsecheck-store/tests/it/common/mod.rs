@@ -116,6 +116,7 @@ pub fn register(names: &[&str]) -> WriteEvent {
                 name: name.to_string(),
                 group: Some("web".into()),
                 target: format!("https://{name}.example"),
+                origin: Default::default(),
             })
             .collect(),
         retire_others: false,
