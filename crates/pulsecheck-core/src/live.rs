@@ -2,7 +2,8 @@
 //! uptime over the last 24 hours and 30 days, plus counters of results by outcome and
 //! reason. The monitor folds each run in as it handles it; a scrape reads it without
 //! touching the database. Uptime is kept in fixed buckets (24 hourly, 30 daily per
-//! check, about 0.5 KB), counted from the results seen since the daemon started.
+//! check, about 0.5 KB), counted from the results seen since the daemon started and,
+//! once [`LiveChecks::seed_uptime`] has read them, the store's counts from before.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::result::{CheckResult, Outcome, Reason};
 use crate::state::State;
+use crate::storage::Console;
 
 const HOURS: usize = 24;
 const DAYS: usize = 30;
@@ -47,6 +49,20 @@ fn add(ring: &mut [Bucket], period: i64, up: bool) {
     slot.up += u32::from(up);
 }
 
+/// Adds counts from elsewhere to `period`'s bucket, unless the ring already holds a
+/// newer period in that slot.
+fn add_counts(ring: &mut [Bucket], period: i64, runs: u32, up: u32) {
+    let slot = &mut ring[period.rem_euclid(ring.len() as i64) as usize];
+    if slot.period > period && slot.runs > 0 {
+        return;
+    }
+    if slot.period != period {
+        *slot = Bucket { period, runs: 0, up: 0 };
+    }
+    slot.runs = slot.runs.saturating_add(runs);
+    slot.up = slot.up.saturating_add(up.min(runs));
+}
+
 fn ratio(ring: &[Bucket], now_period: i64) -> Option<f64> {
     let oldest = now_period - ring.len() as i64 + 1;
     let (runs, up) = ring
@@ -61,6 +77,18 @@ impl Uptime {
     pub fn record(&mut self, at: i64, up: bool) {
         add(&mut self.hours, at.div_euclid(3600), up);
         add(&mut self.days, at.div_euclid(86_400), up);
+    }
+
+    /// Adds `runs` (`up` of them up) counted before this process started to the hour
+    /// that holds `at` (Unix seconds).
+    pub fn add_hour(&mut self, at: i64, runs: u32, up: u32) {
+        add_counts(&mut self.hours, at.div_euclid(3600), runs, up);
+    }
+
+    /// Adds `runs` (`up` of them up) counted before this process started to the day
+    /// that holds `at` (Unix seconds).
+    pub fn add_day(&mut self, at: i64, runs: u32, up: u32) {
+        add_counts(&mut self.days, at.div_euclid(86_400), runs, up);
     }
 
     /// The share of up results in the last 24 hours (the current hour and 23 before).
@@ -174,6 +202,36 @@ impl LiveChecks {
         live.last = Some(last);
     }
 
+    /// Adds each check's runs from the store before `started` (the process's start: the
+    /// monitor counts everything after it) to its uptime windows, so that uptime over
+    /// 24 h and 30 d does not restart from nothing with the daemon. Reads one check at a
+    /// time and takes the lock only to add what it read; a check the store cannot read is
+    /// logged and skipped (its window then starts at `started`).
+    pub async fn seed_uptime(&self, console: &dyn Console, checks: &[String], started: jiff::Timestamp) {
+        let hours_since = started - jiff::SignedDuration::from_hours(24);
+        let days_since = started - jiff::SignedDuration::from_hours(24 * 30);
+        for check in checks {
+            let hours = console.latency_series(check, hours_since, started).await;
+            let days = console.daily_uptime(check, days_since, started).await;
+            let (hours, days) = match (hours, days) {
+                (Ok(hours), Ok(days)) => (hours, days),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(check = %check, "cannot read past uptime for /metrics (it counts from now): {e}");
+                    continue;
+                }
+            };
+            let mut map = self.lock();
+            let live = map.entry(check.clone()).or_default();
+            for hour in hours {
+                live.uptime
+                    .add_hour(hour.hour.as_second(), clamp(hour.runs), clamp(hour.up));
+            }
+            for day in days {
+                live.uptime.add_day(day.day.as_second(), clamp(day.runs), clamp(day.up));
+            }
+        }
+    }
+
     /// Drops every check not in `names` (removed or renamed by a reload), so no series
     /// is left behind.
     pub fn retain<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
@@ -193,6 +251,10 @@ impl LiveChecks {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn clamp(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]
@@ -217,6 +279,30 @@ mod tests {
         assert_eq!(uptime.last_30d(t0 + 32 * day), None);
         uptime.record(t0 + 30 * day, false);
         assert_eq!(uptime.last_30d(t0 + 30 * day), Some(0.5));
+    }
+
+    #[test]
+    fn counts_from_before_the_start_join_the_windows() {
+        let hour = 3600;
+        let day = 86_400;
+        let now = 1_700_000_000 - 1_700_000_000 % day + 12 * hour;
+        let mut uptime = Uptime::default();
+        // This process saw one up run this hour.
+        uptime.record(now, true);
+        // The store had 3 runs (1 up) earlier this hour, 4 (all up) an hour before, and
+        // 2 (none up) 40 hours before, outside the 24 h window.
+        uptime.add_hour(now - 60, 3, 1);
+        uptime.add_hour(now - hour, 4, 4);
+        uptime.add_hour(now - 40 * hour, 2, 0);
+        assert_eq!(uptime.last_24h(now), Some(6.0 / 8.0));
+        // Days: today 7 before the start, two days ago 3 (2 up); 31 days ago is outside.
+        uptime.add_day(now - 60, 7, 5);
+        uptime.add_day(now - 2 * day, 3, 2);
+        uptime.add_day(now - 31 * day, 9, 0);
+        assert_eq!(uptime.last_30d(now), Some(8.0 / 11.0));
+        // A count for a slot that already holds a newer period is dropped, not mixed in.
+        uptime.add_day(now - 30 * day, 5, 0);
+        assert_eq!(uptime.last_30d(now), Some(8.0 / 11.0));
     }
 
     #[test]

@@ -204,6 +204,12 @@ impl WriterHandle {
         stats
     }
 
+    /// Commit latencies as cumulative counts below each of `bounds` (a Prometheus
+    /// histogram), with the count and sum of every commit since the writer started.
+    pub fn batch_buckets(&self, bounds: &[Duration]) -> (Vec<u64>, u64, Duration) {
+        self.lock_stats().latency.buckets(bounds)
+    }
+
     /// Stops accepting events, commits everything queued, and waits for the writer to
     /// exit. Safe to call from several clones. While the database keeps failing the
     /// writer keeps retrying, so this waits too: bound it with the process's own

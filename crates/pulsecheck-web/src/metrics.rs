@@ -27,6 +27,29 @@ pub async fn handler(State(app): State<AppState>, _access: ReadAccess, headers: 
 
 /// Schedule-lag histogram bounds, in seconds.
 const LAG_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0];
+/// Store commit-time histogram bounds, in seconds.
+const BATCH_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// One histogram family: `buckets` gives the cumulative counts below each bound, the
+/// count and the sum.
+fn write_histogram(
+    page: &mut Exposition,
+    name: &str,
+    help: &str,
+    bounds_seconds: &[f64],
+    buckets: impl FnOnce(&[Duration]) -> (Vec<u64>, u64, Duration),
+) {
+    page.family(name, Kind::Histogram, help);
+    let bounds: Vec<Duration> = bounds_seconds.iter().map(|s| Duration::from_secs_f64(*s)).collect();
+    let (below, count, sum) = buckets(&bounds);
+    let bucket = format!("{name}_bucket");
+    for (bound, n) in bounds_seconds.iter().zip(&below) {
+        page.sample(&bucket, &[("le", &bound.to_string())], *n as f64);
+    }
+    page.sample(&bucket, &[("le", "+Inf")], count as f64);
+    page.sample(&format!("{name}_sum"), &[], sum.as_secs_f64());
+    page.sample(&format!("{name}_count"), &[], count as f64);
+}
 
 /// The whole page.
 pub fn render(app: &AppState, format: Format, process: Option<ProcessStats>, now: i64) -> String {
@@ -159,24 +182,13 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
     page.sample("pulsecheck_ledger_finished_total", &[], ledger.finished as f64);
 
     if let Some(scheduler) = &health.scheduler {
-        page.family(
+        write_histogram(
+            page,
             "pulsecheck_schedule_lag_seconds",
-            Kind::Histogram,
             "How late each scheduled run started after its tick",
+            LAG_BUCKETS,
+            |bounds| scheduler.lag.buckets(bounds),
         );
-        let bounds: Vec<Duration> = LAG_BUCKETS.iter().map(|s| Duration::from_secs_f64(*s)).collect();
-        let (below, count, sum) = scheduler.lag.buckets(&bounds);
-        for (bound, n) in LAG_BUCKETS.iter().zip(&below) {
-            let le = bound.to_string();
-            page.sample("pulsecheck_schedule_lag_seconds_bucket", &[("le", &le)], *n as f64);
-        }
-        page.sample(
-            "pulsecheck_schedule_lag_seconds_bucket",
-            &[("le", "+Inf")],
-            count as f64,
-        );
-        page.sample("pulsecheck_schedule_lag_seconds_sum", &[], sum.as_secs_f64());
-        page.sample("pulsecheck_schedule_lag_seconds_count", &[], count as f64);
         page.family("pulsecheck_scheduled_runs", Kind::Counter, "Scheduled runs started");
         page.sample(
             "pulsecheck_scheduled_runs_total",
@@ -243,24 +255,13 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
             "Events waiting for the store writer",
         );
         page.sample("pulsecheck_writer_queue_length", &[], stats.queued as f64);
-        page.family(
+        write_histogram(
+            page,
             "pulsecheck_writer_batch_seconds",
-            Kind::Gauge,
-            "Store writer commit time per batch, by quantile over the process's life (1 is the maximum)",
+            "Store writer commit time per batch (BEGIN to COMMIT)",
+            BATCH_BUCKETS,
+            |bounds| writer.batch_buckets(bounds),
         );
-        if stats.batches > 0 {
-            for (quantile, ms) in [
-                ("0.5", stats.p50_batch_ms),
-                ("0.99", stats.p99_batch_ms),
-                ("1", stats.max_batch_ms),
-            ] {
-                page.sample(
-                    "pulsecheck_writer_batch_seconds",
-                    &[("quantile", quantile)],
-                    ms / 1000.0,
-                );
-            }
-        }
         page.family(
             "pulsecheck_writer_batches",
             Kind::Counter,
