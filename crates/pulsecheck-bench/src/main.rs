@@ -32,6 +32,12 @@
 //!   bytes of one `/metrics` scrape of a daemon with 10,000 checks. Goals (issue 9): at
 //!   most a quarter of blackbox_exporter's CPU per probe, more probes per second.
 //!
+//! * `web`: the status page and the REST API of `pulsecheck serve` with 10,000 checks and
+//!   30 days of hourly aggregates in its store, at 50 requests/s (page and API check list
+//!   alternating) for 30 s while it monitors 100,000 checks per minute: p50/p99 of each,
+//!   the page's bytes, the daemon's CPU share and schedule lag. Goals (issue 11): page
+//!   p99 < 100 ms and < 300 KB, API list p99 < 50 ms, lag p99 < 50 ms.
+//!
 //! Usage: `cargo build --release --workspace && target/release/pulsecheck-bench [SCENARIO...]`
 //! (`pulsecheck-bench fast mixed blackhole serve` runs everything).
 //! The exit code is 0 even when goals are missed (it is a measurement); it is
@@ -44,6 +50,7 @@ mod report;
 mod scenarios;
 mod serve;
 mod sim;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -147,6 +154,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         println!("sim command {}", sim.command);
         for (scenario, job) in &jobs {
             match job {
+                None if *scenario == Scenario::Web => println!(
+                    "{:<11} `{} serve` with {} checks, {} days of hourly aggregates; {} req/s for {} s to / and /api/v1/checks?limit=50",
+                    Scenario::Web.name(),
+                    pulsecheck.display(),
+                    web::CHECKS,
+                    web::DAYS,
+                    web::RATE,
+                    web::WINDOW.as_secs(),
+                ),
                 None if *scenario == Scenario::Probe => println!(
                     "{:<11} /probe of `{} serve` vs prometheus-blackbox-exporter at {:?} concurrent scrapes, then /metrics with 10,000 checks",
                     Scenario::Probe.name(),
@@ -175,8 +191,21 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         if proc::interrupted() {
             bail!("interrupted");
         }
+        if *scenario == Scenario::Web {
+            let run = web::run(&pulsecheck, &sim.ready.http, &dir.0).context("scenario web")?;
+            if cli.json {
+                println!("{}", web::json(&run));
+            } else {
+                println!();
+                for line in web::report(&run) {
+                    println!("{line}");
+                }
+            }
+            scan_header_printed = false;
+            continue;
+        }
         if *scenario == Scenario::Probe {
-            probe::run(&pulsecheck, &sim.ready.http, &dir.0).context("scenario probe")?;
+            probe::run(&pulsecheck, &sim.ready.http, &dir.0, cli.json).context("scenario probe")?;
             scan_header_printed = false;
             continue;
         }

@@ -36,10 +36,10 @@ const BLACKBOX: &str = "prometheus-blackbox-exporter";
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// One exporter process, killed and reaped on drop.
-struct Exporter {
+pub(crate) struct Exporter {
     name: &'static str,
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Drop for Exporter {
@@ -55,7 +55,7 @@ impl Drop for Exporter {
 }
 
 impl Exporter {
-    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+    pub(crate) fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
         let rest = &stat[stat.rfind(')').context("no ) in /proc stat")? + 2..];
         let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -95,6 +95,19 @@ fn start_pulsecheck(
     name: &str,
     config: &str,
 ) -> anyhow::Result<Exporter> {
+    start_pulsecheck_with(runtime, bin, dir, name, config, &[])
+}
+
+/// `pulsecheck serve DIR/NAME.yaml --db DIR/NAME.db EXTRA...`, with `LISTEN` in `config`
+/// replaced by a free loopback port; returns once it listens.
+pub(crate) fn start_pulsecheck_with(
+    runtime: &tokio::runtime::Runtime,
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    config: &str,
+    extra: &[&std::ffi::OsStr],
+) -> anyhow::Result<Exporter> {
     let port = free_port()?;
     let config_path = dir.join(format!("{name}.yaml"));
     std::fs::write(&config_path, config.replace("LISTEN", &format!("127.0.0.1:{port}")))?;
@@ -104,6 +117,7 @@ fn start_pulsecheck(
         .arg(&config_path)
         .arg("--db")
         .arg(dir.join(format!("{name}.db")))
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -314,8 +328,13 @@ fn metrics_scrape(
     })
 }
 
-/// The whole scenario; prints its table.
-pub fn run(bin: &Path, hosts: &[String], dir: &Path) -> anyhow::Result<()> {
+/// The whole scenario; prints its table, or with `json` one JSON object at the end.
+pub fn run(bin: &Path, hosts: &[String], dir: &Path, json: bool) -> anyhow::Result<()> {
+    let say = |line: String| {
+        if !json {
+            println!("{line}");
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -328,12 +347,12 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path) -> anyhow::Result<()> {
     let blackbox = match find_blackbox() {
         Some(path) => Some(start_blackbox(&runtime, &path, dir)?),
         None => {
-            println!("probe: {BLACKBOX} not found (apt-get install {BLACKBOX}); measuring pulsecheck alone");
+            eprintln!("probe: {BLACKBOX} not found (apt-get install {BLACKBOX}); measuring pulsecheck alone");
             None
         }
     };
-    println!();
-    println!("probe       path        conc  exporter    probes/s   ok %  CPU µs/probe");
+    say(String::new());
+    say("probe       path        conc  exporter    probes/s   ok %  CPU µs/probe".into());
     let mut rows: Vec<Measured> = Vec::new();
     for path in PATHS {
         for concurrency in CONCURRENCY {
@@ -342,7 +361,7 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path) -> anyhow::Result<()> {
                     bail!("interrupted");
                 }
                 let m = drive(&runtime, exporter, hosts, path, concurrency)?;
-                println!(
+                say(format!(
                     "probe       {:<11} {:>4}  {:<10} {:>9.0} {:>6.1} {:>13.0}",
                     m.path,
                     m.concurrency,
@@ -350,32 +369,60 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path) -> anyhow::Result<()> {
                     m.per_second(),
                     100.0 * m.succeeded as f64 / m.probes.max(1) as f64,
                     m.cpu_micros_per_probe()
-                );
+                ));
                 rows.push(m);
             }
             let ours = rows.iter().rev().find(|m| m.exporter == "pulsecheck");
             let theirs = rows.iter().rev().find(|m| m.exporter == "blackbox");
             if let (Some(ours), Some(theirs)) = (ours, theirs) {
-                println!(
+                say(format!(
                     "probe       {:<11} {:>4}  ratio      {:>8.2}×        {:>12.2}×  (throughput pulsecheck/blackbox; CPU per probe pulsecheck/blackbox, goal ≤ 0.25)",
                     path,
                     concurrency,
                     ours.per_second() / theirs.per_second().max(f64::MIN_POSITIVE),
                     ours.cpu_micros_per_probe() / theirs.cpu_micros_per_probe().max(f64::MIN_POSITIVE),
-                );
+                ));
             }
         }
     }
     drop(blackbox);
     drop(pulsecheck);
     let scrape = metrics_scrape(&runtime, bin, dir, hosts)?;
-    println!(
+    say(format!(
         "metrics     one /metrics scrape with {} checks: {:.1} ms median, {:.1} ms max (of 9), {} bytes ({:.1} MB)",
         scrape.checks,
         scrape.median_ms,
         scrape.max_ms,
         scrape.bytes,
         scrape.bytes as f64 / 1e6
-    );
+    ));
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "exporter": m.exporter,
+                    "path": m.path,
+                    "concurrency": m.concurrency,
+                    "probes": m.probes,
+                    "succeeded": m.succeeded,
+                    "seconds": m.seconds,
+                    "probes_per_s": m.per_second(),
+                    "cpu_us_per_probe": m.cpu_micros_per_probe(),
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "scenario": "probe",
+            "measurements": rows,
+            "metrics_scrape": {
+                "checks": scrape.checks,
+                "bytes": scrape.bytes,
+                "median_ms": scrape.median_ms,
+                "max_ms": scrape.max_ms,
+            },
+        });
+        println!("{v}");
+    }
     Ok(())
 }

@@ -22,6 +22,10 @@ pub enum Scenario {
     /// `/probe` against blackbox_exporter at 10, 100 and 500 concurrent scrapes, and one
     /// `/metrics` scrape with 10,000 checks (not in the default set).
     Probe,
+    /// The status page and the API at 50 requests/s with 10,000 checks and 30 days of
+    /// hourly aggregates, while monitoring 100,000 checks per minute (not in the default
+    /// set).
+    Web,
 }
 
 /// The default set: the quick `scan` scenarios. `serve` takes minutes, so it
@@ -97,6 +101,7 @@ impl Scenario {
             Scenario::Blackhole => "blackhole",
             Scenario::Serve => "serve",
             Scenario::Probe => "probe",
+            Scenario::Web => "web",
         }
     }
 
@@ -149,7 +154,7 @@ impl Scenario {
                     ..Goals::default()
                 },
             ),
-            Scenario::Serve | Scenario::Probe => return None,
+            Scenario::Serve | Scenario::Probe | Scenario::Web => return None,
         };
         let mut targets = Vec::with_capacity(kinds.len());
         let mut expect = Vec::with_capacity(kinds.len());
