@@ -89,6 +89,14 @@ impl AppState {
         self
     }
 
+    /// Only the history reads (a store without [`Console`] yet): the page and the API
+    /// answer 503 for what needs the console.
+    pub fn with_history<S: History>(mut self, store: Arc<S>) -> AppState {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_history is called before the state is shared");
+        inner.history = Some(store);
+        self
+    }
+
     pub fn console(&self) -> Option<&Arc<dyn Console>> {
         self.inner.console.as_ref()
     }

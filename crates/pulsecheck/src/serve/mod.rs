@@ -233,7 +233,10 @@ async fn serve(args: ServeArgs) -> Exit {
             outbox: Some(outbox.clone()),
             runtime: stalls.clone(),
         };
-        let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health);
+        // The store's Console implementation lands with pulsecheck-store's console reads;
+        // until then the listener reads history only.
+        let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health)
+            .with_history(Arc::new(store.clone()));
         web::start(
             listener,
             state,
