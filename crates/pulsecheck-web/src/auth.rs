@@ -88,8 +88,12 @@ pub fn scopes(app: &AppState, given: &str) -> (bool, bool) {
     })
 }
 
+/// Marks requests routed to the API (nesting strips `/api/v1` from the URI).
+#[derive(Clone, Copy)]
+pub struct ApiRequest;
+
 fn is_api(parts: &Parts) -> bool {
-    parts.uri.path().starts_with("/api/")
+    parts.extensions.get::<ApiRequest>().is_some()
 }
 
 impl FromRequestParts<AppState> for ReadAccess {

@@ -22,9 +22,11 @@ pub trait Control: Send + Sync + 'static {
     /// run of it; the run is recorded like a scheduled one. Returns its result.
     fn run_now<'a>(&'a self, check: &'a str) -> BoxFuture<'a, Result<CheckResult, ControlError>>;
 
-    /// Starts, or replaces, a check created through the API (validated, with origin
-    /// `Api`, already persisted).
-    fn put_check(&self, check: CheckConfig) -> BoxFuture<'_, Result<(), ControlError>>;
+    /// Starts, or replaces, a check created through the API: validated (origin `Api`)
+    /// and persisted; `definition` is the JSON it was validated from, which the daemon
+    /// validates again when the config file is reloaded (defaults and channels may
+    /// change).
+    fn put_check(&self, check: CheckConfig, definition: serde_json::Value) -> BoxFuture<'_, Result<(), ControlError>>;
 
     /// Stops an API check (its definition is already deleted from the store).
     fn delete_check<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), ControlError>>;

@@ -98,14 +98,6 @@ impl AppState {
         self
     }
 
-    /// Only the history reads (a store without [`Console`] yet): the page and the API
-    /// answer 503 for what needs the console.
-    pub fn with_history<S: History>(mut self, store: Arc<S>) -> AppState {
-        let inner = Arc::get_mut(&mut self.inner).expect("with_history is called before the state is shared");
-        inner.history = Some(store);
-        self
-    }
-
     /// The same state with the daemon's controls (before any clone is handed out).
     pub fn with_control(mut self, control: Arc<dyn control::Control>) -> AppState {
         let inner = Arc::get_mut(&mut self.inner).expect("with_control is called before the state is shared");

@@ -209,12 +209,12 @@ async fn put(app: &AppState, definition: Value, created_at: Option<jiff::Timesta
     console
         .put_api_check(&ApiCheck {
             name: check.name.clone(),
-            definition,
+            definition: definition.clone(),
             created_at: created_at.unwrap_or(now),
             updated_at: now,
         })
         .await?;
-    control.put_check(check.clone()).await?;
+    control.put_check(check.clone(), definition).await?;
     Ok(check)
 }
 
@@ -256,10 +256,12 @@ fn named(mut definition: Value, name: &str) -> Result<Value, ApiError> {
             object.insert("name".into(), Value::String(name.to_owned()));
         }
         Some(Value::String(given)) if given == name => {}
-        Some(_) => return Err(ApiError::bad_request(format!(
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
             "the body's name differs from the URL's '{name}'; a check cannot be renamed: delete it and create it anew"
         ))
-        .field("name")),
+            .field("name"))
+        }
     }
     Ok(definition)
 }

@@ -52,17 +52,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// `T` from a JSON value, with serde's message and the field it names.
+/// `T` from a JSON value, with serde's message and the field at fault: the path of a
+/// bad value, or the name of an unknown field.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(|e| {
-        let message = e.to_string();
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
         let unknown = message.starts_with("unknown field");
+        // The path ends at the unknown field, or at the object missing one.
+        let field = if message.starts_with("missing field") {
+            backticked(&message).map(|name| if path == "." { name } else { format!("{path}.{name}") })
+        } else {
+            Some(path).filter(|p| p != ".")
+        };
         let mut error = ApiError::new(
             StatusCode::BAD_REQUEST,
             if unknown { "unknown_field" } else { "invalid" },
             format!("{message}; fix the request body"),
         );
-        if let Some(field) = backticked(&message) {
+        if let Some(field) = field {
             error = error.field(field);
         }
         error

@@ -51,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .layer(axum::Extension(crate::auth::ApiRequest))
 }
 
 async fn openapi() -> impl IntoResponse {
