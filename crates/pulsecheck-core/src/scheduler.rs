@@ -484,11 +484,12 @@ mod tests {
         while runner.starts.lock().unwrap().is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let asked: Vec<_> = (0..3)
-            .map(|_| tokio::spawn(scheduler.run_now("x").expect("x runs")))
-            .collect();
-        for handle in asked {
-            let result = handle.await.unwrap().expect("it ran");
+        let mut asked = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            asked.spawn(scheduler.run_now("x").expect("x runs"));
+        }
+        while let Some(done) = asked.join_next().await {
+            let result = done.unwrap().expect("it ran");
             assert_eq!(result.outcome, Outcome::Up);
         }
         let mut reported = 0;

@@ -275,6 +275,7 @@ async fn serve(args: ServeArgs) -> Exit {
                     active: &active_tx,
                     live: &live,
                     writer: &writer,
+                    tasks: &pipeline,
                 };
                 applied.command(command, &file_config, &mut operated, &mut scheduler).await;
                 continue;
@@ -300,6 +301,7 @@ async fn serve(args: ServeArgs) -> Exit {
                     active: &active_tx,
                     live: &live,
                     writer: &writer,
+                    tasks: &pipeline,
                 };
                 let report = applied
                     .config(operated.effective(&file_config), &operated, &mut scheduler)
@@ -354,6 +356,8 @@ struct Applied<'a> {
     active: &'a watch::Sender<Arc<MonitorConfig>>,
     live: &'a LiveChecks,
     writer: &'a pulsecheck_store::WriterHandle,
+    /// Where runs on demand go (waited for at shutdown, with the monitor).
+    tasks: &'a TaskTracker,
 }
 
 impl Applied<'_> {
@@ -393,7 +397,7 @@ impl Applied<'_> {
                 }
                 // Runs beside the loop; the monitor records it like a scheduled run.
                 Some(run) => {
-                    tokio::spawn(async move {
+                    self.tasks.spawn(async move {
                         let result = run.await.ok_or(pulsecheck_web::control::ControlError::Stopping);
                         let _ = reply.send(result);
                     });
