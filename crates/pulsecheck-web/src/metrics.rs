@@ -113,7 +113,7 @@ fn write_checks(page: &mut Exposition, checks: &[(&String, &LiveCheck)], now: i6
     page.family(
         "pulsecheck_check_uptime_ratio",
         Kind::Gauge,
-        "Share of the check's results that were up over the window (24h or 30d), counted since the daemon started",
+        "Share of the check's results that were up over the window (24h or 30d), from the store's runs before the daemon started and its own since",
     );
     for (name, live) in checks {
         for (window, ratio) in [("24h", live.uptime.last_24h(now)), ("30d", live.uptime.last_30d(now))] {

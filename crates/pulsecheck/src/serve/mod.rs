@@ -204,6 +204,17 @@ async fn serve(args: ServeArgs) -> Exit {
     // is read only by /metrics: without a listener nothing would ever read it.
     if listener.is_some() {
         monitor = monitor.with_live(live.clone());
+        // Uptime over 24 h and 30 d continues from the store instead of restarting with
+        // the daemon: the store's runs before now, this process's after.
+        let started = jiff::Timestamp::now();
+        let names: Vec<String> = config.checks.iter().map(|c| c.name.clone()).collect();
+        let (live, store, stop) = (live.clone(), store.clone(), delivery_cancel.clone());
+        background.spawn(async move {
+            tokio::select! {
+                () = live.seed_uptime(&store, &names, started) => {}
+                () = stop.cancelled() => {}
+            }
+        });
     }
     pipeline.spawn(monitor.run(runs_rx));
     background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));

@@ -33,6 +33,28 @@ fn prometheus_binary() -> Option<PathBuf> {
 /// A child process stopped by its PID when dropped.
 struct Process(Child);
 
+impl Process {
+    /// SIGTERM, then the exit, which must be clean (`log` is shown when it is not).
+    async fn stop(mut self, log: &Path) {
+        if let Some(pid) = self.0.id() {
+            // SAFETY: signalling the daemon this test started, by its PID.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.0.wait())
+            .await
+            .expect("the daemon stops after SIGTERM")
+            .unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         // kill_on_drop sends SIGKILL to this child by its PID.
@@ -296,26 +318,103 @@ scrape_configs:
 
     drop(_prometheus);
     // SIGTERM: the listener closes on the daemon's shutdown path, which exits cleanly.
-    let mut daemon = daemon;
-    if let Some(pid) = daemon.0.id() {
-        // SAFETY: signalling the daemon this test started, by its PID.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-    }
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.0.wait())
-        .await
-        .expect("the daemon stops after SIGTERM")
-        .unwrap();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    daemon.stop(&log).await;
     assert!(
         std::net::TcpStream::connect(&pulsecheck).is_err(),
         "the listener is closed"
     );
     sim.shutdown().await;
+}
+
+/// The value of the sample `name{labels…}` whose labels include every one of `labels`.
+fn sample(page: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    page.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Uptime over 24 h and 30 d continues across a restart: the runs stored before it
+/// count, so a check that was down and is now up shows less than 100 %.
+#[tokio::test]
+async fn uptime_on_metrics_continues_from_the_store_after_a_restart() {
+    let sim = pulsecheck_sim::start(SimConfig::default()).await.unwrap();
+    let http = sim.info.http[0];
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("p.db");
+    let config = dir.path().join("pulsecheck.yaml");
+    let write_config = |path: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "server:\n  listen: 127.0.0.1:0\nchecks:\n  - name: web\n    target: http://{http}{path}\n    interval: 1s\n    timeout: 500ms\n"
+            ),
+        )
+        .unwrap();
+    };
+    let start = |log: &Path| {
+        Process(
+            Command::new(BIN)
+                .args(["serve", config.to_str().unwrap(), "--db"])
+                .arg(&db)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("pulsecheck serve starts"),
+        )
+    };
+    let metrics = |addr: String| async move {
+        let response = client().get(format!("http://{addr}/metrics")).send().await.ok()?;
+        response.text().await.ok()
+    };
+
+    // First life: every run is down.
+    write_config("/status/500");
+    let first_log = dir.path().join("first.log");
+    let first = start(&first_log);
+    let addr = listening(&first_log).await;
+    eventually(Duration::from_secs(60), "two down runs on /metrics", || async {
+        let page = metrics(addr.clone()).await?;
+        let down = sample(
+            &page,
+            "pulsecheck_check_uptime_ratio",
+            &["check=\"web\"", "window=\"24h\""],
+        )?;
+        // Two runs at least, so the second life's one up run cannot reach 50 %.
+        let runs: f64 = page
+            .lines()
+            .filter(|l| l.starts_with("pulsecheck_checks_total{") && l.contains("outcome=\"down\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (down == 0.0 && runs >= 2.0).then_some(())
+    })
+    .await;
+    first.stop(&first_log).await;
+
+    // Second life: every run is up, yet the day still holds the down runs.
+    write_config("/ok");
+    let second_log = dir.path().join("second.log");
+    let _second = start(&second_log);
+    let addr = listening(&second_log).await;
+    let (day, month) = eventually(Duration::from_secs(60), "an up run after the restart", || async {
+        let page = metrics(addr.clone()).await?;
+        let up = sample(&page, "probe_success", &["check=\"web\""])?;
+        let day = sample(
+            &page,
+            "pulsecheck_check_uptime_ratio",
+            &["check=\"web\"", "window=\"24h\""],
+        )?;
+        let month = sample(
+            &page,
+            "pulsecheck_check_uptime_ratio",
+            &["check=\"web\"", "window=\"30d\""],
+        )?;
+        (up == 1.0 && day > 0.0).then_some((day, month))
+    })
+    .await;
+    assert!(day < 1.0, "24 h uptime {day} forgot the runs before the restart");
+    assert!(month < 1.0, "30 d uptime {month} forgot the runs before the restart");
 }
