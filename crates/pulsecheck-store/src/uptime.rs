@@ -56,7 +56,7 @@ const WINDOW_PARAMS: usize = 6;
 /// watermark)`: raw results in `[max(since, watermark), until)`; the hours of the first
 /// partial day `[since, lead_end)`; whole days `[mid_start, mid_end)` from daily rows
 /// (but the hours of a day that the check's oldest hourly row cuts in two); the hours of
-/// the last partial day `[trail_start, end)`.
+/// the last partial day `[max(mid_end, since), end)` (computed in SQL).
 struct WindowBounds {
     raw_start: i64,
     until: i64,
@@ -64,8 +64,6 @@ struct WindowBounds {
     lead_end: i64,
     mid_start: i64,
     mid_end: i64,
-    trail_start: i64,
-    end: i64,
 }
 
 /// Far enough from i64's ends that a day can be added or subtracted.
@@ -87,8 +85,6 @@ impl WindowBounds {
             lead_end: mid_start.min(end),
             mid_start,
             mid_end,
-            trail_start: mid_end.max(since),
-            end,
         }
     }
 }
@@ -113,7 +109,6 @@ SELECT ids.pos",
     for w in 0..windows.max(1) {
         let p = |i: usize| FIXED_PARAMS + checks.max(1) + WINDOW_PARAMS * w + i + 1;
         let (raw_start, until, since, lead_end, mid_start, mid_end) = (p(0), p(1), p(2), p(3), p(4), p(5));
-        // trail_start and end are bound as mid_end's and the watermark's neighbours below.
         let _ = write!(
             sql,
             ",
@@ -184,8 +179,6 @@ impl Store {
                     .bind(b.lead_end)
                     .bind(b.mid_start)
                     .bind(b.mid_end);
-                debug_assert_eq!(b.trail_start, b.mid_end.max(b.since));
-                debug_assert_eq!(b.end, b.until.min(watermark.clamp(-TIME_LIMIT, TIME_LIMIT)));
             }
             let rows = query
                 .fetch_all(&self.inner.read)

@@ -961,3 +961,30 @@ async fn uptimes_bench_10000_checks_30_days() {
         times[times.len() - 1].as_secs_f64() * 1000.0
     );
 }
+
+/// Uptime reads whole days from daily rows, so compaction never drops a day's row
+/// before its hours, whatever the configured tiers.
+#[tokio::test]
+async fn daily_rows_stay_as_long_as_their_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let now = write_history(&store).await;
+    let windows = [(ts(-2 * 86_400), now)];
+    let checks = ["api".to_owned()];
+    let truth = store.uptimes(&checks, &windows).await.unwrap();
+    let retention = Retention {
+        raw_days: 1,
+        raw_up_hours: 1,
+        hourly_days: 30,
+        daily_days: 1,
+    };
+    let later = now + Duration::from_secs(5 * 86_400);
+    let report = store.compact_with(later, &retention).await.unwrap();
+    assert_eq!((report.hourly_deleted, report.daily_deleted), (0, 0));
+    assert_eq!(store.daily("api").await.unwrap().len(), 3);
+    assert_eq!(store.uptimes(&checks, &windows).await.unwrap(), truth);
+    // Once the hours go, the days may go too.
+    let much_later = now + Duration::from_secs(40 * 86_400);
+    let report = store.compact_with(much_later, &retention).await.unwrap();
+    assert!(report.hourly_deleted > 0 && report.daily_deleted > 0, "{report:?}");
+}
