@@ -5,8 +5,9 @@
 //! [`History`]'s uptime and the console's batched uptimes share [`Store::uptimes_between`].
 //! It reads whole days inside a window from the daily rows even where the hourly rows
 //! are still kept: compaction adds every aggregated hour to its day in the same
-//! transaction (and [`Store::insert_hourly`] recomputes the days it touches), so a day
-//! whose hours are all kept sums to its daily row, and a 90-day window reads about 90
+//! transaction (and [`Store::insert_hourly`] recomputes the days it touches; retention
+//! keeps a day's row as long as its hours), so a day whose hours are all kept sums to its
+//! daily row, and a 90-day window reads about 90
 //! daily rows and a few dozen hourly ones instead of 2,160 hourly rows. The daily bars
 //! ([`sources`]) read the hours themselves.
 //!
