@@ -16,6 +16,7 @@ pub mod blackbox;
 pub mod exposition;
 pub mod health;
 pub mod metrics;
+pub mod page;
 pub mod probe;
 
 use std::net::SocketAddr;
@@ -132,6 +133,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::handler))
         .route("/probe", get(probe::handler))
+        .merge(page::routes())
         .with_state(state)
 }
 
