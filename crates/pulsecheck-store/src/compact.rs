@@ -7,6 +7,7 @@ use sqlx::Row;
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::time::{floor_hour, to_ms, DAY_MS, HOUR_MS};
+use crate::uptime::WATERMARK_KEY;
 
 /// An hour is aggregated only once it ended this long ago, so that results of checks
 /// that started just before the hour turned (and the writer's batching delay) are in.
@@ -15,7 +16,6 @@ const GRACE_MS: i64 = 10 * 60 * 1000;
 const DELETE_CHUNK: u64 = 5_000;
 /// Checks visited per write transaction by the per-check deletes.
 const CHECKS_PER_TX: usize = 200;
-const WATERMARK_KEY: &str = "hourly_aggregated_through";
 /// The size budget prunes down to this share of `max_size`, so that it does not run
 /// again on the next few results.
 const BUDGET_TARGET_PERCENT: u64 = 90;
@@ -196,19 +196,27 @@ impl Store {
             let Some(next) = next else { break };
             let hour = floor_hour(next);
             let rows = self.aggregate_hour(hour).await?;
+            let phases = self.hour_phase_means(hour).await?;
             let day = hour.div_euclid(DAY_MS) * DAY_MS;
             let mut tx = self.begin_write().await?;
             for row in &rows {
+                let means = phases.get(&row.check_id).copied().unwrap_or_default();
                 sqlx::query(
-                    "INSERT INTO hourly (check_id, hour, count, up_count, mean_us, p50_us, p95_us, p99_us)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    "INSERT INTO hourly (check_id, hour, count, up_count, mean_us, p50_us, p95_us, p99_us,
+                                         dns_us, connect_us, tls_us, ttfb_us, transfer_us)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                      ON CONFLICT (check_id, hour) DO UPDATE SET
                          count = excluded.count,
                          up_count = excluded.up_count,
                          mean_us = excluded.mean_us,
                          p50_us = excluded.p50_us,
                          p95_us = excluded.p95_us,
-                         p99_us = excluded.p99_us",
+                         p99_us = excluded.p99_us,
+                         dns_us = excluded.dns_us,
+                         connect_us = excluded.connect_us,
+                         tls_us = excluded.tls_us,
+                         ttfb_us = excluded.ttfb_us,
+                         transfer_us = excluded.transfer_us",
                 )
                 .bind(row.check_id)
                 .bind(hour)
@@ -218,6 +226,11 @@ impl Store {
                 .bind(row.p50_us)
                 .bind(row.p95_us)
                 .bind(row.p99_us)
+                .bind(means[0])
+                .bind(means[1])
+                .bind(means[2])
+                .bind(means[3])
+                .bind(means[4])
                 .execute(&mut *tx)
                 .await
                 .map_err(self.query_error("write hourly aggregate"))?;

@@ -11,10 +11,7 @@ use crate::codes;
 use crate::error::StoreError;
 use crate::read::limit_i64;
 use crate::store::Store;
-use crate::time::{from_ms, to_ms, us_to_ms, DAY_MS};
-
-/// Where compaction has aggregated raw results up to (see `compact.rs`).
-const WATERMARK_KEY: &str = "hourly_aggregated_through";
+use crate::time::{from_ms, to_ms, us_to_ms};
 
 const RESULT_PAGE_SQL: &str = "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
         CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,
@@ -30,29 +27,17 @@ const RESULT_PAGE_SQL: &str = "SELECT r.started_at, r.kind, r.error, r.http_stat
  ORDER BY r.started_at DESC LIMIT $3";
 
 // Two statements so that each uses its index: by check, or by id for all checks.
-const SPANS_OF_CHECK_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, t.cause
+const SPANS_OF_CHECK_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
              FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
              WHERE i.check_name = $1 AND i.id < $2
              ORDER BY i.started_at DESC, i.id DESC LIMIT $3";
-const SPANS_OF_ALL_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, t.cause
+const SPANS_OF_ALL_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
              FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
              WHERE $1 IS NULL AND i.id < $2
              ORDER BY i.id DESC LIMIT $3";
-
-const UPTIME_SQL: &str = "WITH c AS (SELECT id FROM check_ids WHERE name = $1),
-                  raw AS (SELECT COUNT(*) AS runs, COALESCE(SUM(kind & 3 = 0), 0) AS up
-                          FROM results WHERE check_id = (SELECT id FROM c)
-                            AND started_at >= MAX($2, $4) AND started_at < $3 AND kind & 3 <> 2),
-                  hours AS (SELECT COALESCE(SUM(count), 0) AS runs, COALESCE(SUM(up_count), 0) AS up
-                            FROM hourly WHERE check_id = (SELECT id FROM c)
-                              AND hour >= $2 AND hour < MIN($3, $4)),
-                  oldest_hour AS (SELECT MIN(hour) AS hour FROM hourly WHERE check_id = (SELECT id FROM c))
-             SELECT raw.runs, raw.up, hours.runs, hours.up,
-                    COALESCE((SELECT SUM(count) FROM daily WHERE check_id = (SELECT id FROM c)
-                               AND day >= $2 AND day + $5 <= MIN($3, $4, COALESCE(oldest_hour.hour, $4))), 0),
-                    COALESCE((SELECT SUM(up_count) FROM daily WHERE check_id = (SELECT id FROM c)
-                               AND day >= $2 AND day + $5 <= MIN($3, $4, COALESCE(oldest_hour.hour, $4))), 0)
-             FROM raw, hours, oldest_hour";
+const SPAN_BY_ID_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
+             FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
+             WHERE i.id = $1";
 
 impl Store {
     /// A page of one check's results, newest first ([`ResultPage`]).
@@ -121,6 +106,11 @@ impl Store {
     /// A page of down spans, newest first ([`SpanPage`]), each with the cause of the
     /// transition that opened it.
     pub async fn down_span_page(&self, page: &SpanPage) -> Result<Vec<DownSpan>, StoreError> {
+        Ok(self.span_rows(page).await?.into_iter().map(|(span, _)| span).collect())
+    }
+
+    /// [`Store::down_span_page`] with each span's acknowledgement (unix ms).
+    pub(crate) async fn span_rows(&self, page: &SpanPage) -> Result<Vec<(DownSpan, Option<i64>)>, StoreError> {
         let sql = if page.check.is_some() {
             SPANS_OF_CHECK_SQL
         } else {
@@ -133,25 +123,40 @@ impl Store {
             .fetch_all(&self.inner.read)
             .await
             .map_err(self.query_error("read incidents"))?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = self.get(row, "id")?;
-                let cause: Vec<CauseResult> = match self.get::<Option<String>>(row, "cause")? {
-                    Some(text) => serde_json::from_str(&text)
-                        .map_err(|e| self.corrupt("decode transition cause", format!("incident {id}: {e}")))?,
-                    None => Vec::new(),
-                };
-                let last = cause.last();
-                Ok(DownSpan {
-                    id,
-                    check: self.get(row, "check_name")?,
-                    started_at: from_ms(self.get(row, "started_at")?),
-                    ended_at: self.get::<Option<i64>>(row, "ended_at")?.map(from_ms),
-                    reason: last.and_then(|c| c.reason),
-                    error: last.and_then(|c| c.error.clone()),
-                })
-            })
-            .collect()
+        rows.iter().map(|row| self.span_row(row)).collect()
+    }
+
+    /// One down span by id with its acknowledgement.
+    pub(crate) async fn span_by_id(
+        &self,
+        id: i64,
+        conn: &mut sqlx::SqliteConnection,
+    ) -> Result<Option<(DownSpan, Option<i64>)>, StoreError> {
+        let row = sqlx::query(SPAN_BY_ID_SQL)
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .map_err(self.query_error("read an incident"))?;
+        row.as_ref().map(|row| self.span_row(row)).transpose()
+    }
+
+    fn span_row(&self, row: &SqliteRow) -> Result<(DownSpan, Option<i64>), StoreError> {
+        let id: i64 = self.get(row, "id")?;
+        let cause: Vec<CauseResult> = match self.get::<Option<String>>(row, "cause")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| self.corrupt("decode transition cause", format!("incident {id}: {e}")))?,
+            None => Vec::new(),
+        };
+        let last = cause.last();
+        let span = DownSpan {
+            id,
+            check: self.get(row, "check_name")?,
+            started_at: from_ms(self.get(row, "started_at")?),
+            ended_at: self.get::<Option<i64>>(row, "ended_at")?.map(from_ms),
+            reason: last.and_then(|c| c.reason),
+            error: last.and_then(|c| c.error.clone()),
+        };
+        Ok((span, self.get(row, "acknowledged_at")?))
     }
 
     /// Up and counted runs of one check that started in `[since, until)`: raw results
@@ -164,28 +169,13 @@ impl Store {
         since: jiff::Timestamp,
         until: jiff::Timestamp,
     ) -> Result<Uptime, StoreError> {
-        let (since, until) = (to_ms(since), to_ms(until));
-        let watermark: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
-            .bind(WATERMARK_KEY)
-            .fetch_optional(&self.inner.read)
-            .await
-            .map_err(self.query_error("read aggregation watermark"))?;
-        let watermark = watermark.unwrap_or(i64::MIN);
-        let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(UPTIME_SQL)
-            .bind(check)
-            .bind(since)
-            .bind(until)
-            .bind(watermark)
-            .bind(DAY_MS)
-            .fetch_one(&self.inner.read)
-            .await
-            .map_err(self.query_error("read uptime"))?;
-        let (raw_runs, raw_up, hour_runs, hour_up, day_runs, day_up) = row;
-        let count = |n: i64| u64::try_from(n).unwrap_or(0);
-        Ok(Uptime {
-            runs: count(raw_runs) + count(hour_runs) + count(day_runs),
-            up: count(raw_up) + count(hour_up) + count(day_up),
-        })
+        let checks = [check.to_owned()];
+        let uptimes = self.uptimes_between(&checks, &[(since, until)]).await?;
+        Ok(uptimes
+            .first()
+            .and_then(|windows| windows.first())
+            .copied()
+            .unwrap_or_default())
     }
 }
 
@@ -194,23 +184,34 @@ impl Store {
     /// that none scans a whole table.
     #[doc(hidden)]
     pub async fn history_query_plans(&self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let mut queries: Vec<(&'static str, String, usize)> = vec![
+            ("results", RESULT_PAGE_SQL.to_owned(), 3),
+            ("spans of a check", SPANS_OF_CHECK_SQL.to_owned(), 3),
+            ("spans of all", SPANS_OF_ALL_SQL.to_owned(), 3),
+            ("span by id", SPAN_BY_ID_SQL.to_owned(), 1),
+        ];
+        queries.extend(Store::uptime_sql_for_plans());
+        self.explain_all(&queries).await
+    }
+
+    /// `EXPLAIN QUERY PLAN` of each `(name, sql, parameters)`, every parameter bound to
+    /// 0 (plans do not depend on the values).
+    pub(crate) async fn explain_all(
+        &self,
+        queries: &[(&'static str, String, usize)],
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
         let mut plans = Vec::new();
-        for (name, sql, numbers) in [
-            ("results", RESULT_PAGE_SQL, 2),
-            ("spans of a check", SPANS_OF_CHECK_SQL, 2),
-            ("spans of all", SPANS_OF_ALL_SQL, 2),
-            ("uptime", UPTIME_SQL, 4),
-        ] {
+        for (name, sql, parameters) in queries {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain).bind("api");
-            for _ in 0..numbers {
+            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+            for _ in 0..*parameters {
                 query = query.bind(0_i64);
             }
             let rows = query
                 .fetch_all(&self.inner.read)
                 .await
-                .map_err(self.query_error("explain a history query"))?;
-            plans.push((name, rows.into_iter().map(|row| row.3).collect::<Vec<_>>().join("\n")));
+                .map_err(self.query_error("explain a query"))?;
+            plans.push((*name, rows.into_iter().map(|row| row.3).collect::<Vec<_>>().join("\n")));
         }
         Ok(plans)
     }

@@ -23,23 +23,27 @@
 
 mod codes;
 mod compact;
+mod console;
 mod error;
 mod history;
+mod import;
+mod latency;
 mod outbox;
 mod read;
 mod storage;
 mod store;
 mod time;
+mod uptime;
 mod write;
 
 pub use compact::{CompactReport, Retention};
 pub use error::StoreError;
+pub use pulsecheck_core::storage::console::NotificationRecord;
 pub use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, ResultPage, SpanPage, Uptime};
-pub use pulsecheck_core::storage::{CheckMeta, RunRecord, WriteEvent};
+pub use pulsecheck_core::storage::{CheckMeta, Console, Origin, RunRecord, WriteEvent};
 pub use pulsecheck_core::writer::{WriterConfig, WriterHandle, WriterStats};
 pub use read::{
-    CheckStatus, DailyAggregate, HourlyAggregate, Incident, NotificationFilter, NotificationRecord, StoredResult,
-    StoredTransition,
+    CheckStatus, DailyAggregate, HourlyAggregate, Incident, NotificationFilter, StoredResult, StoredTransition,
 };
 pub use storage::spawn_writer;
 pub use store::{Store, StoreOptions};

@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 
-use pulsecheck_core::outbox::{AlertEvent, AlertKind, CauseResult, DeliveryState};
+use pulsecheck_core::outbox::{AlertEvent, CauseResult, DeliveryState};
 use pulsecheck_core::state::{CheckState, State};
+use pulsecheck_core::storage::console::NotificationRecord;
 use pulsecheck_core::{Outcome, Reason};
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
@@ -46,25 +47,6 @@ pub struct NotificationFilter {
     pub limit: Option<usize>,
 }
 
-/// One outbox row with its delivery record.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NotificationRecord {
-    pub id: i64,
-    pub check: String,
-    pub channel: String,
-    pub idempotency_key: String,
-    pub kind: AlertKind,
-    pub event: AlertEvent,
-    /// The transition that caused it; `None` for reminders and test messages.
-    pub transition_id: Option<i64>,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    pub created_at: jiff::Timestamp,
-    pub next_attempt_at: jiff::Timestamp,
-    pub delivered_at: Option<jiff::Timestamp>,
-    pub last_error: Option<String>,
-}
-
 /// A raw result as stored: the backend-neutral [`RecordedResult`] of core's
 /// [`pulsecheck_core::storage::History`].
 pub type StoredResult = pulsecheck_core::storage::history::RecordedResult;
@@ -102,6 +84,12 @@ pub struct HourlyAggregate {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// Mean of each phase over the up runs that measured it.
+    pub dns_ms: Option<f64>,
+    pub connect_ms: Option<f64>,
+    pub tls_ms: Option<f64>,
+    pub ttfb_ms: Option<f64>,
+    pub transfer_ms: Option<f64>,
 }
 
 /// One check's results in one UTC day, summed from its hourly aggregates; `mean_ms`
@@ -297,7 +285,8 @@ impl Store {
     /// Hourly aggregates of one check, oldest first.
     pub async fn hourly(&self, check: &str) -> Result<Vec<HourlyAggregate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT h.hour, h.count, h.up_count, h.mean_us, h.p50_us, h.p95_us, h.p99_us
+            "SELECT h.hour, h.count, h.up_count, h.mean_us, h.p50_us, h.p95_us, h.p99_us,
+                    h.dns_us, h.connect_us, h.tls_us, h.ttfb_us, h.transfer_us
              FROM check_ids c JOIN hourly h ON h.check_id = c.id
              WHERE c.name = $1 ORDER BY h.hour",
         )
@@ -319,6 +308,11 @@ impl Store {
                     p50_ms: us(row, "p50_us")?,
                     p95_ms: us(row, "p95_us")?,
                     p99_ms: us(row, "p99_us")?,
+                    dns_ms: us(row, "dns_us")?,
+                    connect_ms: us(row, "connect_us")?,
+                    tls_ms: us(row, "tls_us")?,
+                    ttfb_ms: us(row, "ttfb_us")?,
+                    transfer_ms: us(row, "transfer_us")?,
                 })
             })
             .collect()
@@ -380,19 +374,19 @@ impl Store {
         row.try_get(column).map_err(self.query_error(column))
     }
 
-    fn state_col(&self, row: &SqliteRow, column: &'static str) -> Result<State, StoreError> {
+    pub(crate) fn state_col(&self, row: &SqliteRow, column: &'static str) -> Result<State, StoreError> {
         let text: String = self.get(row, column)?;
         State::parse(&text).ok_or_else(|| self.corrupt("decode state", format!("{column} = {text:?}")))
     }
 
-    fn outcome(&self, text: &str) -> Result<Outcome, StoreError> {
+    pub(crate) fn outcome(&self, text: &str) -> Result<Outcome, StoreError> {
         [Outcome::Up, Outcome::Down, Outcome::Cancelled]
             .into_iter()
             .find(|o| o.as_str() == text)
             .ok_or_else(|| self.corrupt("decode outcome", format!("{text:?}")))
     }
 
-    fn reason(&self, text: &str) -> Result<Reason, StoreError> {
+    pub(crate) fn reason(&self, text: &str) -> Result<Reason, StoreError> {
         Reason::ALL
             .into_iter()
             .find(|r| r.as_str() == text)

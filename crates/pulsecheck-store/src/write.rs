@@ -35,7 +35,7 @@ impl Store {
         Ok(())
     }
 
-    fn check_ids(&self) -> std::sync::MutexGuard<'_, crate::store::CheckIds> {
+    pub(crate) fn check_ids(&self) -> std::sync::MutexGuard<'_, crate::store::CheckIds> {
         self.inner
             .check_ids
             .lock()
@@ -79,17 +79,19 @@ impl Store {
                 }
                 for meta in checks {
                     sqlx::query(
-                        "INSERT INTO checks (name, check_group, target, active, updated_at)
-                         VALUES ($1, $2, $3, 1, $4)
+                        "INSERT INTO checks (name, check_group, target, origin, active, updated_at)
+                         VALUES ($1, $2, $3, $4, 1, $5)
                          ON CONFLICT (name) DO UPDATE SET
                              check_group = excluded.check_group,
                              target = excluded.target,
+                             origin = excluded.origin,
                              active = 1,
                              updated_at = excluded.updated_at",
                     )
                     .bind(&meta.name)
                     .bind(&meta.group)
                     .bind(&meta.target)
+                    .bind(crate::console::origin_str(meta.origin))
                     .bind(now)
                     .execute(&mut *conn)
                     .await
