@@ -7,6 +7,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
+use futures_util::{StreamExt, TryStreamExt};
 use pulsecheck_core::state::State as CheckState;
 use pulsecheck_core::storage::console::{CheckFilter, CheckPage, CheckSummary, GroupCounts};
 use serde::Deserialize;
@@ -18,6 +19,9 @@ use crate::AppState;
 
 /// Checks per page of the list.
 pub const PAGE_SIZE: usize = 50;
+
+/// Daily series read at once (the store has a few read connections).
+const READS_AT_ONCE: usize = 4;
 
 /// Down checks shown above the list (the rest are a filter away).
 pub const DOWN_SHOWN: usize = 25;
@@ -224,21 +228,38 @@ pub async fn render(app: &AppState, query: ListQuery, now: jiff::Timestamp) -> R
     let more = checks.len() > PAGE_SIZE;
     checks.truncate(PAGE_SIZE);
 
+    // The uptime batch and the daily series run side by side, on the store's read
+    // connections (a few at a time), rather than one after the other.
     let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
-    let uptimes = if names.is_empty() {
-        Vec::new()
-    } else {
-        console.uptimes(&names, &super::windows(now)).await?
-    };
+    let windows = super::windows(now);
     let bar_start = super::bar_start(now);
-    let mut rows = Vec::with_capacity(checks.len());
-    for (i, check) in checks.iter().enumerate() {
-        let mut row = CheckRow::new(check, now);
-        row.uptimes = uptime_cells(uptimes.get(i));
-        let days = console.daily_uptime(&check.name, bar_start, now).await?;
-        row.bar = svg::compact_bar(&days, bar_start);
-        rows.push(row);
-    }
+    let uptimes = async {
+        if names.is_empty() {
+            Ok(Vec::new())
+        } else {
+            console.uptimes(&names, &windows).await
+        }
+    };
+    // Collected first: a lazy map over borrowed names trips the Send check of the handler.
+    let reads: Vec<_> = names
+        .iter()
+        .map(|name| console.daily_uptime(name, bar_start, now))
+        .collect();
+    let dailies = futures_util::stream::iter(reads)
+        .buffered(READS_AT_ONCE)
+        .try_collect::<Vec<_>>();
+    let (uptimes, dailies) = tokio::try_join!(uptimes, dailies)?;
+    let rows = checks
+        .iter()
+        .zip(&dailies)
+        .enumerate()
+        .map(|(i, (check, days))| {
+            let mut row = CheckRow::new(check, now);
+            row.uptimes = uptime_cells(uptimes.get(i));
+            row.bar = svg::compact_bar(days, bar_start);
+            row
+        })
+        .collect();
 
     let query_string = filter_query(&filter);
     let next = match (more, checks.last()) {

@@ -140,8 +140,11 @@ impl IntoResponse for PageError {
     }
 }
 
+/// The store's two read sides.
+pub type Reads<'a> = (&'a Arc<dyn Console>, &'a Arc<dyn History>);
+
 /// The store's two read sides, or the 503 that says there is none.
-pub fn stores(app: &AppState) -> Result<(&Arc<dyn Console>, &Arc<dyn History>), PageError> {
+pub fn stores(app: &AppState) -> Result<Reads<'_>, PageError> {
     match (app.console(), app.history()) {
         (Some(console), Some(history)) => Ok((console, history)),
         _ => Err(PageError::NoStore),
