@@ -1,7 +1,9 @@
 //! The `pulsecheck` crate's one integration-test binary: the real binary against the
 //! real simulator (and the outbox and delivery workers on a real store).
 
+mod browser;
 mod cli;
+mod demo;
 mod payload;
 mod prometheus;
 mod serve;
