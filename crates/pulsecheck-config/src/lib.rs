@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+mod api_check;
 mod de;
 mod raw;
 mod suggest;
@@ -42,9 +43,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use api_check::{validate_api_check, CheckDefaults, FieldError};
 pub use pulsecheck_core::maintenance::{MaintenanceWindow, Recurrence};
 pub use tree::Format;
-pub use web::{ProbeModule, Prober, ServerConfig, DEFAULT_LISTEN};
+pub use web::{ApiToken, ProbeModule, Prober, ServerConfig, DEFAULT_LISTEN};
 
 use pulsecheck_core::channel::ChannelSpec;
 use pulsecheck_core::monitor::{MonitoredCheck, Policy};
@@ -72,6 +74,8 @@ pub struct MonitorConfig {
     pub modules: Vec<ProbeModule>,
     /// The file this was loaded from.
     pub source: PathBuf,
+    /// The file's `defaults:`, for checks created through the API.
+    pub check_defaults: CheckDefaults,
 }
 
 impl MonitorConfig {
@@ -132,6 +136,8 @@ pub struct CheckConfig {
     pub channels: Vec<String>,
     /// Re-alert this often while down; `None` for no reminders.
     pub reminder: Option<Duration>,
+    /// Whether the file or the API defines it (see [`validate_api_check`]).
+    pub origin: pulsecheck_core::storage::Origin,
 }
 
 /// Two checks are equal when they would run the same way (used to tell, on reload,
@@ -146,6 +152,7 @@ impl PartialEq for CheckConfig {
             && self.channels == other.channels
             && self.reminder == other.reminder
             && self.options == other.options
+            && self.origin == other.origin
     }
 }
 
@@ -466,6 +473,7 @@ mod tests {
             thresholds: Thresholds::default(),
             channels: Vec::new(),
             reminder: None,
+            origin: Default::default(),
         }
     }
 

@@ -239,10 +239,55 @@ pub(crate) struct RawDelivery {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawServer {
     pub listen: Option<Spanned<String>>,
-    pub tokens: Option<Spanned<Vec<Spanned<String>>>>,
+    pub tokens: Option<Spanned<Vec<Spanned<TokenField>>>>,
     pub public_reads: Option<Spanned<bool>>,
     pub allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
+
+/// `- "TOKEN"` (read and write) or `- {token: TOKEN, scopes: [read]}`.
+#[derive(Debug)]
+pub(crate) enum TokenField {
+    Plain(String),
+    Scoped(RawToken),
+}
+
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToken {
+    pub token: Option<Spanned<String>>,
+    pub scopes: Option<Spanned<Vec<Spanned<Scope>>>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, DeriveDeserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Scope {
+    Read,
+    Write,
+}
+
+impl<'de> Deserialize<'de> for TokenField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TokenVisitor;
+        impl<'de> Visitor<'de> for TokenVisitor {
+            type Value = TokenField;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a token, or a mapping with token and scopes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TokenField, E> {
+                Ok(TokenField::Plain(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TokenField, A::Error> {
+                RawToken::deserialize(de::value::MapAccessDeserializer::new(map)).map(TokenField::Scoped)
+            }
+        }
+        // As for `smtp`: a string is fine too, the mapping's keys count as "RawToken".
+        let (_, fields) = struct_fields::<RawToken>();
+        d.deserialize_struct(TOKEN_NAME, fields, TokenVisitor)
+    }
+}
+
+const TOKEN_NAME: &str = "$or_scalar:RawToken";
+const _: () = assert!(TOKEN_NAME.len() == OR_SCALAR.len() + "RawToken".len());
 
 /// A `/probe` module, blackbox_exporter style: a prober and the options and conditions
 /// a check takes.
@@ -290,6 +335,7 @@ pub(crate) const SCHEMA: &[(&str, FieldsFn)] = &[
     ("maintenance[]", struct_fields::<RawWindow>),
     ("delivery", struct_fields::<RawDelivery>),
     ("server", struct_fields::<RawServer>),
+    ("server.tokens[]", struct_fields::<RawToken>),
     ("modules.NAME", struct_fields::<RawModule>),
 ];
 

@@ -79,10 +79,10 @@ impl Validator<'_> {
 
 /// Names defined in the document, taken from the tree so that a definition with an error
 /// in its body still counts as defined (one mistake, one message).
-struct Names {
-    channels: Vec<String>,
-    checks: BTreeSet<String>,
-    groups: BTreeSet<String>,
+pub(crate) struct Names {
+    pub(crate) channels: Vec<String>,
+    pub(crate) checks: BTreeSet<String>,
+    pub(crate) groups: BTreeSet<String>,
 }
 
 fn names(tree: &Node) -> Names {
@@ -136,8 +136,27 @@ pub(crate) fn validate(
         server: super::web::server(&mut v, raw.server.as_ref()),
         modules: super::web::modules(&mut v, raw.modules.as_ref()),
         source: source.to_owned(),
+        check_defaults: super::api_check::CheckDefaults(tree.get("defaults").cloned().map(std::sync::Arc::new)),
     };
     (config, v.errors)
+}
+
+/// One check defined outside the file (through the API), with the file's `defaults`
+/// and channel names: exactly the rules and messages of a check in the file.
+pub(crate) fn api_check(
+    check: &Spanned<RawCheck>,
+    defaults: Option<&RawCheck>,
+    names: &Names,
+    invalid: &Invalid,
+    base_dir: &Path,
+) -> (Option<CheckConfig>, Vec<Located>) {
+    let mut v = Validator {
+        errors: Vec::new(),
+        base_dir,
+        invalid,
+    };
+    let built = check_config(&mut v, check, Some(0), defaults, names);
+    (built, v.errors)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -515,6 +534,7 @@ fn check_config(
         thresholds,
         channels,
         reminder,
+        origin: pulsecheck_core::storage::Origin::File,
     })
 }
 

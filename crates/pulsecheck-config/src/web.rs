@@ -25,13 +25,44 @@ const MIN_TOKEN_CHARS: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Bearer tokens; a mutation always needs one, a read when `public_reads` is off.
-    pub tokens: Vec<String>,
+    /// Bearer tokens with their scopes; a mutation always needs a `write` one, a read a
+    /// `read` one when `public_reads` is off.
+    pub tokens: Vec<ApiToken>,
     /// Whether reads (`/metrics`, `/probe`, status) need no token (default true).
     pub public_reads: bool,
     /// Where `/probe` (and the API's checks) may go: host names, `*.domain`, addresses
     /// and networks, each optionally with a port. Empty: nowhere.
     pub allow: Arc<AddressPolicy>,
+}
+
+/// One of `server.tokens`: the secret and what it may do.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub secret: String,
+    pub read: bool,
+    pub write: bool,
+}
+
+impl ApiToken {
+    /// A token that may read and write (the plain-string form).
+    pub fn full(secret: impl Into<String>) -> ApiToken {
+        ApiToken {
+            secret: secret.into(),
+            read: true,
+            write: true,
+        }
+    }
+}
+
+/// Never prints the secret (configs end up in logs and panics).
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("secret", &"<redacted>")
+            .field("read", &self.read)
+            .field("write", &self.write)
+            .finish()
+    }
 }
 
 /// What a module probes with.
@@ -116,10 +147,56 @@ pub(crate) fn server(v: &mut Validator<'_>, raw: Option<&Spanned<RawServer>>) ->
     };
     let mut tokens = Vec::new();
     for token in r.tokens.as_ref().map(|t| t.value.as_slice()).unwrap_or_default() {
-        let text = token.value.as_str();
+        let (secret, read, write) = match &token.value {
+            raw::TokenField::Plain(text) => (
+                Spanned {
+                    value: text.clone(),
+                    loc: token.loc,
+                },
+                true,
+                true,
+            ),
+            raw::TokenField::Scoped(scoped) => {
+                let Some(secret) = &scoped.token else {
+                    v.missing(
+                        token.loc,
+                        "token",
+                        token.loc,
+                        "this token has no 'token'",
+                        Some("write token: ${PULSECHECK_TOKEN} and scopes: [read, write]".into()),
+                    );
+                    continue;
+                };
+                let scopes: Vec<raw::Scope> = scoped
+                    .scopes
+                    .as_ref()
+                    .map(|s| s.value.iter().map(|s| s.value).collect())
+                    .unwrap_or_default();
+                // A list whose every scope was invalid is already reported.
+                if scoped.scopes.is_none() {
+                    v.missing(
+                        token.loc,
+                        "scopes",
+                        token.loc,
+                        "this token has no scopes, so it could do nothing",
+                        Some("add scopes: [read], [write] or [read, write]".into()),
+                    );
+                    continue;
+                }
+                if scopes.is_empty() {
+                    continue;
+                }
+                (
+                    secret.clone(),
+                    scopes.contains(&raw::Scope::Read),
+                    scopes.contains(&raw::Scope::Write),
+                )
+            }
+        };
+        let text = secret.value.as_str();
         if text.chars().count() < MIN_TOKEN_CHARS || HeaderValue::from_str(text).is_err() || text.trim() != text {
             v.error(
-                token.loc,
+                secret.loc,
                 format!("a token must be at least {MIN_TOKEN_CHARS} printable characters without spaces at the ends"),
                 Some(
                     "generate one with `openssl rand -hex 24` and keep it out of the file: token: ${PULSECHECK_TOKEN}"
@@ -127,16 +204,20 @@ pub(crate) fn server(v: &mut Validator<'_>, raw: Option<&Spanned<RawServer>>) ->
                 ),
             );
         } else {
-            tokens.push(text.to_owned());
+            tokens.push(ApiToken {
+                secret: text.to_owned(),
+                read,
+                write,
+            });
         }
     }
     let public_reads = r.public_reads.as_ref().is_none_or(|p| p.value);
-    if !public_reads && tokens.is_empty() {
+    if !public_reads && !tokens.iter().any(|t| t.read) {
         let loc = r.public_reads.as_ref().map_or(raw.loc, |p| p.loc);
         v.error(
             loc,
-            "public_reads is off but no token is configured, so nothing could be read",
-            Some("add tokens: [...] or set public_reads: true".into()),
+            "public_reads is off but no token has the read scope, so nothing could be read",
+            Some("add tokens: [...] (a plain token may read and write) or set public_reads: true".into()),
         );
     }
     let mut entries = Vec::new();

@@ -826,7 +826,7 @@ fn server_errors_point_at_the_value() {
     let error = only_error("server:\n  public_reads: false\n");
     assert_eq!(
         error.message,
-        "public_reads is off but no token is configured, so nothing could be read"
+        "public_reads is off but no token has the read scope, so nothing could be read"
     );
     assert_eq!((error.line, error.column), (2, 17));
 }
@@ -859,4 +859,125 @@ fn modules_take_a_checks_options_and_conditions() {
     assert!(found[2].starts_with("10:9: condition `"), "{found:?}");
     assert_eq!(found[3], "12:13: unknown value 'smtp'", "{found:?}");
     assert_eq!(found.len(), 4, "an invalid prober is not also a missing one: {found:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Token scopes and checks created through the API
+
+#[test]
+fn tokens_are_plain_for_read_and_write_or_scoped() {
+    let env = |name: &str| match name {
+        "FULL" => Some("a".repeat(20)),
+        "READER" => Some("b".repeat(20)),
+        _ => None,
+    };
+    let config = config::load_str(
+        "server:\n  public_reads: false\n  tokens:\n    - \"${FULL}\"\n    - token: \"${READER}\"\n      scopes: [read]\n    - {token: cccccccccccccccccccc, scopes: [write]}\n",
+        Path::new("t.yaml"),
+        &env,
+    )
+    .unwrap_or_else(|e| panic!("{}", render(&e)));
+    let tokens = config.server.unwrap().tokens;
+    let scopes: Vec<(String, bool, bool)> = tokens.iter().map(|t| (t.secret.clone(), t.read, t.write)).collect();
+    assert_eq!(
+        scopes,
+        [
+            ("a".repeat(20), true, true),
+            ("b".repeat(20), true, false),
+            ("c".repeat(20), false, true)
+        ]
+    );
+    assert!(!format!("{tokens:?}").contains("aaaa"), "Debug never prints a secret");
+
+    let errors = load_yaml("server:\n  tokens:\n    - token: cccccccccccccccccccc\n    - scopes: [read]\n    - {token: dddddddddddddddddddd, scopes: [admin]}\n").unwrap_err();
+    assert_eq!(
+        positions(&errors),
+        [
+            "3:7: this token has no scopes, so it could do nothing",
+            "4:7: this token has no 'token'",
+            "5:46: unknown value 'admin'",
+        ],
+        "{}",
+        render(&errors)
+    );
+    let error =
+        only_error("server:\n  public_reads: false\n  tokens:\n    - {token: cccccccccccccccccccc, scopes: [write]}\n");
+    assert!(error.message.contains("no token has the read scope"), "{error}");
+}
+
+const FILE: &str = "defaults:\n  interval: 30s\n  timeout: 2s\n  channels: [ops]\nchannels:\n  ops:\n    type: webhook\n    url: http://127.0.0.1:9/hook\nserver:\n  allow: [\"127.0.0.1\", \"*.example.com\"]\nchecks:\n  - name: web\n    target: http://127.0.0.1:8080/\n";
+
+fn api_errors(json: serde_json::Value) -> Vec<(Option<String>, String)> {
+    let file = load_ok(FILE);
+    config::validate_api_check(&file, &json)
+        .expect_err("should be refused")
+        .into_iter()
+        .map(|e| (e.field, e.message))
+        .collect()
+}
+
+#[test]
+fn an_api_check_inherits_defaults_and_is_guarded() {
+    let file = load_ok(FILE);
+    let check = config::validate_api_check(
+        &file,
+        &serde_json::json!({"name": "api", "target": "https://api.example.com/health", "conditions": [{"status": 200}]}),
+    )
+    .unwrap();
+    assert_eq!(check.interval, Duration::from_secs(30), "from defaults");
+    assert_eq!(check.channels, ["ops"]);
+    assert_eq!(check.origin, pulsecheck_core::storage::Origin::Api);
+    assert!(
+        check.options.address_policy.is_some(),
+        "its probes enforce server.allow"
+    );
+    assert_eq!(check.options.conditions.len(), 1);
+}
+
+#[test]
+fn api_check_errors_name_the_field_with_the_files_messages() {
+    // The same mistakes in the file give the same messages.
+    let in_file = load_yaml(&format!(
+        "{FILE}  - name: bad\n    target: http://127.0.0.1:8080/\n    interval: 10s\n    timeout: 20s\n    channels: [opps]\n    conditions:\n      - statuz: 200\n"
+    ))
+    .unwrap_err();
+    let file_messages: Vec<String> = in_file.iter().map(|e| e.message.clone()).collect();
+    let errors = api_errors(serde_json::json!({
+        "name": "bad", "target": "http://127.0.0.1:8080/", "interval": "10s", "timeout": "20s",
+        "channels": ["opps"], "conditions": [{"statuz": 200}]
+    }));
+    let api_messages: Vec<String> = errors.iter().map(|(_, m)| m.clone()).collect();
+    for message in &file_messages {
+        assert!(
+            api_messages.contains(message),
+            "{message:?} missing from {api_messages:?}"
+        );
+    }
+    let fields: Vec<Option<&str>> = errors.iter().map(|(f, _)| f.as_deref()).collect();
+    assert!(fields.contains(&Some("conditions[0].statuz")), "{errors:?}");
+    assert!(fields.contains(&Some("channels[0]")), "{errors:?}");
+    assert!(fields.contains(&Some("timeout")), "{errors:?}");
+
+    assert_eq!(
+        api_errors(serde_json::json!({"name": "x"})),
+        [(Some("target".to_owned()), "check 'x' has no 'target'".to_owned())]
+    );
+    assert_eq!(
+        api_errors(serde_json::json!({"name": "web", "target": "http://127.0.0.1:8080/"})),
+        [(Some("name".to_owned()), "duplicate check name 'web'".to_owned())]
+    );
+    assert_eq!(
+        api_errors(serde_json::json!({"name": "x", "target": "http://10.1.1.1/"})),
+        [(
+            Some("target".to_owned()),
+            "10.1.1.1:80 is not in the allow-list".to_owned()
+        )]
+    );
+    assert_eq!(
+        api_errors(serde_json::json!(["not", "an", "object"]))[0].1,
+        "a check must be a JSON object, found a list"
+    );
+    // A value from ${ENV} is never substituted from a request.
+    let errors = api_errors(serde_json::json!({"name": "x", "target": "http://${HOME}/", "interval": 5}));
+    assert_eq!(errors[0].0.as_deref(), Some("target"), "{errors:?}");
 }

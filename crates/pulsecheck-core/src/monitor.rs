@@ -34,12 +34,17 @@ pub struct MonitoredCheck {
     pub reminder: Option<Duration>,
 }
 
-/// The checks and maintenance windows in force. Replaced as a whole on reload.
+/// The checks and maintenance windows in force, and the operator's silences and
+/// acknowledgements. Replaced as a whole on reload and on every operator change.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     checks: Vec<MonitoredCheck>,
     by_name: HashMap<String, usize>,
     maintenance: Vec<MaintenanceWindow>,
+    /// Alerts of a check are held back until this time (it still runs and records).
+    silences: HashMap<String, jiff::Timestamp>,
+    /// The start of a check's acknowledged down span: no reminders for that span.
+    acknowledged: HashMap<String, jiff::Timestamp>,
 }
 
 impl Policy {
@@ -49,6 +54,35 @@ impl Policy {
             checks,
             by_name,
             maintenance,
+            silences: HashMap::new(),
+            acknowledged: HashMap::new(),
+        }
+    }
+
+    /// The same policy with these silences (check → until).
+    pub fn with_silences(mut self, silences: HashMap<String, jiff::Timestamp>) -> Policy {
+        self.silences = silences;
+        self
+    }
+
+    /// The same policy with these acknowledged down spans (check → the span's start).
+    pub fn with_acknowledged(mut self, acknowledged: HashMap<String, jiff::Timestamp>) -> Policy {
+        self.acknowledged = acknowledged;
+        self
+    }
+
+    /// Until when `check`'s alerts are held back, if a silence is in force at `at`.
+    pub fn silenced_until(&self, check: &str, at: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.silences.get(check).copied().filter(|until| *until > at)
+    }
+
+    /// Whether the down span of `check` that started at `since` was acknowledged. Stores
+    /// keep milliseconds, so the comparison is in milliseconds; an acknowledgement of an
+    /// older span does not cover a newer one.
+    pub fn acknowledged(&self, check: &str, since: Option<jiff::Timestamp>) -> bool {
+        match (self.acknowledged.get(check), since) {
+            (Some(acked), Some(since)) => acked.as_millisecond() >= since.as_millisecond(),
+            _ => false,
         }
     }
 
@@ -64,7 +98,7 @@ impl Policy {
     }
 
     fn muted(&self, check: &MonitoredCheck, at: jiff::Timestamp) -> bool {
-        self.maintenance_for(check, at).is_some()
+        self.maintenance_for(check, at).is_some() || self.silenced_until(&check.name, at).is_some()
     }
 }
 
@@ -197,7 +231,7 @@ impl Monitor {
         let Some(every) = check.reminder else {
             return Vec::new();
         };
-        if state.state != State::Down {
+        if state.state != State::Down || policy.acknowledged(&check.name, state.since) {
             return Vec::new();
         }
         let now = self.clock.now();
@@ -438,6 +472,39 @@ mod tests {
         // Every 10 minutes, except inside 13:00–13:20 (59 to 79 minutes after going down);
         // the first run after the window reminds at once, since one is overdue.
         assert_eq!(reminders, [10, 20, 30, 40, 50, 79, 89, 99]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silence_holds_alerts_back_and_an_acknowledgement_stops_reminders() {
+        let policy = || Policy::new(vec![check("api", Some(10 * MINUTE))], Vec::new());
+        let mut h = Harness::new(policy().with_silences(HashMap::from([(
+            "api".to_owned(),
+            start() + jiff::SignedDuration::from_mins(5),
+        )])));
+        h.step("api", Outcome::Down, MINUTE).await;
+        let down = h.step("api", Outcome::Down, 10 * MINUTE).await.unwrap();
+        assert_eq!(down.transition.as_ref().map(|t| t.to), Some(State::Down));
+        assert!(down.notifications.is_empty(), "silenced until 12:05");
+        // The silence is over: the overdue reminder goes out.
+        let reminder = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+        assert_eq!(kinds(&reminder)[0].1, AlertKind::Reminder);
+
+        // Acknowledged: no more reminders for this down span.
+        let since = down.state.since;
+        h.policy.send_replace(Arc::new(
+            policy().with_acknowledged(HashMap::from([("api".to_owned(), since.unwrap())])),
+        ));
+        for _ in 0..30 {
+            let record = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+            assert!(record.notifications.is_empty(), "acknowledged");
+        }
+        // A new down span is not covered by the old acknowledgement.
+        h.step("api", Outcome::Up, MINUTE).await;
+        h.step("api", Outcome::Down, MINUTE).await;
+        let again = h.step("api", Outcome::Down, 10 * MINUTE).await.unwrap();
+        assert_eq!(kinds(&again)[0].1, AlertKind::Down);
+        let reminder = h.step("api", Outcome::Down, MINUTE).await.unwrap();
+        assert_eq!(kinds(&reminder)[0].1, AlertKind::Reminder);
     }
 
     #[tokio::test(start_paused = true)]

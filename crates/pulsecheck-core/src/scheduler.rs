@@ -67,6 +67,9 @@ struct Running<S> {
     stop: CancellationToken,
     /// Cancels its run in flight (a child of `abort_all`).
     cancel: CancellationToken,
+    /// Held while a run of this job is in flight, so a run on demand never overlaps
+    /// a scheduled one.
+    busy: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Runs jobs; see the module docs.
@@ -149,6 +152,7 @@ where
             let stop = self.stop_all.child_token();
             let cancel = self.abort_all.child_token();
             let first_due = start + spread(&job.name, job.interval);
+            let busy = Arc::new(tokio::sync::Mutex::new(()));
             self.running.insert(
                 name,
                 Running {
@@ -156,6 +160,7 @@ where
                     spec: job.spec.clone(),
                     stop: stop.clone(),
                     cancel: cancel.clone(),
+                    busy: busy.clone(),
                 },
             );
             self.tasks.spawn(run_job(
@@ -164,8 +169,7 @@ where
                 self.runner.clone(),
                 self.results.clone(),
                 self.stats.clone(),
-                stop,
-                cancel,
+                JobControl { stop, cancel, busy },
             ));
         }
         report.started.sort();
@@ -173,6 +177,43 @@ where
         report.changed.sort();
         report.kept.sort();
         report
+    }
+
+    /// A run of `name` now, outside its schedule, as a future to spawn: it waits for a
+    /// run in flight of the same job to finish (a check never overlaps with itself),
+    /// runs on the same runner and limits, reports the run like a scheduled one (the
+    /// monitor records it), and returns its result. `None` when no such job runs.
+    pub fn run_now(&self, name: &str) -> Option<BoxFuture<'static, Option<CheckResult>>>
+    where
+        S: 'static,
+    {
+        let running = self.running.get(name)?;
+        let job = Job {
+            name: name.to_owned(),
+            interval: running.interval,
+            spec: running.spec.clone(),
+        };
+        let (runner, results, stats) = (self.runner.clone(), self.results.clone(), self.stats.clone());
+        let (busy, cancel, stop) = (running.busy.clone(), running.cancel.clone(), running.stop.clone());
+        Some(Box::pin(async move {
+            let _busy = tokio::select! {
+                biased;
+                // Removed or shutting down: nothing runs.
+                () = stop.cancelled() => return None,
+                guard = busy.lock() => guard,
+            };
+            stats.runs.fetch_add(1, Ordering::Relaxed);
+            let result = runner.run(&job, &cancel).await;
+            let run = Run {
+                check: job.name.clone(),
+                result: result.clone(),
+                lag: Duration::ZERO,
+                skipped: 0,
+            };
+            // The monitor is gone only at shutdown; the caller still gets the result.
+            let _ = results.send(run).await;
+            Some(result)
+        }))
     }
 
     /// Stops every job and waits until they have all returned.
@@ -205,15 +246,22 @@ pub fn spread(name: &str, interval: Duration) -> Duration {
     Duration::from_nanos(hash % nanos)
 }
 
+/// What stops a job, cancels its run in flight and keeps runs from overlapping.
+struct JobControl {
+    stop: CancellationToken,
+    cancel: CancellationToken,
+    busy: Arc<tokio::sync::Mutex<()>>,
+}
+
 async fn run_job<S, R: Runner<S>>(
     job: Job<S>,
     first_due: Instant,
     runner: Arc<R>,
     results: mpsc::Sender<Run>,
     stats: Arc<SchedulerStats>,
-    stop: CancellationToken,
-    cancel: CancellationToken,
+    control: JobControl,
 ) {
+    let JobControl { stop, cancel, busy } = control;
     let mut due = first_due;
     let mut skipped = 0;
     loop {
@@ -222,11 +270,17 @@ async fn run_job<S, R: Runner<S>>(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(due) => {}
         }
+        let guard = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            guard = busy.lock() => guard,
+        };
         let started = Instant::now();
         let lag = started.saturating_duration_since(due);
         stats.lag.record(lag);
         stats.runs.fetch_add(1, Ordering::Relaxed);
         let result = runner.run(&job, &cancel).await;
+        drop(guard);
         let run = Run {
             check: job.name.clone(),
             result,
@@ -416,6 +470,42 @@ mod tests {
         let run = rx.recv().await.unwrap();
         assert_eq!(run.result.outcome, Outcome::Cancelled);
         assert!(started.elapsed() < Duration::from_millis(10));
+        scheduler.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_now_reports_like_a_scheduled_run_and_never_overlaps() {
+        let runner = Arc::new(FakeRunner::default());
+        let (mut scheduler, mut rx) = scheduler(runner.clone());
+        scheduler.apply(vec![job("x", 10_000, 3_000)]);
+        assert!(scheduler.run_now("missing").is_none());
+        // Wait for the scheduled run to start, then ask for three more at once: each
+        // waits for the one before (the fake runner panics on an overlap).
+        while runner.starts.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut asked = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            asked.spawn(scheduler.run_now("x").expect("x runs"));
+        }
+        while let Some(done) = asked.join_next().await {
+            let result = done.unwrap().expect("it ran");
+            assert_eq!(result.outcome, Outcome::Up);
+        }
+        let mut reported = 0;
+        while let Ok(run) = rx.try_recv() {
+            assert_eq!(run.check, "x");
+            reported += 1;
+        }
+        assert!(reported >= 4, "the scheduled run and the three on demand: {reported}");
+        let starts: Vec<Instant> = runner.starts.lock().unwrap().iter().map(|(_, at)| *at).collect();
+        for pair in starts.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_secs(3), "one at a time: {starts:?}");
+        }
+        // A removed job's pending run on demand does not run.
+        let pending = scheduler.run_now("x").unwrap();
+        scheduler.apply(Vec::new());
+        assert!(pending.await.is_none());
         scheduler.shutdown().await;
     }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`metrics`]: `/metrics`, Prometheus text or OpenMetrics, from memory;
 //! - [`probe`]: `/probe`, blackbox_exporter's multi-target pattern, under the SSRF guard;
-//! - [`auth`]: tokens for reads (optional) and mutations (always);
+//! - [`auth`]: tokens with scopes for reads (optional) and changes (always), `/login`;
+//! - [`api`]: the REST API under `/api/v1`, with [`control`] into the daemon;
 //! - [`health`]: the engine's own health figures and the runtime-stall detector.
 //!
 //! Routes of other concerns (the status page, the API) are added in [`router`], one
@@ -11,8 +12,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod blackbox;
+pub mod control;
 pub mod exposition;
 pub mod health;
 pub mod metrics;
@@ -56,6 +59,10 @@ pub(crate) struct Inner {
     /// tests of /metrics alone).
     pub(crate) console: Option<Arc<dyn Console>>,
     pub(crate) history: Option<Arc<dyn History>>,
+    /// The daemon's controls (run now, API checks, silences); `None` outside `serve`.
+    pub(crate) control: Option<Arc<dyn control::Control>>,
+    /// API changes to checks, one at a time (so two creates of a name cannot both pass).
+    pub(crate) check_writes: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -77,6 +84,8 @@ impl AppState {
                 stopping: CancellationToken::new(),
                 console: None,
                 history: None,
+                control: None,
+                check_writes: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -88,6 +97,17 @@ impl AppState {
         inner.console = Some(store.clone());
         inner.history = Some(store);
         self
+    }
+
+    /// The same state with the daemon's controls (before any clone is handed out).
+    pub fn with_control(mut self, control: Arc<dyn control::Control>) -> AppState {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_control is called before the state is shared");
+        inner.control = Some(control);
+        self
+    }
+
+    pub fn control(&self) -> Option<&Arc<dyn control::Control>> {
+        self.inner.control.as_ref()
     }
 
     pub fn console(&self) -> Option<&Arc<dyn Console>> {
@@ -133,6 +153,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::handler))
         .route("/probe", get(probe::handler))
+        .route("/login", get(auth::login))
+        .nest("/api/v1", api::routes())
         .merge(page::routes())
         .with_state(state)
 }

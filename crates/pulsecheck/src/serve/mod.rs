@@ -8,6 +8,7 @@
 //! flight finish within their deadlines, commit every result and outbox row, let
 //! delivery attempts in flight finish, and exit; a second signal exits at once.
 
+pub mod control;
 pub mod runner;
 pub mod stats;
 pub mod web;
@@ -33,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::cli::ServeArgs;
 use crate::config_file::{self, Loaded};
 use crate::exit::Exit;
+use control::{Command, DaemonControl, Operated};
 use runner::{jobs, EngineRunner};
 
 /// How often the config file's modification time is compared, for reload on change.
@@ -80,7 +82,7 @@ fn check_meta(config: &MonitorConfig) -> Vec<CheckMeta> {
             name: c.name.clone(),
             group: c.group.clone(),
             target: c.target.input.clone(),
-            origin: pulsecheck_core::storage::Origin::File,
+            origin: c.origin,
         })
         .collect()
 }
@@ -90,10 +92,11 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 async fn serve(args: ServeArgs) -> Exit {
-    let (config, channels) = match config_file::load_or_report(&args.config) {
+    let (mut file_config, channels) = match config_file::load_or_report(&args.config) {
         Ok(loaded) => (loaded.config, loaded.channels),
         Err(exit) => return exit,
     };
+    let config = file_config.clone();
     let db_path = database_path(args.db.as_deref(), Some(&args.config), config.store.path.as_deref());
     let store_options = StoreOptions {
         max_size: config.store.max_size,
@@ -139,6 +142,15 @@ async fn serve(args: ServeArgs) -> Exit {
             return Exit::Internal;
         }
     };
+    // Checks created through the API, silences and acknowledgements survive restarts.
+    let mut operated = match Operated::load(&store, &file_config).await {
+        Ok(operated) => operated,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Exit::Internal;
+        }
+    };
+    let config = operated.effective(&config);
 
     let clock = Clock::new();
     let background = TaskTracker::new();
@@ -179,7 +191,7 @@ async fn serve(args: ServeArgs) -> Exit {
         stop.clone(),
         abort.clone(),
     );
-    let (policy_tx, policy_rx) = watch::channel(Arc::new(config.policy()));
+    let (policy_tx, policy_rx) = watch::channel(operated.policy(&config));
     let (active_tx, active_rx) = watch::channel(Arc::new(config.clone()));
     let pipeline = TaskTracker::new();
     let live = Arc::new(LiveChecks::default());
@@ -223,6 +235,9 @@ async fn serve(args: ServeArgs) -> Exit {
         return Exit::Internal;
     };
     let listening = TaskTracker::new();
+    // The API's changes reach this loop through `commands`; its sender lives in the
+    // listener's state, so without a listener nothing ever sends.
+    let (commands_tx, mut commands) = mpsc::channel::<Command>(64);
     if let Some(listener) = listener {
         let stalls = Arc::new(pulsecheck_web::StallStats::default());
         let outbox = Arc::new(pulsecheck_web::OutboxGauges::default());
@@ -233,7 +248,11 @@ async fn serve(args: ServeArgs) -> Exit {
             outbox: Some(outbox.clone()),
             runtime: stalls.clone(),
         };
-        let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health);
+        let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health)
+            .with_store(Arc::new(store.clone()))
+            .with_control(Arc::new(DaemonControl {
+                commands: commands_tx.clone(),
+            }));
         web::start(
             listener,
             state,
@@ -250,6 +269,17 @@ async fn serve(args: ServeArgs) -> Exit {
     loop {
         let why = tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(command) = commands.recv() => {
+                let applied = Applied {
+                    policy: &policy_tx,
+                    active: &active_tx,
+                    live: &live,
+                    writer: &writer,
+                    tasks: &pipeline,
+                };
+                applied.command(command, &file_config, &mut operated, &mut scheduler).await;
+                continue;
+            }
             _ = hangup.recv() => "SIGHUP",
             _ = poll.tick() => {
                 let now = modified(&args.config);
@@ -262,18 +292,20 @@ async fn serve(args: ServeArgs) -> Exit {
         };
         match config_file::load(&args.config) {
             Ok(Loaded { config, channels }) => {
-                policy_tx.send_replace(Arc::new(config.policy()));
-                active_tx.send_replace(Arc::new(config.clone()));
+                // The file's checks with the API's, validated again against the new file.
+                file_config = config;
+                operated.revalidate(&file_config);
                 channels_tx.send_replace(channels);
-                // Removed and renamed checks leave no series behind.
-                live.retain(config.checks.iter().map(|c| c.name.as_str()));
-                writer
-                    .send(WriteEvent::RegisterChecks {
-                        checks: check_meta(&config),
-                        retire_others: true,
-                    })
+                let applied = Applied {
+                    policy: &policy_tx,
+                    active: &active_tx,
+                    live: &live,
+                    writer: &writer,
+                    tasks: &pipeline,
+                };
+                let report = applied
+                    .config(operated.effective(&file_config), &operated, &mut scheduler)
                     .await;
-                let report = scheduler.apply(jobs(&config));
                 tracing::info!(
                     why,
                     started = ?report.started,
@@ -316,6 +348,96 @@ async fn serve(args: ServeArgs) -> Exit {
     store.close().await;
     tracing::info!("stopped cleanly");
     Exit::AllUp
+}
+
+/// Where a new effective config (the file's checks and the API's) goes.
+struct Applied<'a> {
+    policy: &'a watch::Sender<Arc<pulsecheck_core::monitor::Policy>>,
+    active: &'a watch::Sender<Arc<MonitorConfig>>,
+    live: &'a LiveChecks,
+    writer: &'a pulsecheck_store::WriterHandle,
+    /// Where runs on demand go (waited for at shutdown, with the monitor).
+    tasks: &'a TaskTracker,
+}
+
+impl Applied<'_> {
+    /// Applies `config` to the monitor, the listener, the store's check list and the
+    /// scheduler (unchanged checks keep running untouched).
+    async fn config(
+        &self,
+        config: MonitorConfig,
+        operated: &Operated,
+        scheduler: &mut Scheduler<pulsecheck_config::CheckConfig, EngineRunner>,
+    ) -> pulsecheck_core::scheduler::ApplyReport {
+        self.policy.send_replace(operated.policy(&config));
+        self.active.send_replace(Arc::new(config.clone()));
+        // Removed and renamed checks leave no series behind.
+        self.live.retain(config.checks.iter().map(|c| c.name.as_str()));
+        self.writer
+            .send(WriteEvent::RegisterChecks {
+                checks: check_meta(&config),
+                retire_others: true,
+            })
+            .await;
+        scheduler.apply(jobs(&config))
+    }
+
+    /// Does what the API asked and answers once it is in force.
+    async fn command(
+        &self,
+        command: Command,
+        file: &MonitorConfig,
+        operated: &mut Operated,
+        scheduler: &mut Scheduler<pulsecheck_config::CheckConfig, EngineRunner>,
+    ) {
+        match command {
+            Command::RunNow { check, reply } => match scheduler.run_now(&check) {
+                None => {
+                    let _ = reply.send(Err(pulsecheck_web::control::ControlError::NotRunning(check)));
+                }
+                // Runs beside the loop; the monitor records it like a scheduled run.
+                Some(run) => {
+                    self.tasks.spawn(async move {
+                        let result = run.await.ok_or(pulsecheck_web::control::ControlError::Stopping);
+                        let _ = reply.send(result);
+                    });
+                }
+            },
+            Command::PutCheck {
+                check,
+                definition,
+                reply,
+            } => {
+                let name = check.name.clone();
+                operated.put(*check, definition);
+                let report = self.config(operated.effective(file), operated, scheduler).await;
+                tracing::info!(check = %name, started = ?report.started, changed = ?report.changed, "API check applied");
+                let _ = reply.send(());
+            }
+            Command::DeleteCheck { name, reply } => {
+                operated.delete(&name);
+                self.config(operated.effective(file), operated, scheduler).await;
+                tracing::info!(check = %name, "API check deleted");
+                let _ = reply.send(());
+            }
+            Command::Silence { check, until, reply } => {
+                operated.silence(check, until);
+                let active = self.active.borrow().clone();
+                self.policy.send_replace(operated.policy(&active));
+                let _ = reply.send(());
+            }
+            Command::Acknowledge {
+                check,
+                span_started,
+                reply,
+            } => {
+                operated.acknowledge(check, span_started);
+                let active = self.active.borrow().clone();
+                self.policy.send_replace(operated.policy(&active));
+                let _ = reply.send(());
+            }
+        }
+    }
 }
 
 fn delivery_config(config: &MonitorConfig) -> DeliveryConfig {

@@ -35,7 +35,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "listening: /metrics and /probe");
+        tracing::info!(%addr, "listening: /metrics, /probe, /login and the API under /api/v1");
     }
     tasks.spawn(pulsecheck_web::health::detect_stalls(
         stalls,

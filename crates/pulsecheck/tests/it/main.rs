@@ -1,6 +1,7 @@
 //! The `pulsecheck` crate's one integration-test binary: the real binary against the
 //! real simulator (and the outbox and delivery workers on a real store).
 
+mod api;
 mod browser;
 mod cli;
 mod demo;

@@ -1,0 +1,208 @@
+//! The REST API of a real `pulsecheck serve` against the simulator: a check created
+//! with a write token (from the environment) runs, runs on demand, survives a restart
+//! still owned by the API, and the file's checks stay the file's.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use pulsecheck_sim::SimConfig;
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
+const TOKEN: &str = "api-test-token-0123456789";
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(config: &Path, db: &Path, log: &Path) -> Daemon {
+        let child = Command::new(BIN)
+            .args(["serve", config.to_str().unwrap(), "--db", db.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .env("PULSECHECK_API_TEST_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pulsecheck serve starts");
+        Daemon(child)
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.0.id() {
+            // SAFETY: signalling the daemon this test started, by its PID.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.0.wait())
+            .await
+            .expect("the daemon stops after SIGTERM")
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+/// Polls `condition` every 100 ms until it gives a value or `limit` passes.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = condition().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The listener's address, from the daemon's log.
+async fn listening(log: &Path) -> String {
+    eventually(Duration::from_secs(60), "the listener's address in the log", || async {
+        let text = std::fs::read_to_string(log).ok()?;
+        let line = text.lines().find(|l| l.contains("listening"))?;
+        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+        Some(format!("http://{addr}/api/v1"))
+    })
+    .await
+}
+
+async fn call(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut request = client.request(method, url).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn results(api: &str, check: &str) -> Vec<Value> {
+    let (status, page) = call(
+        reqwest::Method::GET,
+        &format!("{api}/checks/{check}/results?limit=1000"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_api_check_runs_runs_now_and_survives_a_restart() {
+    let sim = pulsecheck_sim::start(SimConfig::default()).await.unwrap();
+    let http = sim.info.http[0];
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pulsecheck.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  tokens: [\"${{PULSECHECK_API_TEST_TOKEN}}\"]\n  allow: [\"{http}\"]\n\
+             checks:\n  - name: file-web\n    target: http://{http}/ok\n    interval: 1s\n    timeout: 500ms\n"
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("p.db");
+    let first_log = dir.path().join("first.log");
+    let daemon = Daemon::start(&config, &db, &first_log);
+    let api = listening(&first_log).await;
+
+    let (status, created) = call(
+        reqwest::Method::POST,
+        &format!("{api}/checks"),
+        Some(json!({"name": "api-web", "target": format!("http://{http}/ok"), "interval": "1s", "timeout": "500ms"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["origin"], "api");
+    eventually(Duration::from_secs(30), "a scheduled run of the API check", || async {
+        (!results(&api, "api-web").await.is_empty()).then_some(())
+    })
+    .await;
+
+    let (status, run) = call(reqwest::Method::POST, &format!("{api}/checks/api-web/run"), None).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["result"]["outcome"], "up");
+    // Stores keep milliseconds.
+    let ran_at = run["result"]["started_at"]
+        .as_str()
+        .unwrap()
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond();
+    eventually(Duration::from_secs(30), "the run on demand recorded", || async {
+        results(&api, "api-web")
+            .await
+            .iter()
+            .any(|r| r["id"].as_i64() == Some(ran_at))
+            .then_some(())
+    })
+    .await;
+
+    let (status, conflict) = call(
+        reqwest::Method::PUT,
+        &format!("{api}/checks/file-web"),
+        Some(json!({"target": format!("http://{http}/ok")})),
+    )
+    .await;
+    assert_eq!(status, 409, "{conflict}");
+    assert!(conflict["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("pulsecheck.yaml"));
+    daemon.stop().await;
+    let before_restart = {
+        let store = pulsecheck_store::Store::open_existing(&db).await.unwrap();
+        let page = pulsecheck_core::storage::history::ResultPage {
+            before: None,
+            limit: 10_000,
+        };
+        let count = pulsecheck_core::storage::History::recent_results(&store, "api-web", page)
+            .await
+            .unwrap()
+            .len();
+        store.close().await;
+        count
+    };
+    assert!(before_restart >= 2, "a scheduled run and the run on demand");
+    let second_log = dir.path().join("second.log");
+    let daemon = Daemon::start(&config, &db, &second_log);
+    let api = listening(&second_log).await;
+    let (status, check) = call(reqwest::Method::GET, &format!("{api}/checks/api-web"), None).await;
+    assert_eq!(status, 200, "{check}");
+    assert_eq!(check["origin"], "api");
+    assert_eq!(check["running"], true);
+    assert_eq!(check["definition"]["interval"], "1s");
+    let (_, listed) = call(reqwest::Method::GET, &format!("{api}/checks?origin=api"), None).await;
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["api-web"]);
+    eventually(
+        Duration::from_secs(30),
+        "the API check running again after the restart",
+        || async { (results(&api, "api-web").await.len() > before_restart).then_some(()) },
+    )
+    .await;
+    daemon.stop().await;
+    sim.shutdown().await;
+}
