@@ -210,12 +210,12 @@ fn nice_ceiling(value: f64) -> f64 {
 /// labels, and a title per bar that lists every phase.
 pub fn latency_chart(slots: &[LatencySlot], caption: &str) -> String {
     const W: f64 = 600.0;
-    const H: f64 = 160.0;
-    const LEFT: f64 = 56.0;
-    const BOTTOM: f64 = 18.0;
+    const H: f64 = 180.0;
+    const LEFT: f64 = 72.0;
+    const BOTTOM: f64 = 22.0;
     let top = nice_ceiling(slots.iter().map(LatencySlot::total).fold(0.0, f64::max));
     let plot_w = W - LEFT;
-    let plot_h = H - BOTTOM - 6.0;
+    let plot_h = H - BOTTOM - 10.0;
     let step = plot_w / slots.len().max(1) as f64;
     let with_runs = slots.iter().filter(|s| s.up > 0).count();
     let label = escape(&format!(
@@ -227,12 +227,12 @@ pub fn latency_chart(slots: &[LatencySlot], caption: &str) -> String {
         format!(r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{label}"><title>{label}</title>"#);
     // Grid lines at 0, half and the top of the scale.
     for fraction in [0.0, 0.5, 1.0] {
-        let y = 6.0 + plot_h * (1.0 - fraction);
+        let y = 10.0 + plot_h * (1.0 - fraction);
         let _ = write!(
             out,
             r#"<line class="grid" x1="{LEFT}" x2="{W}" y1="{y:.1}" y2="{y:.1}"/><text class="axis" x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LEFT - 4.0,
-            y + 4.0,
+            LEFT - 6.0,
+            y + 5.0,
             escape(&format::ms(Some(top * fraction)))
         );
     }
@@ -249,7 +249,7 @@ pub fn latency_chart(slots: &[LatencySlot], caption: &str) -> String {
         }
         let _ = write!(title, " ({} up runs)", format::thousands(slot.up));
         let _ = write!(out, "<g><title>{}</title>", escape(&title));
-        let mut y = 6.0 + plot_h;
+        let mut y = 10.0 + plot_h;
         for (k, (_, class)) in PHASES.iter().enumerate() {
             let h = slot.phases[k] / top * plot_h;
             if h <= 0.0 {
