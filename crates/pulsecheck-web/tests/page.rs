@@ -596,6 +596,72 @@ async fn incidents_list_open_ones_first_with_updates() {
 }
 
 #[tokio::test]
+async fn the_incident_timeline_pages_back_by_id() {
+    let f = fixture("server: {}\n").await;
+    let now = jiff::Timestamp::now();
+    // 40 down spans of `flappy`, each closed by the next up run.
+    let mut state = CheckState::default();
+    let mut events = vec![register(&[("flappy", Some("web"))])];
+    for i in (0..80).rev() {
+        let at = now - minutes(i * 2 + 1);
+        let r = if i % 2 == 1 {
+            result(
+                "flappy",
+                Outcome::Down,
+                at,
+                Some((Reason::Timeout, "no answer within 1 s")),
+            )
+        } else {
+            result("flappy", Outcome::Up, at, None)
+        };
+        events.push(run("flappy", &mut state, r));
+    }
+    f.store.write(&events, now).await.unwrap();
+
+    let mut uri = "/incidents".to_owned();
+    let mut ids: Vec<i64> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = get(&f.router, &uri).await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}");
+        let html = valid_html(&page);
+        pages += 1;
+        let open = select(&html, "section[aria-labelledby=open-h]");
+        assert_eq!(open.is_empty(), pages > 1, "open incidents head the first page only");
+        ids.extend(
+            select(
+                &html,
+                "section[aria-labelledby=timeline-h] ul.incidents > li > a:first-child",
+            )
+            .into_iter()
+            .map(|a| {
+                a.value()
+                    .attr("href")
+                    .unwrap()
+                    .trim_start_matches("/incidents/")
+                    .parse::<i64>()
+                    .unwrap()
+            }),
+        );
+        match select(&html, "a[rel=next]").first() {
+            Some(a) => uri = a.value().attr("href").unwrap().to_owned(),
+            None => break,
+        }
+        assert!(pages < 5, "pagination does not end");
+    }
+    assert_eq!(pages, 2, "30 + 10");
+    assert_eq!(ids.len(), 40);
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first, none twice: {ids:?}");
+    let page = get(&f.router, &format!("/incidents/{}", ids[0])).await;
+    let html = valid_html(&page);
+    let text = texts(&html, "ul.incidents > li")[0].clone();
+    assert!(
+        text.contains("Resolved after 2 min") && text.contains("Cause: timeout"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_check_gets_a_404_page() {
     let (f, _) = seeded().await;
     let page = get(&f.router, "/checks/nope").await;

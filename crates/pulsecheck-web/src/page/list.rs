@@ -274,7 +274,10 @@ pub async fn render(app: &AppState, query: ListQuery, now: jiff::Timestamp) -> R
         .after
         .as_ref()
         .filter(|a| !a.is_empty())
-        .map(|_| format!("/?{query_string}"));
+        .map(|_| match query_string.is_empty() {
+            true => "/".to_owned(),
+            false => format!("/?{query_string}"),
+        });
     let filter_text = match (&filter.group, filter.state) {
         (None, None) => "All checks".to_owned(),
         (Some(g), None) => format!("Checks in {g}"),
