@@ -15,7 +15,7 @@ use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::live::LiveChecks;
 use pulsecheck_core::outbox::CauseResult;
 use pulsecheck_core::state::{CheckState, State, Transition};
-use pulsecheck_core::storage::console::IncidentStatus;
+use pulsecheck_core::storage::console::{IncidentStatus, Silence};
 use pulsecheck_core::storage::Console;
 use pulsecheck_core::{CheckResult, Engine, EngineSetup, Outcome, ProbeKind, Reason};
 use pulsecheck_store::{CheckMeta, HourlyAggregate, RunRecord, Store, WriteEvent};
@@ -277,7 +277,15 @@ async fn seeded() -> (Fixture, jiff::Timestamp) {
 
 #[tokio::test]
 async fn the_list_shows_the_down_checks_first_with_their_reason() {
-    let (f, _) = seeded().await;
+    let (f, now) = seeded().await;
+    f.store
+        .set_silence(&Silence {
+            check: "db".into(),
+            until: now + jiff::SignedDuration::from_hours(1),
+            reason: Some("maintenance".into()),
+        })
+        .await
+        .unwrap();
     let page = get(&f.router, "/").await;
     assert_eq!(page.status, StatusCode::OK);
     let html = valid_html(&page);
@@ -323,7 +331,7 @@ async fn the_list_shows_the_down_checks_first_with_their_reason() {
         .select(&Selector::parse("td").unwrap())
         .map(|c| c.text().collect())
         .collect();
-    assert_eq!(cells[0], "Up");
+    assert_eq!(cells[0], "Upsilenced", "a silenced check says so");
     assert_eq!(&cells[2..6], ["100%", "100%", "100%", "100%"], "{cells:?}");
     let api_row = rows
         .iter()

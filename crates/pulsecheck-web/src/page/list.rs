@@ -103,6 +103,8 @@ pub struct CheckRow {
     pub error: String,
     pub uptimes: Vec<UptimeCell>,
     pub bar: String,
+    /// `until …` while the check's alerts are silenced.
+    pub silenced: String,
 }
 
 impl CheckRow {
@@ -127,6 +129,11 @@ impl CheckRow {
             },
             uptimes: Vec::new(),
             bar: String::new(),
+            silenced: check
+                .silenced_until
+                .filter(|until| *until > now)
+                .map(|until| format!("until {}", format::utc(until)))
+                .unwrap_or_default(),
         }
     }
 }
