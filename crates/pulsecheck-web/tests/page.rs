@@ -596,6 +596,9 @@ async fn incidents_list_open_ones_first_with_updates() {
     let html = valid_html(&page);
     assert_eq!(texts(&html, "h1"), [format!("Incident {id}: api")]);
 
+    let page = get(&f.router, "/incidents?before=soon").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    valid_html(&page);
     for missing in ["/incidents/999999", "/incidents/x"] {
         let page = get(&f.router, missing).await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{missing}");
@@ -677,6 +680,15 @@ async fn an_unknown_check_gets_a_404_page() {
     let html = valid_html(&page);
     assert_eq!(texts(&html, "h1"), ["Not found"]);
     assert!(texts(&html, "p")[0].contains("There is no check named \"nope\""));
+
+    let page = get(&f.router, "/checks/api?before=yesterday").await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    let html = valid_html(&page);
+    assert!(
+        texts(&html, "p")[0].contains("before must be a time like"),
+        "{}",
+        page.body
+    );
 }
 
 fn svg(page: &Page) -> String {

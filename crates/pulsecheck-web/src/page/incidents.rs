@@ -97,7 +97,8 @@ pub struct IncidentPage {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct TimelineQuery {
-    pub before: Option<i64>,
+    /// Incidents with a smaller id (kept as text so that a bad value gets this page's 400).
+    pub before: Option<String>,
 }
 
 pub async fn list(
@@ -106,11 +107,18 @@ pub async fn list(
     Query(query): Query<TimelineQuery>,
 ) -> Result<Response, PageError> {
     let (console, _) = stores(&app)?;
+    let before = match query.before.as_deref().filter(|b| !b.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .map_err(|_| PageError::BadRequest(format!("before must be an incident number, not {text:?}")))?,
+        ),
+    };
     let now = jiff::Timestamp::now();
     // Open incidents are those of the checks down now (one each).
     let mut open = Vec::new();
     let mut open_more = false;
-    if query.before.is_none() {
+    if before.is_none() {
         let down = console
             .check_page(&CheckPage {
                 filter: CheckFilter {
@@ -133,7 +141,7 @@ pub async fn list(
     let mut records = console
         .incident_page(&SpanPage {
             check: None,
-            before_id: query.before,
+            before_id: before,
             limit: PAGE_SIZE + 1,
         })
         .await?;
@@ -149,7 +157,7 @@ pub async fn list(
         open_more,
         timeline: records.iter().map(|r| IncidentView::new(r, now)).collect(),
         next,
-        paged: query.before.is_some(),
+        paged: before.is_some(),
     })
 }
 
