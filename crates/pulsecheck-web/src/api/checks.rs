@@ -332,7 +332,8 @@ pub async fn delete(
     file_owned(&config, &name)?;
     let console = app.console().ok_or_else(ApiError::no_store)?;
     let control = app.control().ok_or_else(ApiError::no_daemon)?;
-    if config.check(&name).is_none() {
+    // An API check a reload stopped (it no longer validates) is in the store only.
+    if config.check(&name).is_none() && definition(&app, &name).await?.is_none() {
         return Err(not_found(&name));
     }
     console.delete_api_check(&name).await?;

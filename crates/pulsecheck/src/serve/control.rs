@@ -123,9 +123,13 @@ pub struct Operated {
 }
 
 impl Operated {
-    /// Loads API checks, silences and acknowledgements of open incidents from the store
-    /// and validates the checks against `file`.
-    pub async fn load(console: &dyn Console, file: &MonitorConfig) -> Result<Operated, String> {
+    /// Loads API checks, silences and the acknowledgements of the open incidents of the
+    /// `down` checks from the store, and validates the checks against `file`.
+    pub async fn load(
+        console: &dyn Console,
+        file: &MonitorConfig,
+        down: impl Iterator<Item = &str>,
+    ) -> Result<Operated, String> {
         let now = jiff::Timestamp::now();
         let mut operated = Operated::default();
         let definitions = console
@@ -143,32 +147,23 @@ impl Operated {
         {
             operated.silences.insert(silence.check, silence.until);
         }
-        // Acknowledged incidents still open: their reminders stay stopped.
-        let mut before = None;
-        loop {
+        // Acknowledged incidents still open: their reminders stay stopped. Only a check
+        // that is down has an open incident, and it is its newest.
+        for check in down {
             let page = pulsecheck_core::storage::history::SpanPage {
-                check: None,
-                before_id: before,
-                limit: 500,
+                check: Some(check.to_owned()),
+                before_id: None,
+                limit: 1,
             };
-            let incidents = console
+            let newest = console
                 .incident_page(&page)
                 .await
-                .map_err(|e| format!("cannot read the incidents: {e}"))?;
-            for incident in &incidents {
+                .map_err(|e| format!("cannot read the incidents of {check}: {e}"))?;
+            if let Some(incident) = newest.first() {
                 if incident.span.ended_at.is_none() && incident.acknowledged_at.is_some() {
-                    operated
-                        .acknowledged
-                        .entry(incident.span.check.clone())
-                        .or_insert(incident.span.started_at);
+                    operated.acknowledged.insert(check.to_owned(), incident.span.started_at);
                 }
             }
-            // Newest first: once a page holds no open incident, older ones are closed
-            // (a check has one open span at most, and it is its newest).
-            if incidents.len() < page.limit || incidents.iter().all(|i| i.span.ended_at.is_some()) {
-                break;
-            }
-            before = incidents.last().map(|i| i.span.id);
         }
         Ok(operated)
     }

@@ -143,7 +143,11 @@ async fn serve(args: ServeArgs) -> Exit {
         }
     };
     // Checks created through the API, silences and acknowledgements survive restarts.
-    let mut operated = match Operated::load(&store, &file_config).await {
+    let down = states
+        .iter()
+        .filter(|(_, s)| s.state == pulsecheck_core::state::State::Down)
+        .map(|(name, _)| name.as_str());
+    let mut operated = match Operated::load(&store, &file_config, down).await {
         Ok(operated) => operated,
         Err(message) => {
             eprintln!("error: {message}");
@@ -379,6 +383,8 @@ impl Applied<'_> {
                 retire_others: true,
             })
             .await;
+        // The API answers once the store lists the change.
+        self.writer.flush().await;
         scheduler.apply(jobs(&config))
     }
 

@@ -206,3 +206,150 @@ async fn an_api_check_runs_runs_now_and_survives_a_restart() {
     daemon.stop().await;
     sim.shutdown().await;
 }
+
+/// Notifications of `check` in the outbox, as `(kind, created_at)`.
+async fn notifications(api: &str, check: &str) -> Vec<(String, jiff::Timestamp)> {
+    let (status, page) = call(
+        reqwest::Method::GET,
+        &format!("{api}/outbox?check={check}&limit=1000"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["kind"].as_str().unwrap().to_owned(),
+                n["created_at"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn state(api: &str, check: &str) -> Value {
+    let (status, check) = call(reqwest::Method::GET, &format!("{api}/checks/{check}"), None).await;
+    assert_eq!(status, 200, "{check}");
+    check["status"].clone()
+}
+
+#[tokio::test]
+async fn a_silence_holds_alerts_and_an_acknowledgement_stops_reminders_across_a_restart() {
+    let sim = pulsecheck_sim::start(SimConfig::default()).await.unwrap();
+    let (http, refused) = (sim.info.http[0], sim.info.refused);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pulsecheck.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  tokens: [\"${{PULSECHECK_API_TEST_TOKEN}}\"]\n  allow: [\"{http}\", \"{refused}\"]\n\
+             defaults:\n  interval: 1s\n  timeout: 500ms\n  failure_threshold: 1\n  reminder: 2s\n  channels: [hook]\n\
+             channels:\n  hook:\n    type: webhook\n    url: http://127.0.0.1:9/never\n\
+             checks:\n  - name: db\n    target: tcp://{refused}\n"
+        ),
+    )
+    .unwrap();
+    let db = dir.path().join("p.db");
+    let log = dir.path().join("first.log");
+    let daemon = Daemon::start(&config, &db, &log);
+    let api = listening(&log).await;
+
+    // Silenced before it goes down: the transition is recorded, no alert is queued.
+    let url = format!("{api}/checks/muted");
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        &url,
+        Some(json!({"target": format!("tcp://{http}")})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(
+        reqwest::Method::POST,
+        &format!("{url}/silence"),
+        Some(json!({"duration": "1h"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        &url,
+        Some(json!({"target": format!("tcp://{refused}")})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(30), "muted down", || async {
+        (state(&api, "muted").await["state"] == "down").then_some(())
+    })
+    .await;
+    assert!(
+        notifications(&api, "muted").await.is_empty(),
+        "silenced: nothing queued"
+    );
+
+    // db goes down and reminds every 2 s until its incident is acknowledged.
+    eventually(Duration::from_secs(30), "a reminder for db", || async {
+        notifications(&api, "db")
+            .await
+            .iter()
+            .any(|(kind, _)| kind == "reminder")
+            .then_some(())
+    })
+    .await;
+    let (_, incidents) = call(reqwest::Method::GET, &format!("{api}/incidents?check=db"), None).await;
+    let id = incidents["items"][0]["id"].as_i64().unwrap();
+    let (status, acked) = call(
+        reqwest::Method::POST,
+        &format!("{api}/incidents/{id}/acknowledge"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{acked}");
+    let acked_at: jiff::Timestamp = acked["acknowledged_at"].as_str().unwrap().parse().unwrap();
+
+    // Five more runs (past two reminder periods), before and after a restart: none.
+    let runs_after = |api: String, since: jiff::Timestamp| async move {
+        let (_, page) = call(
+            reqwest::Method::GET,
+            &format!("{api}/checks/db/results?limit=1000"),
+            None,
+        )
+        .await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["started_at"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()) > Some(since))
+            .count()
+    };
+    eventually(Duration::from_secs(30), "five runs after the acknowledgement", || {
+        let api = api.clone();
+        async move { (runs_after(api, acked_at).await >= 5).then_some(()) }
+    })
+    .await;
+    daemon.stop().await;
+    let log = dir.path().join("second.log");
+    let daemon = Daemon::start(&config, &db, &log);
+    let api = listening(&log).await;
+    let restarted = jiff::Timestamp::now();
+    eventually(Duration::from_secs(30), "five runs after the restart", || {
+        let api = api.clone();
+        async move { (runs_after(api, restarted).await >= 5).then_some(()) }
+    })
+    .await;
+    // A reminder queued in the instant before the acknowledgement may exist; none after.
+    let late: Vec<_> = notifications(&api, "db")
+        .await
+        .into_iter()
+        .filter(|(kind, at)| kind == "reminder" && *at > acked_at + jiff::SignedDuration::from_millis(500))
+        .collect();
+    assert!(late.is_empty(), "reminders after the acknowledgement: {late:?}");
+    assert!(
+        notifications(&api, "muted").await.is_empty(),
+        "still silenced after the restart"
+    );
+    assert!(state(&api, "muted").await["silenced_until"].is_string());
+    daemon.stop().await;
+    sim.shutdown().await;
+}
