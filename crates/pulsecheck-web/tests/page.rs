@@ -589,7 +589,11 @@ async fn incidents_list_open_ones_first_with_updates() {
         api_open.contains("investigating: Looking at the load balancer"),
         "{api_open}"
     );
-    assert!(!texts(&html, "section[aria-labelledby=timeline-h] ul.incidents > li").is_empty());
+    assert!(
+        select(&html, "section[aria-labelledby=timeline-h] ul.incidents").is_empty(),
+        "the timeline does not repeat the open incidents"
+    );
+    assert!(texts(&html, "p").iter().any(|p| p == "No other incident."));
 
     let page = get(&f.router, &format!("/incidents/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);

@@ -151,11 +151,18 @@ pub async fn list(
         (true, Some(last)) => Some(format!("/incidents?before={}", last.span.id)),
         _ => None,
     };
+    // Newest first, like the timeline, which does not repeat them.
+    open.sort_by(|a, b| b.id.cmp(&a.id));
+    let shown: std::collections::HashSet<i64> = open.iter().map(|i| i.id).collect();
     html(&IncidentsPage {
         rendered: format::utc(now),
         open,
         open_more,
-        timeline: records.iter().map(|r| IncidentView::new(r, now)).collect(),
+        timeline: records
+            .iter()
+            .filter(|r| !shown.contains(&r.span.id))
+            .map(|r| IncidentView::new(r, now))
+            .collect(),
         next,
         paged: before.is_some(),
     })
