@@ -152,7 +152,7 @@ pub async fn list(
         _ => None,
     };
     // Newest first, like the timeline, which does not repeat them.
-    open.sort_by(|a, b| b.id.cmp(&a.id));
+    open.sort_by_key(|i| std::cmp::Reverse(i.id));
     let shown: std::collections::HashSet<i64> = open.iter().map(|i| i.id).collect();
     html(&IncidentsPage {
         rendered: format::utc(now),
