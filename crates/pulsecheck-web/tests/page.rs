@@ -847,10 +847,12 @@ async fn ten_thousand_checks_keep_the_pages_small() {
     let f = fixture("server: {}\n").await;
     let now = jiff::Timestamp::now();
     let names: Vec<String> = (0..10_000).map(|i| format!("check-{i:05}")).collect();
+    // Many groups too: the group list must stay bounded.
+    let groups: Vec<String> = (0..500).map(|i| format!("team-{i:03}")).collect();
     let checks: Vec<(&str, Option<&str>)> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.as_str(), Some(["web", "api", "db", "edge"][i % 4])))
+        .map(|(i, n)| (n.as_str(), Some(groups[i % groups.len()].as_str())))
         .collect();
     f.store.write(&[register(&checks)], now).await.unwrap();
     let hour_now = now.as_second().div_euclid(3_600) * 3_600;
@@ -884,6 +886,8 @@ async fn ten_thousand_checks_keep_the_pages_small() {
     assert_eq!(page.status, StatusCode::OK);
     let html = valid_html(&page);
     assert_eq!(select(&html, "#checks tbody tr").len(), 50);
+    assert_eq!(select(&html, "section[aria-labelledby=groups-h] tbody tr").len(), 40);
+    assert!(texts(&html, "p").iter().any(|p| p.starts_with("And 460 more groups")));
     let bar_rects = select(&html, "#checks svg.bar rect").len();
     assert!(bar_rects >= 50 * 30, "the bars alternate by day: {bar_rects}");
     assert!(page.body.len() < 300_000, "the list is {} bytes", page.body.len());

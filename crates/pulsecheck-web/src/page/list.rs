@@ -20,6 +20,9 @@ use crate::AppState;
 /// Checks per page of the list.
 pub const PAGE_SIZE: usize = 50;
 
+/// Groups listed (those with down checks first); the rest are counted.
+pub const GROUPS_SHOWN: usize = 40;
+
 /// Daily series read at once (the store has a few read connections).
 const READS_AT_ONCE: usize = 4;
 
@@ -145,6 +148,7 @@ pub struct ListPage {
     pub totals: Totals,
     pub headline: String,
     pub groups: Vec<GroupRow>,
+    pub groups_more: usize,
     pub down: Vec<CheckRow>,
     /// Down checks beyond those shown, with the link that lists them.
     pub down_more: u64,
@@ -197,8 +201,14 @@ pub async fn render(app: &AppState, query: ListQuery, now: jiff::Timestamp) -> R
 
     let counts = console.group_counts().await?;
     let totals = Totals::of(&counts);
-    let groups = counts
-        .iter()
+    // A deployment may have thousands of groups: the ones with down checks come first,
+    // then by name, and the list stops at GROUPS_SHOWN.
+    let mut ordered: Vec<&GroupCounts> = counts.iter().collect();
+    ordered.sort_by_key(|g| (std::cmp::Reverse(g.down), g.group.clone()));
+    let groups_more = ordered.len().saturating_sub(GROUPS_SHOWN);
+    let groups = ordered
+        .into_iter()
+        .take(GROUPS_SHOWN)
         .map(|g| GroupRow {
             label: g.group.clone().unwrap_or_else(|| "(no group)".to_owned()),
             href: g.group.as_ref().map(|name| format!("/?group={}", encode(name))),
@@ -296,6 +306,7 @@ pub async fn render(app: &AppState, query: ListQuery, now: jiff::Timestamp) -> R
         headline: totals.headline(),
         totals,
         groups,
+        groups_more,
         down_more: totals.down.saturating_sub(down_checks.len() as u64),
         down: down_checks.iter().map(|c| CheckRow::new(c, now)).collect(),
         filtered: filter.group.is_some() || filter.state.is_some(),
