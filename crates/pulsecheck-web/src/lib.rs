@@ -19,6 +19,7 @@ pub mod control;
 pub mod exposition;
 pub mod health;
 pub mod metrics;
+pub mod page;
 pub mod probe;
 
 use std::net::SocketAddr;
@@ -154,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/probe", get(probe::handler))
         .route("/login", get(auth::login))
         .nest("/api/v1", api::routes())
+        .merge(page::routes())
         .with_state(state)
 }
 

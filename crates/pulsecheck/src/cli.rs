@@ -23,7 +23,7 @@ pub struct Cli {
 pub enum Command {
     /// Check every target once and report which are up and which are down, and why.
     Scan(Box<ScanArgs>),
-    /// Scan a built-in simulator (offline, loopback only) to see every kind of result.
+    /// Scan a built-in simulator, then serve its status page until Ctrl+C (offline).
     Demo(crate::demo::DemoArgs),
     /// Run checks on a schedule, keep their history in SQLite and send alerts.
     Serve(ServeArgs),

@@ -641,7 +641,7 @@ async fn a_closed_pipe_ends_the_scan_promptly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_covers_every_probe_and_names_no_file_it_deletes() {
     let output = Command::new(BIN)
-        .args(["demo", "--format", "json"])
+        .args(["demo", "--scan-only", "--format", "json"])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()

@@ -2,7 +2,9 @@
 //! real simulator (and the outbox and delivery workers on a real store).
 
 mod api;
+mod browser;
 mod cli;
+mod demo;
 mod payload;
 mod prometheus;
 mod serve;
