@@ -47,5 +47,7 @@ CREATE TABLE silences (
     reason     TEXT
 );
 
--- The outbox page of one check, newest first.
+-- Outbox pages, newest first: of one check, and of dead or pending rows (a few among
+-- many delivered ones).
 CREATE INDEX notifications_by_check ON notifications (check_name, id);
+CREATE INDEX notifications_by_state ON notifications (state, id);

@@ -33,7 +33,8 @@ pub struct Retention {
     pub raw_up_hours: u32,
     /// Days hourly aggregates are kept (default 90).
     pub hourly_days: u32,
-    /// Days daily aggregates (the 90-day bar) are kept (default 400).
+    /// Days daily aggregates (the 90-day bar) are kept (default 400; never fewer than
+    /// `hourly_days`).
     pub daily_days: u32,
 }
 
@@ -155,8 +156,14 @@ impl Store {
                 .await?;
             report.notifications_deleted = self.delete_delivered_notifications(cutoff).await?;
         }
-        if retention.daily_days > 0 {
-            let cutoff = now - i64::from(retention.daily_days) * DAY_MS;
+        // Uptime reads whole days from daily rows (see uptime.rs), so a day's row stays
+        // at least as long as its hours.
+        let daily_days = match (retention.daily_days, retention.hourly_days) {
+            (0, _) | (_, 0) => 0,
+            (daily, hourly) => daily.max(hourly),
+        };
+        if daily_days > 0 {
+            let cutoff = now - i64::from(daily_days) * DAY_MS;
             report.daily_deleted = self
                 .delete_per_check(
                     "delete old daily aggregates",

@@ -22,7 +22,7 @@ use crate::error::StoreError;
 use crate::read::{delivery_state_str, limit_i64};
 use crate::store::Store;
 use crate::time::{from_ms, to_ms, DAY_MS};
-use crate::uptime::{source_sql, watermark};
+use crate::uptime::{sources, watermark};
 
 pub(crate) fn origin_str(origin: Origin) -> &'static str {
     match origin {
@@ -111,6 +111,15 @@ fn outbox_page_sql(page: &OutboxPage) -> String {
     }
     sql.push_str(" ORDER BY id DESC LIMIT $3");
     sql
+}
+
+/// Runs and up runs by UTC day of the check named `$6` ([`sources`]' parameters).
+fn daily_uptime_sql() -> String {
+    format!(
+        "SELECT t - (t % $5) AS day, SUM(runs) AS runs, SUM(up) AS up
+         FROM ({}) AS src GROUP BY day ORDER BY day",
+        sources("(SELECT id FROM check_ids WHERE name = $6)")
+    )
 }
 
 fn in_list(first: usize, n: usize) -> String {
@@ -213,10 +222,7 @@ impl Store {
         let lo = to_ms(since).div_euclid(DAY_MS) * DAY_MS;
         let hi = to_ms(until);
         let daily_hi = hi.div_euclid(DAY_MS) * DAY_MS + if hi.rem_euclid(DAY_MS) == 0 { 0 } else { DAY_MS };
-        let sql = format!(
-            "{}\nSELECT t - (t % $5) AS day, SUM(runs) AS runs, SUM(up) AS up FROM src GROUP BY day ORDER BY day",
-            source_sql(1)
-        );
+        let sql = daily_uptime_sql();
         let rows: Vec<(i64, i64, i64)> = sqlx::query_as(&sql)
             .bind(watermark(self).await?)
             .bind(lo)
@@ -534,14 +540,7 @@ impl Store {
         }
         queries.push(("check summary", format!("{SUMMARY_SELECT} WHERE c.name = $2"), 2));
         queries.push(("group counts", GROUP_COUNTS_SQL.to_owned(), 0));
-        queries.push((
-            "daily uptime",
-            format!(
-                "{}\nSELECT t - (t % $5) AS day, SUM(runs), SUM(up) FROM src GROUP BY day ORDER BY day",
-                source_sql(1)
-            ),
-            6,
-        ));
+        queries.push(("daily uptime", daily_uptime_sql(), 6));
         queries.push((
             "incident updates",
             format!(

@@ -2,69 +2,45 @@
 //! months of hourly rows for thousands of checks in seconds, without going through raw
 //! results and compaction.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-
-use sqlx::SqliteConnection;
 
 use crate::error::StoreError;
 use crate::read::{DailyAggregate, HourlyAggregate};
 use crate::store::Store;
-use crate::time::{to_ms, HOUR_MS};
+use crate::time::{to_ms, DAY_MS, HOUR_MS};
 use crate::uptime::WATERMARK_KEY;
 
-/// Rows per INSERT statement: few statements, and well under SQLite's 32,766 parameters.
-const ROWS_PER_STATEMENT: usize = 200;
+/// Rows per statement. The values are integers written into the statement's text: one
+/// statement per thousand rows costs a third of binding them one row at a time through
+/// the driver, and half of unpacking a bound JSON array. (A PostgreSQL store would use
+/// COPY.)
+const ROWS_PER_STATEMENT: usize = 1_000;
 
-const HOURLY_COLUMNS: usize = 13;
-const DAILY_COLUMNS: usize = 5;
+const HOURLY_HEAD: &str = "INSERT INTO hourly (check_id, hour, count, up_count, mean_us, p50_us, p95_us, p99_us,
+                             dns_us, connect_us, tls_us, ttfb_us, transfer_us) VALUES ";
+const HOURLY_TAIL: &str = "
+ ON CONFLICT (check_id, hour) DO UPDATE SET
+     count = excluded.count, up_count = excluded.up_count, mean_us = excluded.mean_us,
+     p50_us = excluded.p50_us, p95_us = excluded.p95_us, p99_us = excluded.p99_us,
+     dns_us = excluded.dns_us, connect_us = excluded.connect_us, tls_us = excluded.tls_us,
+     ttfb_us = excluded.ttfb_us, transfer_us = excluded.transfer_us";
 
-/// Binds and runs one chunk's statement on the import transaction.
-type InsertChunk<T> = for<'c> fn(
-    &'c Store,
-    &'c mut SqliteConnection,
-    &'c [T],
-    &'c str,
-) -> pulsecheck_core::outbox::BoxFuture<'c, Result<(), StoreError>>;
+const DAILY_HEAD: &str = "INSERT INTO daily (check_id, day, count, up_count, mean_us) VALUES ";
+const DAILY_TAIL: &str = "
+ ON CONFLICT (check_id, day) DO UPDATE SET
+     count = excluded.count, up_count = excluded.up_count, mean_us = excluded.mean_us";
 
-fn values_sql(head: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::from(head);
-    sql.push_str(" VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            let sep = if column == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}${}", row * columns + column + 1);
-        }
-        sql.push(')');
-    }
-    sql.push(' ');
-    sql.push_str(tail);
-    sql
-}
-
-fn hourly_sql(rows: usize) -> String {
-    values_sql(
-        "INSERT INTO hourly (check_id, hour, count, up_count, mean_us, p50_us, p95_us, p99_us,
-                             dns_us, connect_us, tls_us, ttfb_us, transfer_us)",
-        HOURLY_COLUMNS,
-        rows,
-        "ON CONFLICT (check_id, hour) DO UPDATE SET
-             count = excluded.count, up_count = excluded.up_count, mean_us = excluded.mean_us,
-             p50_us = excluded.p50_us, p95_us = excluded.p95_us, p99_us = excluded.p99_us,
-             dns_us = excluded.dns_us, connect_us = excluded.connect_us, tls_us = excluded.tls_us,
-             ttfb_us = excluded.ttfb_us, transfer_us = excluded.transfer_us",
-    )
-}
-
-fn daily_sql(rows: usize) -> String {
-    values_sql(
-        "INSERT INTO daily (check_id, day, count, up_count, mean_us)",
-        DAILY_COLUMNS,
-        rows,
-        "ON CONFLICT (check_id, day) DO UPDATE SET
-             count = excluded.count, up_count = excluded.up_count, mean_us = excluded.mean_us",
-    )
-}
+/// The daily rows of one check (`$1`) in `[$2, $3)` as the sums of its hourly rows; the
+/// mean weighted by up runs, as compaction and migration 0002 compute it.
+const DAILY_FROM_HOURLY_SQL: &str = "INSERT INTO daily (check_id, day, count, up_count, mean_us)
+ SELECT check_id, hour - hour % $4, SUM(count), SUM(up_count),
+        CAST(ROUND(SUM(mean_us * up_count) * 1.0
+                   / NULLIF(SUM(CASE WHEN mean_us IS NOT NULL THEN up_count END), 0)) AS INTEGER)
+ FROM hourly WHERE check_id = $1 AND hour >= $2 AND hour < $3
+ GROUP BY check_id, hour - hour % $4
+ ON CONFLICT (check_id, day) DO UPDATE SET
+     count = excluded.count, up_count = excluded.up_count, mean_us = excluded.mean_us";
 
 /// Fractional milliseconds as stored microseconds.
 fn us(ms: Option<f64>) -> Option<i64> {
@@ -75,47 +51,89 @@ fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// Appends one row of integers and NULLs to a VALUES list that starts after `head`.
+fn push_row(sql: &mut String, head: usize, values: &[Option<i64>]) {
+    if sql.len() > head {
+        sql.push(',');
+    }
+    sql.push('(');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        match value {
+            Some(v) => {
+                let _ = write!(sql, "{v}");
+            }
+            None => sql.push_str("NULL"),
+        }
+    }
+    sql.push(')');
+}
+
 impl Store {
     /// Imports hourly aggregates (replacing rows of the same check and hour) in one
     /// write transaction, for imports, tests and benchmarks. Checks are numbered on
     /// first sight (they need no `checks` row). The aggregation watermark moves to the end
     /// of the newest imported hour: imported hours count as aggregated, so uptime and
     /// latency read them, and compaction does not aggregate raw results before it again.
-    /// Does not touch `daily` ([`Store::insert_daily`]). Call it with chunks of, say,
-    /// 100,000 rows: the rows are held in memory.
+    /// Every day the rows touch is summed again from its hourly rows into `daily` (as
+    /// compaction keeps it). The rows are held in memory:
+    /// import a large set in chunks of, say, 100,000 rows.
     pub async fn insert_hourly(&self, rows: &[HourlyAggregate]) -> Result<(), StoreError> {
         let Some(newest) = rows.iter().map(|r| to_ms(r.hour)).max() else {
             return Ok(());
         };
-        self.import(rows, ROWS_PER_STATEMENT, hourly_sql, |store, conn, chunk, sql| {
-            Box::pin(async move {
-                let mut query = sqlx::query(sql);
-                for r in chunk {
-                    let id = store.check_id(conn, &r.check).await?;
-                    query = query
-                        .bind(id)
-                        .bind(to_ms(r.hour))
-                        .bind(count(r.count))
-                        .bind(count(r.up_count))
-                        .bind(us(r.mean_ms))
-                        .bind(us(r.p50_ms))
-                        .bind(us(r.p95_ms))
-                        .bind(us(r.p99_ms))
-                        .bind(us(r.dns_ms))
-                        .bind(us(r.connect_ms))
-                        .bind(us(r.tls_ms))
-                        .bind(us(r.ttfb_ms))
-                        .bind(us(r.transfer_ms));
-                }
-                query
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(store.query_error("import hourly aggregates"))?;
-                Ok(())
-            })
-        })
-        .await?;
         let mut tx = self.begin_write().await?;
+        self.check_ids().pending.clear();
+        // The hours each check's rows span, to recompute its days from.
+        let mut spans: HashMap<i64, (i64, i64)> = HashMap::new();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::with_capacity(HOURLY_HEAD.len() + HOURLY_TAIL.len() + chunk.len() * 64);
+            sql.push_str(HOURLY_HEAD);
+            for r in chunk {
+                let id = self.check_id(&mut tx, &r.check).await?;
+                let hour = to_ms(r.hour);
+                let span = spans.entry(id).or_insert((hour, hour));
+                *span = (span.0.min(hour), span.1.max(hour));
+                push_row(
+                    &mut sql,
+                    HOURLY_HEAD.len(),
+                    &[
+                        Some(id),
+                        Some(to_ms(r.hour)),
+                        Some(count(r.count)),
+                        Some(count(r.up_count)),
+                        us(r.mean_ms),
+                        us(r.p50_ms),
+                        us(r.p95_ms),
+                        us(r.p99_ms),
+                        us(r.dns_ms),
+                        us(r.connect_ms),
+                        us(r.tls_ms),
+                        us(r.ttfb_ms),
+                        us(r.transfer_ms),
+                    ],
+                );
+            }
+            sql.push_str(HOURLY_TAIL);
+            sqlx::raw_sql(&sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_error("import hourly aggregates"))?;
+        }
+        // Uptime reads whole days from daily rows where every hour is kept, so each day
+        // touched is summed again from its hours (as compaction keeps them).
+        for (id, (first, last)) in spans {
+            sqlx::query(DAILY_FROM_HOURLY_SQL)
+                .bind(id)
+                .bind(first.div_euclid(DAY_MS) * DAY_MS)
+                .bind((last.div_euclid(DAY_MS) + 1) * DAY_MS)
+                .bind(DAY_MS)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_error("sum imported hours into days"))?;
+        }
         sqlx::query(
             "INSERT INTO store_meta (key, value) VALUES ($1, $2)
              ON CONFLICT (key) DO UPDATE SET value = MAX(store_meta.value, excluded.value)",
@@ -125,60 +143,43 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(self.query_error("move the aggregation watermark"))?;
-        tx.commit().await.map_err(self.query_error("commit"))
+        self.commit_import(tx).await
     }
 
     /// Imports daily aggregates (replacing rows of the same check and day) in one write
-    /// transaction, for imports, tests and benchmarks: the 90-day bar and uptime of days
-    /// older than a check's oldest hourly row.
+    /// transaction, for imports, tests and benchmarks: days older than a check's oldest
+    /// hourly row (a day that also has hourly rows must be their sum).
     pub async fn insert_daily(&self, rows: &[DailyAggregate]) -> Result<(), StoreError> {
-        self.import(rows, ROWS_PER_STATEMENT, daily_sql, |store, conn, chunk, sql| {
-            Box::pin(async move {
-                let mut query = sqlx::query(sql);
-                for r in chunk {
-                    let id = store.check_id(conn, &r.check).await?;
-                    query = query
-                        .bind(id)
-                        .bind(to_ms(r.day))
-                        .bind(count(r.count))
-                        .bind(count(r.up_count))
-                        .bind(us(r.mean_ms));
-                }
-                query
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(store.query_error("import daily aggregates"))?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// Runs `insert` for each chunk of `rows` in one write transaction, with check
-    /// numbers handled as [`Store::write`] does.
-    async fn import<T>(
-        &self,
-        rows: &[T],
-        per_statement: usize,
-        sql: fn(usize) -> String,
-        insert: InsertChunk<T>,
-    ) -> Result<(), StoreError>
-    where
-        T: Sync,
-    {
         let mut tx = self.begin_write().await?;
         self.check_ids().pending.clear();
-        let full = sql(per_statement);
-        for chunk in rows.chunks(per_statement) {
-            let partial;
-            let statement = if chunk.len() == per_statement {
-                &full
-            } else {
-                partial = sql(chunk.len());
-                &partial
-            };
-            insert(self, &mut tx, chunk, statement).await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::with_capacity(DAILY_HEAD.len() + DAILY_TAIL.len() + chunk.len() * 32);
+            sql.push_str(DAILY_HEAD);
+            for r in chunk {
+                let id = self.check_id(&mut tx, &r.check).await?;
+                push_row(
+                    &mut sql,
+                    DAILY_HEAD.len(),
+                    &[
+                        Some(id),
+                        Some(to_ms(r.day)),
+                        Some(count(r.count)),
+                        Some(count(r.up_count)),
+                        us(r.mean_ms),
+                    ],
+                );
+            }
+            sql.push_str(DAILY_TAIL);
+            sqlx::raw_sql(&sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_error("import daily aggregates"))?;
         }
+        self.commit_import(tx).await
+    }
+
+    /// Commits, and keeps the check numbers the import assigned (as [`Store::write`]).
+    async fn commit_import(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> Result<(), StoreError> {
         tx.commit().await.map_err(self.query_error("commit"))?;
         let mut ids = self.check_ids();
         let pending = std::mem::take(&mut ids.pending);

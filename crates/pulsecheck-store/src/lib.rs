@@ -11,6 +11,10 @@
 //!   commits them in batches, each batch one `BEGIN IMMEDIATE` transaction, retries a
 //!   failed batch until it commits, and wakes the delivery workers after commits that
 //!   added notifications.
+//! - [`Store`] implements [`pulsecheck_core::storage::Console`], what the status page and
+//!   the REST API read and change (`console.rs`); uptime over windows shares one query
+//!   with [`History`] (`uptime.rs`), latency by phase and percentiles are in `latency.rs`,
+//!   and [`Store::insert_hourly`] imports aggregates in bulk for tests and benchmarks.
 //! - A run's result, the check's new state, the transition and the notifications it
 //!   causes are one event, written in one transaction, so an alert is never lost between
 //!   "the check went down" and "someone was told".

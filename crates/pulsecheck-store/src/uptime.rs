@@ -1,8 +1,15 @@
-//! Runs and up runs of checks over windows, from three sources that never overlap: raw
-//! results from the aggregation watermark on, hourly aggregates before it, and daily
-//! aggregates for whole days older than a check's oldest hourly row. [`History`]'s
-//! uptime, the console's batched uptimes and its daily bars all read the same
-//! [`source_sql`], so they always agree.
+//! Runs and up runs of checks over windows, from sources that never overlap: raw results
+//! from the aggregation watermark on, hourly aggregates before it, and daily aggregates
+//! for whole days older than a check's oldest hourly row.
+//!
+//! [`History`]'s uptime and the console's batched uptimes share [`Store::uptimes_between`].
+//! It reads whole days inside a window from the daily rows even where the hourly rows
+//! are still kept: compaction adds every aggregated hour to its day in the same
+//! transaction (and [`Store::insert_hourly`] recomputes the days it touches; retention
+//! keeps a day's row as long as its hours), so a day whose hours are all kept sums to its
+//! daily row, and a 90-day window reads about 90
+//! daily rows and a few dozen hourly ones instead of 2,160 hourly rows. The daily bars
+//! ([`sources`]) read the hours themselves.
 //!
 //! [`History`]: pulsecheck_core::storage::history::History
 
@@ -17,60 +24,117 @@ use crate::time::{to_ms, DAY_MS};
 /// Where compaction has aggregated raw results up to (see `compact.rs`).
 pub(crate) const WATERMARK_KEY: &str = "hourly_aggregated_through";
 
-/// Parameters of [`source_sql`] before the check names.
-const FIXED_PARAMS: usize = 5;
+/// A compound SELECT of `(t, t_end, runs, up)`: one row per raw result, hourly row or
+/// daily row of the check whose id is `check_id` (an SQL expression), in `[$2, $3)`. `$1`
+/// is the aggregation watermark, `$4` the end daily rows must fit before, `$5` a day in
+/// milliseconds. A row belongs to a window `[since, until)` when `t >= since AND t_end <
+/// until`: a raw result or an hour by its start, a day only as a whole (days are read
+/// only where no hourly row is left). Every source is read through its `(check_id,
+/// time)` key.
+pub(crate) fn sources(check_id: &str) -> String {
+    format!(
+        "SELECT r.started_at AS t, r.started_at AS t_end, 1 AS runs, CASE WHEN r.kind & 3 = 0 THEN 1 ELSE 0 END AS up
+     FROM results r
+     WHERE r.check_id = {check_id} AND r.started_at >= MAX($2, $1) AND r.started_at < $3 AND r.kind & 3 <> 2
+     UNION ALL
+     SELECT h.hour, h.hour, h.count, h.up_count
+     FROM hourly h
+     WHERE h.check_id = {check_id} AND h.hour >= $2 AND h.hour < MIN($3, $1)
+     UNION ALL
+     SELECT d.day, d.day + $5 - 1, d.count, d.up_count
+     FROM daily d
+     WHERE d.check_id = {check_id} AND d.day >= $2
+       AND d.day + $5 <= MIN($4, $1, COALESCE((SELECT MIN(oh.hour) FROM hourly oh WHERE oh.check_id = {check_id}), $1))"
+    )
+}
 
-/// A CTE list ending in `src(pos, t, t_end, runs, up)`: one row per raw result, hourly
-/// row or daily row of the checks named by parameters `$6..` (`pos` is the name's
-/// position), in `[$2, $3)`. `$1` is the aggregation watermark, `$4` the end daily rows
-/// must fit before, `$5` a day in milliseconds. A row belongs to a window `[since, until)`
-/// when `t >= since AND t_end < until`: a raw result or an hour by its start, a day only
-/// as a whole. Every source is read through its `(check_id, time)` key.
-pub(crate) fn source_sql(checks: usize) -> String {
+/// Parameters bound before the check names: the watermark and a day.
+const FIXED_PARAMS: usize = 2;
+/// Parameters bound per window ([`WindowBounds`]).
+const WINDOW_PARAMS: usize = 6;
+
+/// Where a window's parts start and end, all in unix ms. With `end = min(until,
+/// watermark)`: raw results in `[max(since, watermark), until)`; the hours of the first
+/// partial day `[since, lead_end)`; whole days `[mid_start, mid_end)` from daily rows
+/// (but the hours of a day that the check's oldest hourly row cuts in two); the hours of
+/// the last partial day `[max(mid_end, since), end)` (computed in SQL).
+struct WindowBounds {
+    raw_start: i64,
+    until: i64,
+    since: i64,
+    lead_end: i64,
+    mid_start: i64,
+    mid_end: i64,
+}
+
+/// Far enough from i64's ends that a day can be added or subtracted.
+const TIME_LIMIT: i64 = 1 << 60;
+
+impl WindowBounds {
+    fn new(since: i64, until: i64, watermark: i64) -> WindowBounds {
+        let clamp = |t: i64| t.clamp(-TIME_LIMIT, TIME_LIMIT);
+        let (since, until, watermark) = (clamp(since), clamp(until), clamp(watermark));
+        let end = until.min(watermark);
+        let ceil_day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS + if t.rem_euclid(DAY_MS) == 0 { 0 } else { DAY_MS };
+        let floor_day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS;
+        let mid_start = ceil_day(since);
+        let mid_end = floor_day(end).max(mid_start);
+        WindowBounds {
+            raw_start: since.max(watermark),
+            until,
+            since,
+            lead_end: mid_start.min(end),
+            mid_start,
+            mid_end,
+        }
+    }
+}
+
+/// Per check: `pos`, then per window five `"runs up"` texts (NULL when empty): raw, first
+/// partial day, whole days, the oldest hour's day, last partial day. Each is a sum over
+/// one key range; the sums are added up in Rust.
+fn uptimes_sql(checks: usize, windows: usize) -> String {
     let mut sql = String::from("WITH wanted(pos, name) AS (VALUES ");
     for i in 0..checks.max(1) {
         let sep = if i == 0 { "" } else { ", " };
         let _ = write!(sql, "{sep}({i}, ${})", FIXED_PARAMS + 1 + i);
     }
+    // The oldest hourly row once per check, not once per window.
     sql.push_str(
         "),
- ids AS (SELECT wanted.pos, k.id,
-                (SELECT MIN(oh.hour) FROM hourly oh WHERE oh.check_id = k.id) AS oldest_hour
-         FROM wanted JOIN check_ids k ON k.name = wanted.name),
- src(pos, t, t_end, runs, up) AS (
-     SELECT ids.pos, r.started_at, r.started_at, 1, CASE WHEN r.kind & 3 = 0 THEN 1 ELSE 0 END
-     FROM ids JOIN results r ON r.check_id = ids.id
-     WHERE r.started_at >= MAX($2, $1) AND r.started_at < $3 AND r.kind & 3 <> 2
-     UNION ALL
-     SELECT ids.pos, h.hour, h.hour, h.count, h.up_count
-     FROM ids JOIN hourly h ON h.check_id = ids.id
-     WHERE h.hour >= $2 AND h.hour < MIN($3, $1)
-     UNION ALL
-     SELECT ids.pos, d.day, d.day + $5 - 1, d.count, d.up_count
-     FROM ids JOIN daily d ON d.check_id = ids.id
-     WHERE d.day >= $2 AND d.day + $5 <= MIN($4, $1, COALESCE(ids.oldest_hour, $1)))",
+ ids AS MATERIALIZED (
+     SELECT wanted.pos, k.id, COALESCE((SELECT MIN(oh.hour) FROM hourly oh WHERE oh.check_id = k.id), $1) AS o
+     FROM wanted JOIN check_ids k ON k.name = wanted.name)
+SELECT ids.pos",
     );
-    sql
-}
-
-/// Per check, runs and up runs of each window: two columns per window after `pos`.
-fn uptimes_sql(checks: usize, windows: usize) -> String {
-    let mut sql = source_sql(checks);
-    sql.push_str("\nSELECT pos");
-    for w in 0..windows {
-        let since = FIXED_PARAMS + checks.max(1) + 2 * w + 1;
-        let until = since + 1;
+    for w in 0..windows.max(1) {
+        let p = |i: usize| FIXED_PARAMS + checks.max(1) + WINDOW_PARAMS * w + i + 1;
+        let (raw_start, until, since, lead_end, mid_start, mid_end) = (p(0), p(1), p(2), p(3), p(4), p(5));
         let _ = write!(
             sql,
-            ",\n SUM(CASE WHEN t >= ${since} AND t_end < ${until} THEN runs ELSE 0 END),\
-             \n SUM(CASE WHEN t >= ${since} AND t_end < ${until} THEN up ELSE 0 END)"
+            ",
+ (SELECT COUNT(*) || ' ' || SUM(CASE WHEN r.kind & 3 = 0 THEN 1 ELSE 0 END) FROM results r
+   WHERE r.check_id = ids.id AND r.started_at >= ${raw_start} AND r.started_at < ${until} AND r.kind & 3 <> 2),
+ (SELECT SUM(h.count) || ' ' || SUM(h.up_count) FROM hourly h
+   WHERE h.check_id = ids.id AND h.hour >= ${since} AND h.hour < ${lead_end}),
+ (SELECT SUM(d.count) || ' ' || SUM(d.up_count) FROM daily d
+   WHERE d.check_id = ids.id AND d.day >= ${mid_start} AND d.day < ${mid_end}
+     AND NOT (d.day < ids.o AND d.day + $2 > ids.o)),
+ (SELECT SUM(h.count) || ' ' || SUM(h.up_count) FROM hourly h
+   WHERE h.check_id = ids.id AND ids.o % $2 <> 0
+     AND h.hour >= MAX(ids.o, ${mid_start}) AND h.hour < MIN(ids.o - ids.o % $2 + $2, ${mid_end})),
+ (SELECT SUM(h.count) || ' ' || SUM(h.up_count) FROM hourly h
+   WHERE h.check_id = ids.id AND h.hour >= MAX(${mid_end}, ${since}) AND h.hour < MIN(${until}, $1))"
         );
     }
-    sql.push_str("\nFROM src GROUP BY pos");
+    sql.push_str("\nFROM ids");
     sql
 }
 
-/// The aggregation watermark as bound to [`source_sql`]'s `$1`.
+/// Columns per window in [`uptimes_sql`]'s rows.
+const PARTS: usize = 5;
+
+/// The aggregation watermark as bound to [`sources`]' `$1`.
 pub(crate) async fn watermark(store: &Store) -> Result<i64, StoreError> {
     let watermark: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
         .bind(WATERMARK_KEY)
@@ -83,7 +147,7 @@ pub(crate) async fn watermark(store: &Store) -> Result<i64, StoreError> {
 impl Store {
     /// For each of `checks`, its runs and up runs over each of `windows` (`[since,
     /// until)`), in the same order; a check the store never knew has none. One query
-    /// for all of them.
+    /// per 500 checks.
     pub async fn uptimes_between(
         &self,
         checks: &[String],
@@ -94,24 +158,28 @@ impl Store {
             return Ok(out);
         }
         let watermark = watermark(self).await?;
-        let windows_ms: Vec<(i64, i64)> = windows.iter().map(|(s, u)| (to_ms(*s), to_ms(*u))).collect();
-        let lo = windows_ms.iter().map(|w| w.0).min().unwrap_or(0);
-        let hi = windows_ms.iter().map(|w| w.1).max().unwrap_or(0);
+        let bounds: Vec<WindowBounds> = windows
+            .iter()
+            .map(|(s, u)| WindowBounds::new(to_ms(*s), to_ms(*u), watermark))
+            .collect();
         // SQLite allows 32,766 parameters; larger batches go in several queries.
         const CHECKS_PER_QUERY: usize = 500;
         for (chunk_index, chunk) in checks.chunks(CHECKS_PER_QUERY).enumerate() {
             let sql = uptimes_sql(chunk.len(), windows.len());
             let mut query = sqlx::query(&sql)
-                .bind(watermark)
-                .bind(lo)
-                .bind(hi)
-                .bind(hi)
+                .bind(watermark.clamp(-TIME_LIMIT, TIME_LIMIT))
                 .bind(DAY_MS);
             for name in chunk {
                 query = query.bind(name);
             }
-            for (since, until) in &windows_ms {
-                query = query.bind(since).bind(until);
+            for b in &bounds {
+                query = query
+                    .bind(b.raw_start)
+                    .bind(b.until)
+                    .bind(b.since)
+                    .bind(b.lead_end)
+                    .bind(b.mid_start)
+                    .bind(b.mid_end);
             }
             let rows = query
                 .fetch_all(&self.inner.read)
@@ -127,8 +195,19 @@ impl Store {
                     continue;
                 };
                 for (w, cell) in cells.iter_mut().enumerate() {
-                    let runs: i64 = row.try_get(1 + 2 * w).map_err(self.query_error("uptime runs"))?;
-                    let up: i64 = row.try_get(2 + 2 * w).map_err(self.query_error("uptime up"))?;
+                    let (mut runs, mut up) = (0_i64, 0_i64);
+                    for part in 0..PARTS {
+                        let text: Option<String> = row
+                            .try_get(1 + PARTS * w + part)
+                            .map_err(self.query_error("uptime part"))?;
+                        let Some(text) = text else { continue };
+                        let mut numbers = text.split(' ').map(str::parse::<i64>);
+                        let (Some(Ok(r)), Some(Ok(u))) = (numbers.next(), numbers.next()) else {
+                            return Err(self.corrupt("read uptimes", format!("part {text:?}")));
+                        };
+                        runs += r;
+                        up += u;
+                    }
                     *cell = Uptime {
                         runs: u64::try_from(runs).unwrap_or(0),
                         up: u64::try_from(up).unwrap_or(0),
@@ -139,11 +218,15 @@ impl Store {
         Ok(out)
     }
 
-    /// `(name, sql)` of the uptime reads, for the query-plan test.
+    /// `(name, sql, parameters)` of the uptime reads, for the query-plan test.
     pub(crate) fn uptime_sql_for_plans() -> Vec<(&'static str, String, usize)> {
         vec![
-            ("uptime", uptimes_sql(1, 1), FIXED_PARAMS + 2),
-            ("uptimes of a page", uptimes_sql(3, 4), FIXED_PARAMS + 3 + 8),
+            ("uptime", uptimes_sql(1, 1), FIXED_PARAMS + 1 + WINDOW_PARAMS),
+            (
+                "uptimes of a page",
+                uptimes_sql(3, 4),
+                FIXED_PARAMS + 3 + 4 * WINDOW_PARAMS,
+            ),
         ]
     }
 }

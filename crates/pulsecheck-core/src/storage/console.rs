@@ -59,6 +59,7 @@ pub struct CheckSummary {
     pub last_duration_ms: Option<f64>,
     /// The open incident (down span), when the check is down.
     pub open_incident: Option<i64>,
+    /// The end of the check's silence when one is in force at the time of the read.
     pub silenced_until: Option<jiff::Timestamp>,
     pub pending_notifications: u64,
     pub dead_notifications: u64,
