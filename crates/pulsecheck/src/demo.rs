@@ -211,8 +211,8 @@ async fn daemon(info: &pulsecheck_sim::ReadyInfo, dir: &Path, listen: SocketAddr
     let config = dir.join("demo.yaml");
     std::fs::write(&config, daemon_config(info, receiver.addr, listen))?;
     let exe = std::env::current_exe().context("cannot find this program to run `serve`")?;
-    // Its own process group: Ctrl+C reaches the demo only, which then stops the daemon
-    // with one SIGTERM (two signals would make it exit without its graceful stop).
+    // The daemon stays in the demo's process group, so that whatever stops the group
+    // (Ctrl+C in a terminal, a supervisor) stops both and nothing is left behind.
     let mut child = tokio::process::Command::new(exe)
         .arg("serve")
         .arg(&config)
@@ -222,7 +222,6 @@ async fn daemon(info: &pulsecheck_sim::ReadyInfo, dir: &Path, listen: SocketAddr
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .context("cannot start `pulsecheck serve`")?;
@@ -230,7 +229,7 @@ async fn daemon(info: &pulsecheck_sim::ReadyInfo, dir: &Path, listen: SocketAddr
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut lines = BufReader::new(child.stderr.take().context("no stderr")?).lines();
     let mut announced = false;
-    let outcome = loop {
+    let ended = loop {
         tokio::select! {
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
@@ -243,24 +242,36 @@ async fn daemon(info: &pulsecheck_sim::ReadyInfo, dir: &Path, listen: SocketAddr
                     }
                 }
                 // The daemon closed its stderr: it is exiting; wait for its status below.
-                Ok(None) | Err(_) => break child.wait().await.map(Some),
+                Ok(None) | Err(_) => break Ended::Daemon(child.wait().await?),
             },
-            status = child.wait() => break status.map(Some),
-            _ = interrupt.recv() => break Ok(None),
-            _ = terminate.recv() => break Ok(None),
+            status = child.wait() => break Ended::Daemon(status?),
+            _ = interrupt.recv() => break Ended::Signal(Stop::Interrupt),
+            _ = terminate.recv() => break Ended::Signal(Stop::Terminate),
         }
     };
-    let result = match outcome? {
-        Some(status) => Err(anyhow::anyhow!(
+    let result = match ended {
+        Ended::Daemon(status) => Err(anyhow::anyhow!(
             "`pulsecheck serve` stopped on its own ({status}); its log is above"
         )),
-        None => {
+        Ended::Signal(signal) => {
             eprintln!("pulsecheck demo: stopping the daemon");
-            stop(&mut child, &mut lines).await
+            stop(&mut child, &mut lines, signal).await
         }
     };
     receiver.shutdown().await;
     result
+}
+
+/// Why the demo's wait ended.
+enum Ended {
+    Daemon(std::process::ExitStatus),
+    Signal(Stop),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Interrupt,
+    Terminate,
 }
 
 fn announce(addr: &str) {
@@ -269,31 +280,50 @@ fn announce(addr: &str) {
     );
 }
 
-/// SIGTERM by PID, then the log until the daemon exits (10 s at most, then SIGKILL).
-async fn stop(
+type Log = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
+
+/// Forwards the daemon's log until it exits, or `None` after `limit`.
+async fn until_exit(
     child: &mut tokio::process::Child,
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
-) -> anyhow::Result<()> {
-    if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+    lines: &mut Log,
+    limit: Duration,
+) -> Option<std::io::Result<std::process::ExitStatus>> {
+    tokio::time::timeout(limit, async {
         while let Ok(Some(line)) = lines.next_line().await {
             eprintln!("{line}");
         }
         child.wait().await
     })
-    .await;
-    match drained {
-        Ok(status) => {
+    .await
+    .ok()
+}
+
+/// Stops the daemon. Ctrl+C in a terminal reaches it too (same process group), and it
+/// stops by itself: a second signal would cut its graceful stop short, so it gets a few
+/// seconds first. Otherwise (a signal to the demo alone) it gets SIGTERM by its PID,
+/// then 10 s, then SIGKILL.
+async fn stop(child: &mut tokio::process::Child, lines: &mut Log, signal: Stop) -> anyhow::Result<()> {
+    let mut exited = None;
+    if signal == Stop::Interrupt {
+        exited = until_exit(child, lines, Duration::from_secs(3)).await;
+    }
+    if exited.is_none() {
+        if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        exited = until_exit(child, lines, Duration::from_secs(10)).await;
+    }
+    match exited {
+        Some(status) => {
             let status = status?;
+            // 130: it was signalled twice (Ctrl+C pressed again) and exited at once.
             anyhow::ensure!(
-                status.success(),
+                status.success() || status.code() == Some(130),
                 "`pulsecheck serve` exited with {status} while stopping"
             );
             Ok(())
         }
-        Err(_) => {
+        None => {
             child.start_kill()?;
             child.wait().await?;
             anyhow::bail!("`pulsecheck serve` did not stop within 10 s of SIGTERM; it was killed")

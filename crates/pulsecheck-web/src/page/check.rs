@@ -211,7 +211,7 @@ pub async fn render(
             .filter(|until| *until > now)
             .map(format::utc)
             .unwrap_or_default(),
-        uptimes: uptime_cells(uptimes.first()),
+        uptimes: uptime_cells(uptimes.first(), &days),
         bar: svg::daily_bar(&days, bar_start),
         latency_24h: svg::latency_chart(&slots_24h, "Last 24 hours"),
         latency_30d: svg::latency_chart(&slots_30d, "Last 30 days"),

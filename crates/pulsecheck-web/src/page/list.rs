@@ -272,7 +272,7 @@ pub async fn render(app: &AppState, query: ListQuery, now: jiff::Timestamp) -> R
         .enumerate()
         .map(|(i, (check, days))| {
             let mut row = CheckRow::new(check, now);
-            row.uptimes = uptime_cells(uptimes.get(i));
+            row.uptimes = uptime_cells(uptimes.get(i), days);
             row.bar = svg::compact_bar(days, bar_start);
             row
         })

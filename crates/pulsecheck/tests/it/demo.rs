@@ -9,6 +9,26 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
 
+/// The demo in a process group of its own, as a terminal would run it; the group (the
+/// demo and its daemon) is killed when this is dropped, so a failing test leaves
+/// nothing behind.
+struct Group(u32);
+
+impl Group {
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: a signal to the process group this test started, by its id.
+        unsafe {
+            libc::kill(-(self.0 as libc::pid_t), signal);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_status_page_until_interrupted() {
     let mut demo = Command::new(BIN)
@@ -17,9 +37,11 @@ async fn demo_serves_the_status_page_until_interrupted() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let group = Group(demo.id().unwrap());
     let mut lines = BufReader::new(demo.stderr.take().unwrap()).lines();
     let mut log = String::new();
     let url = tokio::time::timeout(Duration::from_secs(120), async {
@@ -71,12 +93,9 @@ async fn demo_serves_the_status_page_until_interrupted() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Ctrl+C (to the demo only, by its PID): it stops the daemon and exits 0.
-    let pid = demo.id().unwrap();
-    // SAFETY: a signal to the process this test started, by its PID.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGINT);
-    }
+    // Ctrl+C as a terminal sends it, to the whole group: the daemon stops gracefully,
+    // the demo waits for it and exits 0.
+    group.signal(libc::SIGINT);
     let status = tokio::time::timeout(Duration::from_secs(30), demo.wait())
         .await
         .expect("the demo exits after Ctrl+C")
