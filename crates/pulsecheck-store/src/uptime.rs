@@ -9,7 +9,7 @@
 //! keeps a day's row as long as its hours), so a day whose hours are all kept sums to its
 //! daily row, and a 90-day window reads about 90
 //! daily rows and a few dozen hourly ones instead of 2,160 hourly rows. The daily bars
-//! ([`sources`]) read the hours themselves.
+//! (`Store::daily_uptimes`) read daily rows the same way.
 //!
 //! [`History`]: pulsecheck_core::storage::history::History
 
@@ -23,30 +23,6 @@ use crate::time::{to_ms, DAY_MS};
 
 /// Where compaction has aggregated raw results up to (see `compact.rs`).
 pub(crate) const WATERMARK_KEY: &str = "hourly_aggregated_through";
-
-/// A compound SELECT of `(t, t_end, runs, up)`: one row per raw result, hourly row or
-/// daily row of the check whose id is `check_id` (an SQL expression), in `[$2, $3)`. `$1`
-/// is the aggregation watermark, `$4` the end daily rows must fit before, `$5` a day in
-/// milliseconds. A row belongs to a window `[since, until)` when `t >= since AND t_end <
-/// until`: a raw result or an hour by its start, a day only as a whole (days are read
-/// only where no hourly row is left). Every source is read through its `(check_id,
-/// time)` key.
-pub(crate) fn sources(check_id: &str) -> String {
-    format!(
-        "SELECT r.started_at AS t, r.started_at AS t_end, 1 AS runs, CASE WHEN r.kind & 3 = 0 THEN 1 ELSE 0 END AS up
-     FROM results r
-     WHERE r.check_id = {check_id} AND r.started_at >= MAX($2, $1) AND r.started_at < $3 AND r.kind & 3 <> 2
-     UNION ALL
-     SELECT h.hour, h.hour, h.count, h.up_count
-     FROM hourly h
-     WHERE h.check_id = {check_id} AND h.hour >= $2 AND h.hour < MIN($3, $1)
-     UNION ALL
-     SELECT d.day, d.day + $5 - 1, d.count, d.up_count
-     FROM daily d
-     WHERE d.check_id = {check_id} AND d.day >= $2
-       AND d.day + $5 <= MIN($4, $1, COALESCE((SELECT MIN(oh.hour) FROM hourly oh WHERE oh.check_id = {check_id}), $1))"
-    )
-}
 
 /// Parameters bound before the check names: the watermark and a day.
 const FIXED_PARAMS: usize = 2;
@@ -134,7 +110,7 @@ SELECT ids.pos",
 /// Columns per window in [`uptimes_sql`]'s rows.
 const PARTS: usize = 5;
 
-/// The aggregation watermark as bound to [`sources`]' `$1`.
+/// The aggregation watermark: raw results before it are in the hourly and daily rows.
 pub(crate) async fn watermark(store: &Store) -> Result<i64, StoreError> {
     let watermark: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
         .bind(WATERMARK_KEY)

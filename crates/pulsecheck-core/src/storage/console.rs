@@ -217,14 +217,32 @@ pub trait Console: Send + Sync + 'static {
         windows: &'a [(jiff::Timestamp, jiff::Timestamp)],
     ) -> BoxFuture<'a, Result<Vec<Vec<crate::storage::history::Uptime>>, StorageError>>;
 
-    /// One entry per UTC day in `[since, until)` that has runs, oldest first (from the
-    /// daily aggregates, the hourly ones and raw results not yet aggregated).
+    /// For each check in `checks` (same order), one entry per UTC day in `[since,
+    /// until)` that has runs, oldest first (from the daily aggregates and raw results not
+    /// yet aggregated): one batch for a page of checks.
+    fn daily_uptimes<'a>(
+        &'a self,
+        checks: &'a [String],
+        since: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> BoxFuture<'a, Result<Vec<Vec<DayUptime>>, StorageError>>;
+
+    /// [`Console::daily_uptimes`] of one check.
     fn daily_uptime<'a>(
         &'a self,
         check: &'a str,
         since: jiff::Timestamp,
         until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Vec<DayUptime>, StorageError>>;
+    ) -> BoxFuture<'a, Result<Vec<DayUptime>, StorageError>> {
+        Box::pin(async move {
+            let checks = [check.to_owned()];
+            Ok(self
+                .daily_uptimes(&checks, since, until)
+                .await?
+                .pop()
+                .unwrap_or_default())
+        })
+    }
 
     /// One entry per hour in `[since, until)` that has runs, oldest first (hourly
     /// aggregates, and raw results for hours not yet aggregated).

@@ -368,6 +368,12 @@ async fn daily_bars_add_up_to_the_uptime_of_whole_days() {
     }
     let total = store.uptime("api", since, now).await.unwrap();
     assert_eq!(days.iter().map(|d| d.runs).sum::<u64>(), total.runs);
+    // A batch answers in the order asked, with nothing for an unknown check.
+    let names = ["nope".to_owned(), "api".to_owned(), "api".to_owned()];
+    assert_eq!(
+        store.daily_uptimes(&names, since, now).await.unwrap(),
+        [Vec::new(), days.clone(), days.clone()]
+    );
 
     // Once the hours are gone, the daily rows give the same bars.
     side_sql(

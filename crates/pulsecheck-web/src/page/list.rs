@@ -7,7 +7,6 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use futures_util::{StreamExt, TryStreamExt};
 use pulsecheck_core::state::State as CheckState;
 use pulsecheck_core::storage::console::{CheckFilter, CheckPage, CheckSummary, GroupCounts};
 use serde::Deserialize;
@@ -22,9 +21,6 @@ pub const PAGE_SIZE: usize = 50;
 
 /// Groups listed (those with down checks first); the rest are counted.
 pub const GROUPS_SHOWN: usize = 40;
-
-/// Daily series read at once (the store has a few read connections).
-const READS_AT_ONCE: usize = 4;
 
 /// Down checks shown above the list (the rest are a filter away).
 pub const DOWN_SHOWN: usize = 25;
@@ -245,27 +241,18 @@ pub async fn render(app: &AppState, query: ListQuery, now: jiff::Timestamp) -> R
     let more = checks.len() > PAGE_SIZE;
     checks.truncate(PAGE_SIZE);
 
-    // The uptime batch and the daily series run side by side, on the store's read
-    // connections (a few at a time), rather than one after the other.
+    // Two batches for the page's checks, side by side on the store's read connections.
     let names: Vec<String> = checks.iter().map(|c| c.name.clone()).collect();
     let windows = super::windows(now);
     let bar_start = super::bar_start(now);
-    let uptimes = async {
-        if names.is_empty() {
-            Ok(Vec::new())
-        } else {
-            console.uptimes(&names, &windows).await
-        }
+    let (uptimes, dailies) = if names.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        tokio::try_join!(
+            console.uptimes(&names, &windows),
+            console.daily_uptimes(&names, bar_start, now)
+        )?
     };
-    // Collected first: a lazy map over borrowed names trips the Send check of the handler.
-    let reads: Vec<_> = names
-        .iter()
-        .map(|name| console.daily_uptime(name, bar_start, now))
-        .collect();
-    let dailies = futures_util::stream::iter(reads)
-        .buffered(READS_AT_ONCE)
-        .try_collect::<Vec<_>>();
-    let (uptimes, dailies) = tokio::try_join!(uptimes, dailies)?;
     let rows = checks
         .iter()
         .zip(&dailies)
