@@ -10,6 +10,9 @@ use sqlx::sqlite::{
 use crate::error::StoreError;
 
 /// `PRAGMA auto_vacuum` value of INCREMENTAL.
+/// How much of the database file connections map (SQLite's `mmap_size`); file pages,
+/// shared with the OS cache, so it costs address space rather than memory.
+const MMAP_SIZE: u64 = 1 << 30;
 const AUTO_VACUUM_INCREMENTAL: i64 = 2;
 /// Bytes the write-ahead log is truncated to after a checkpoint.
 const JOURNAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
@@ -123,6 +126,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             // A large deletion must not leave a write-ahead log of its size behind.
             .pragma("journal_size_limit", JOURNAL_SIZE_LIMIT.to_string())
+            // Reads map the file instead of copying each page out of the OS cache into
+            // every connection's own cache: the status page reads many pages per request.
+            .pragma("mmap_size", MMAP_SIZE.to_string())
             // The outbox must survive power loss: FULL syncs the WAL on every commit.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(options.busy_timeout)
