@@ -3,76 +3,18 @@
 //! still owned by the API, and the file's checks stay the file's.
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pulsecheck_sim::SimConfig;
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
+use crate::daemon::{eventually, listening, Daemon};
+
 const TOKEN: &str = "api-test-token-0123456789";
 
-struct Daemon(Child);
-
-impl Daemon {
-    fn start(config: &Path, db: &Path, log: &Path) -> Daemon {
-        let child = Command::new(BIN)
-            .args(["serve", config.to_str().unwrap(), "--db", db.to_str().unwrap()])
-            .env("RUST_LOG", "info")
-            .env("PULSECHECK_API_TEST_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pulsecheck serve starts");
-        Daemon(child)
-    }
-
-    async fn stop(mut self) {
-        if let Some(pid) = self.0.id() {
-            // SAFETY: signalling the daemon this test started, by its PID.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        let status = tokio::time::timeout(Duration::from_secs(30), self.0.wait())
-            .await
-            .expect("the daemon stops after SIGTERM")
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
-    }
-}
-
-/// Polls `condition` every 100 ms until it gives a value or `limit` passes.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The listener's address, from the daemon's log.
-async fn listening(log: &Path) -> String {
-    eventually(Duration::from_secs(60), "the listener's address in the log", || async {
-        let text = std::fs::read_to_string(log).ok()?;
-        let line = text.lines().find(|l| l.contains("listening"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        Some(format!("http://{addr}/api/v1"))
-    })
-    .await
+/// The API's base URL, from the daemon's log.
+async fn api_base(log: &Path) -> String {
+    format!("http://{}/api/v1", listening(log).await)
 }
 
 async fn call(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, Value) {
@@ -120,8 +62,8 @@ async fn an_api_check_runs_runs_now_and_survives_a_restart() {
     .unwrap();
     let db = dir.path().join("p.db");
     let first_log = dir.path().join("first.log");
-    let daemon = Daemon::start(&config, &db, &first_log);
-    let api = listening(&first_log).await;
+    let daemon = Daemon::start(&config, &db, &first_log, &[("PULSECHECK_API_TEST_TOKEN", TOKEN)]);
+    let api = api_base(&first_log).await;
 
     let (status, created) = call(
         reqwest::Method::POST,
@@ -166,7 +108,7 @@ async fn an_api_check_runs_runs_now_and_survives_a_restart() {
         .as_str()
         .unwrap()
         .contains("pulsecheck.yaml"));
-    daemon.stop().await;
+    daemon.stop(&first_log).await;
     let before_restart = {
         let store = pulsecheck_store::Store::open_existing(&db).await.unwrap();
         let page = pulsecheck_core::storage::history::ResultPage {
@@ -182,8 +124,8 @@ async fn an_api_check_runs_runs_now_and_survives_a_restart() {
     };
     assert!(before_restart >= 2, "a scheduled run and the run on demand");
     let second_log = dir.path().join("second.log");
-    let daemon = Daemon::start(&config, &db, &second_log);
-    let api = listening(&second_log).await;
+    let daemon = Daemon::start(&config, &db, &second_log, &[("PULSECHECK_API_TEST_TOKEN", TOKEN)]);
+    let api = api_base(&second_log).await;
     let (status, check) = call(reqwest::Method::GET, &format!("{api}/checks/api-web"), None).await;
     assert_eq!(status, 200, "{check}");
     assert_eq!(check["origin"], "api");
@@ -203,7 +145,7 @@ async fn an_api_check_runs_runs_now_and_survives_a_restart() {
         || async { (results(&api, "api-web").await.len() > before_restart).then_some(()) },
     )
     .await;
-    daemon.stop().await;
+    daemon.stop(&second_log).await;
     sim.shutdown().await;
 }
 
@@ -253,8 +195,8 @@ async fn a_silence_holds_alerts_and_an_acknowledgement_stops_reminders_across_a_
     .unwrap();
     let db = dir.path().join("p.db");
     let log = dir.path().join("first.log");
-    let daemon = Daemon::start(&config, &db, &log);
-    let api = listening(&log).await;
+    let daemon = Daemon::start(&config, &db, &log, &[("PULSECHECK_API_TEST_TOKEN", TOKEN)]);
+    let api = api_base(&log).await;
 
     // Silenced before it goes down: the transition is recorded, no alert is queued.
     let url = format!("{api}/checks/muted");
@@ -328,10 +270,10 @@ async fn a_silence_holds_alerts_and_an_acknowledgement_stops_reminders_across_a_
         async move { (runs_after(api, acked_at).await >= 5).then_some(()) }
     })
     .await;
-    daemon.stop().await;
+    daemon.stop(&log).await;
     let log = dir.path().join("second.log");
-    let daemon = Daemon::start(&config, &db, &log);
-    let api = listening(&log).await;
+    let daemon = Daemon::start(&config, &db, &log, &[("PULSECHECK_API_TEST_TOKEN", TOKEN)]);
+    let api = api_base(&log).await;
     let restarted = jiff::Timestamp::now();
     eventually(Duration::from_secs(30), "five runs after the restart", || {
         let api = api.clone();
@@ -350,6 +292,6 @@ async fn a_silence_holds_alerts_and_an_acknowledgement_stops_reminders_across_a_
         "still silenced after the restart"
     );
     assert!(state(&api, "muted").await["silenced_until"].is_string());
-    daemon.stop().await;
+    daemon.stop(&log).await;
     sim.shutdown().await;
 }

@@ -8,12 +8,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pulsecheck_sim::SimConfig;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
+use crate::daemon::{eventually, listening, Daemon};
 
 /// How long one Chromium run may take before it is killed.
 const CHROMIUM_DEADLINE: Duration = Duration::from_secs(90);
@@ -46,15 +46,6 @@ fn chromium_binary() -> Option<PathBuf> {
             eprintln!("skipped: Chromium is not installed (apt-get install chromium); CI runs this test");
             None
         }
-    }
-}
-
-/// A child process stopped by its PID when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
     }
 }
 
@@ -98,36 +89,6 @@ async fn chromium(bin: &Path, dir: &Path, args: &[String], url: &str) -> String 
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
-}
-
-/// Polls `condition` every 200 ms until it gives a value or `limit` passes.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The daemon's listening address, from its log.
-async fn listening(log: &Path) -> String {
-    eventually(Duration::from_secs(60), "the listener's address in the log", || async {
-        let text = std::fs::read_to_string(log).ok()?;
-        let line = text.lines().find(|l| l.contains("listening"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        Some(addr.to_owned())
-    })
-    .await
 }
 
 /// The part of `dom` from the element with `id` to the end of that element's tag
@@ -187,18 +148,7 @@ server:
     )
     .unwrap();
     let log = dir.path().join("serve.log");
-    let _daemon = Process(
-        Command::new(BIN)
-            .args(["serve", config.to_str().unwrap(), "--db"])
-            .arg(dir.path().join("p.db"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pulsecheck serve starts"),
-    );
+    let _daemon = Daemon::start(&config, &dir.path().join("p.db"), &log, &[]);
     let addr = listening(&log).await;
     let base = format!("http://{addr}");
 

@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pulsecheck_sim::SimConfig;
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
+use crate::daemon::{eventually, listening, Daemon};
 
 /// The `prometheus` binary, or `None` (and a note) when the test may be skipped.
 fn prometheus_binary() -> Option<PathBuf> {
@@ -33,28 +33,6 @@ fn prometheus_binary() -> Option<PathBuf> {
 /// A child process stopped by its PID when dropped.
 struct Process(Child);
 
-impl Process {
-    /// SIGTERM, then the exit, which must be clean (`log` is shown when it is not).
-    async fn stop(mut self, log: &Path) {
-        if let Some(pid) = self.0.id() {
-            // SAFETY: signalling the daemon this test started, by its PID.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            }
-        }
-        let status = tokio::time::timeout(Duration::from_secs(30), self.0.wait())
-            .await
-            .expect("the daemon stops after SIGTERM")
-            .unwrap();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-}
-
 impl Drop for Process {
     fn drop(&mut self) {
         // kill_on_drop sends SIGKILL to this child by its PID.
@@ -68,25 +46,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Polls `condition` every 200 ms until it gives a value or `limit` passes.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut condition: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = condition().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn client() -> reqwest::Client {
@@ -131,17 +90,6 @@ async fn one(prometheus: &str, promql: &str) -> f64 {
     .await
 }
 
-/// The daemon's listening address, from its log.
-async fn listening(log: &Path) -> String {
-    eventually(Duration::from_secs(60), "the listener's address in the log", || async {
-        let text = std::fs::read_to_string(log).ok()?;
-        let line = text.lines().find(|l| l.contains("listening"))?;
-        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
-        Some(addr.to_owned())
-    })
-    .await
-}
-
 #[tokio::test]
 async fn prometheus_scrapes_metrics_and_probes_through_the_blackbox_relabelling() {
     let Some(prometheus_bin) = prometheus_binary() else {
@@ -175,18 +123,7 @@ checks:
     )
     .unwrap();
     let log = dir.path().join("serve.log");
-    let daemon = Process(
-        Command::new(BIN)
-            .args(["serve", config.to_str().unwrap(), "--db"])
-            .arg(dir.path().join("p.db"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pulsecheck serve starts"),
-    );
+    let daemon = Daemon::start(&config, &dir.path().join("p.db"), &log, &[]);
     let pulsecheck = listening(&log).await;
 
     let ok = format!("http://{http}/ok");
@@ -352,20 +289,7 @@ async fn uptime_on_metrics_continues_from_the_store_after_a_restart() {
         )
         .unwrap();
     };
-    let start = |log: &Path| {
-        Process(
-            Command::new(BIN)
-                .args(["serve", config.to_str().unwrap(), "--db"])
-                .arg(&db)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log).unwrap())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("pulsecheck serve starts"),
-        )
-    };
+    let start = |log: &Path| Daemon::start(&config, &db, log, &[]);
     let metrics = |addr: String| async move {
         let response = client().get(format!("http://{addr}/metrics")).send().await.ok()?;
         response.text().await.ok()
