@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use pulsecheck_core::state::State as CheckState;
 use pulsecheck_core::storage::console::{CheckFilter, CheckPage, CheckSummary, GroupCounts};
+use pulsecheck_core::storage::{Console, StorageError};
 use serde::Deserialize;
 
 use super::format::{self, encode};
@@ -24,6 +25,24 @@ pub const GROUPS_SHOWN: usize = 40;
 
 /// Down checks shown above the list (the rest are a filter away).
 pub const DOWN_SHOWN: usize = 25;
+
+/// The down checks shown above the list (and in `/status.json`): the first
+/// [`DOWN_SHOWN`] by name, read only when `totals` has any.
+pub async fn down_checks(console: &dyn Console, totals: &Totals) -> Result<Vec<CheckSummary>, StorageError> {
+    if totals.down == 0 {
+        return Ok(Vec::new());
+    }
+    console
+        .check_page(&CheckPage {
+            filter: CheckFilter {
+                state: Some(CheckState::Down),
+                ..CheckFilter::default()
+            },
+            after: None,
+            limit: DOWN_SHOWN,
+        })
+        .await
+}
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -215,20 +234,7 @@ pub async fn render(app: &AppState, query: ListQuery, now: jiff::Timestamp) -> R
         })
         .collect();
 
-    let down_checks = if totals.down > 0 {
-        console
-            .check_page(&CheckPage {
-                filter: CheckFilter {
-                    state: Some(CheckState::Down),
-                    ..CheckFilter::default()
-                },
-                after: None,
-                limit: DOWN_SHOWN,
-            })
-            .await?
-    } else {
-        Vec::new()
-    };
+    let down_checks = down_checks(console.as_ref(), &totals).await?;
 
     // One more than a page tells whether there is a next one.
     let mut checks = console

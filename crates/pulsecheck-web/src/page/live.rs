@@ -5,12 +5,10 @@
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use pulsecheck_core::state::State as CheckState;
-use pulsecheck_core::storage::console::{CheckFilter, CheckPage};
 use serde::Serialize;
 
 use super::format;
-use super::list::{CheckRow, Totals, DOWN_SHOWN};
+use super::list::{down_checks, CheckRow, Totals};
 use super::{stores, PageError};
 use crate::auth::ReadAccess;
 use crate::AppState;
@@ -68,20 +66,7 @@ pub async fn handler(_: ReadAccess, State(app): State<AppState>) -> Result<Respo
 pub async fn read(app: &AppState, now: jiff::Timestamp) -> Result<Status, PageError> {
     let (console, _) = stores(app)?;
     let totals = Totals::of(&console.group_counts().await?);
-    let down = if totals.down > 0 {
-        console
-            .check_page(&CheckPage {
-                filter: CheckFilter {
-                    state: Some(CheckState::Down),
-                    ..CheckFilter::default()
-                },
-                after: None,
-                limit: DOWN_SHOWN,
-            })
-            .await?
-    } else {
-        Vec::new()
-    };
+    let down = down_checks(console.as_ref(), &totals).await?;
     Ok(Status {
         generated: format::utc(now),
         generated_iso: format::iso(now),
