@@ -13,6 +13,7 @@
 pub mod address_policy;
 pub mod channel;
 pub mod clock;
+pub mod cluster;
 pub mod conditions;
 pub mod engine;
 pub mod latency;

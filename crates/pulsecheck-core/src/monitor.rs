@@ -180,6 +180,7 @@ impl Monitor {
         self.states.insert(check.name.clone(), next.clone());
         Some(RunRecord {
             check: check.name.clone(),
+            fence: None,
             result,
             state: next,
             transition,

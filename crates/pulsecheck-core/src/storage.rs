@@ -10,12 +10,14 @@
 
 pub mod console;
 pub mod history;
+pub mod housekeeping;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 pub use console::{Console, Origin};
 pub use history::History;
+pub use housekeeping::{CompactReport, Housekeeping, Retention};
 
 use crate::outbox::{AlertEvent, BoxFuture, MemoryOutbox, Outbox};
 use crate::state::{CheckState, Transition};
@@ -42,6 +44,10 @@ pub struct RunRecord {
     pub result: CheckResult,
     pub state: CheckState,
     pub transition: Option<Transition>,
+    /// With several nodes, the lease the run was made under: the store commits the run
+    /// (all of it) only while that lease is current, and drops it otherwise. `None` on a
+    /// single node.
+    pub fence: Option<crate::cluster::Fence>,
     /// `(channel, event)`: for the transition when there is one, else reminders. An
     /// empty idempotency key is filled by the store: `{check}:{transition id}:{channel}`
     /// for a transition, `{check}:{kind}:{at ms}:{channel}` otherwise.

@@ -40,10 +40,10 @@ mod time;
 mod uptime;
 mod write;
 
-pub use compact::{CompactReport, Retention};
 pub use error::StoreError;
 pub use pulsecheck_core::storage::console::NotificationRecord;
 pub use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, ResultPage, SpanPage, Uptime};
+pub use pulsecheck_core::storage::housekeeping::{CompactReport, Housekeeping, Retention};
 pub use pulsecheck_core::storage::{CheckMeta, Console, Origin, RunRecord, WriteEvent};
 pub use pulsecheck_core::writer::{WriterConfig, WriterHandle, WriterStats};
 pub use read::{

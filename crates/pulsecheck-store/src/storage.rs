@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use pulsecheck_core::outbox::{BoxFuture, Outbox};
 use pulsecheck_core::state::CheckState;
-use pulsecheck_core::storage::{Storage, StorageError, WriteEvent};
+use pulsecheck_core::storage::{CompactReport, Housekeeping, Retention, Storage, StorageError, WriteEvent};
 use pulsecheck_core::writer::{WriterConfig, WriterHandle};
 use tokio_util::task::TaskTracker;
 
@@ -36,6 +36,28 @@ impl Storage for Store {
 
     fn location(&self) -> String {
         self.path().display().to_string()
+    }
+}
+
+impl Housekeeping for Store {
+    fn compact<'a>(
+        &'a self,
+        now: jiff::Timestamp,
+        retention: &'a Retention,
+    ) -> BoxFuture<'a, Result<CompactReport, StorageError>> {
+        Box::pin(async move { self.compact_with(now, retention).await.map_err(StorageError::from) })
+    }
+
+    fn set_max_size(&self, bytes: u64) {
+        Store::set_max_size(self, bytes);
+    }
+
+    fn outbox_counts(&self) -> BoxFuture<'_, Result<(u64, u64), StorageError>> {
+        Box::pin(async move { Store::outbox_counts(self).await.map_err(StorageError::from) })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Store::close(self))
     }
 }
 

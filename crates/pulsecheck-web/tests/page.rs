@@ -216,6 +216,7 @@ fn run(check: &str, before: &mut CheckState, r: CheckResult) -> WriteEvent {
     before.streak = vec![cause(&r)];
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
+        fence: None,
         result: r,
         transition,
         state: before.clone(),

@@ -513,6 +513,7 @@ fn serve_like_result(check: &str, at: jiff::Timestamp, n: u64) -> WriteEvent {
     r.http_version = Some("HTTP/1.1".into());
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
+        fence: None,
         result: r,
         state: state(State::Up, Some(ts(0)), vec![cause(Outcome::Up, at)]),
         transition: None,

@@ -79,6 +79,7 @@ pub fn transition(check: &str, from: State, to: State, at: jiff::Timestamp, chan
     let streak = vec![cause(outcome, at)];
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
+        fence: None,
         result: result(check, outcome, at, 12),
         transition: Some(Transition {
             from,
@@ -101,6 +102,7 @@ pub fn result_event(check: &str, outcome: Outcome, at: jiff::Timestamp, duration
     let s = if outcome == Outcome::Up { State::Up } else { State::Down };
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
+        fence: None,
         result: result(check, outcome, at, duration_ms),
         state: state(s, Some(ts(0)), vec![cause(outcome, at)]),
         transition: None,
