@@ -111,6 +111,19 @@ pub trait Storage: Send + Sync + 'static {
     /// The persisted state of every check, by name.
     fn load_states(&self) -> BoxFuture<'_, Result<HashMap<String, CheckState>, StorageError>>;
 
+    /// The persisted state of these checks (those without one are missing): what a node
+    /// resumes from when it takes over a check from another node.
+    fn load_states_of<'a>(
+        &'a self,
+        checks: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, CheckState>, StorageError>> {
+        Box::pin(async move {
+            let mut states = self.load_states().await?;
+            states.retain(|name, _| checks.contains(name));
+            Ok(states)
+        })
+    }
+
     /// The outbox that delivery workers claim and settle notifications through.
     fn outbox(&self) -> &dyn Outbox;
 
