@@ -9,6 +9,7 @@
 //! (results, down spans, uptime) are the separate [`History`] trait.
 
 pub mod console;
+pub mod encoding;
 pub mod history;
 pub mod housekeeping;
 

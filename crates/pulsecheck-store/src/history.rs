@@ -11,7 +11,7 @@ use crate::codes;
 use crate::error::StoreError;
 use crate::read::limit_i64;
 use crate::store::Store;
-use crate::time::{from_ms, to_ms, us_to_ms};
+use pulsecheck_core::storage::encoding::{from_ms, to_ms, us_to_ms};
 
 const RESULT_PAGE_SQL: &str = "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
         CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use crate::error::StoreError;
 use crate::read::{DailyAggregate, HourlyAggregate};
 use crate::store::Store;
-use crate::time::{to_ms, DAY_MS, HOUR_MS};
 use crate::uptime::WATERMARK_KEY;
+use pulsecheck_core::storage::encoding::{to_ms, DAY_MS, HOUR_MS};
 
 /// Rows per statement. The values are integers written into the statement's text: one
 /// statement per thousand rows costs a third of binding them one row at a time through

@@ -11,8 +11,8 @@ use sqlx::Row;
 use crate::codes::{self, Phases};
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::time::{floor_hour, from_ms, to_ms, us_to_ms, HOUR_MS};
 use crate::uptime::watermark;
+use pulsecheck_core::storage::encoding::{floor_hour, from_ms, to_ms, us_to_ms, HOUR_MS};
 
 /// The phases an hourly row keeps a mean of: dns, connect, tls, ttfb, transfer.
 pub(crate) const MEAN_PHASES: usize = 5;

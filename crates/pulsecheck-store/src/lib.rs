@@ -36,7 +36,6 @@ mod outbox;
 mod read;
 mod storage;
 mod store;
-mod time;
 mod uptime;
 mod write;
 

@@ -5,7 +5,7 @@ use pulsecheck_core::outbox::{BoxFuture, Notification, Outbox, OutboxError};
 use crate::error::StoreError;
 use crate::read::limit_i64;
 use crate::store::Store;
-use crate::time::{from_ms, to_ms};
+use pulsecheck_core::storage::encoding::{from_ms, to_ms};
 
 impl Store {
     /// Notifications pending and dead now, for `/metrics` (read periodically, not per

@@ -14,7 +14,7 @@ use pulsecheck_core::storage::history::ResultPage;
 
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::time::{from_ms, us_to_ms};
+use pulsecheck_core::storage::encoding::{from_ms, us_to_ms};
 
 /// One check as `pulsecheck status` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -9,7 +9,7 @@ use sqlx::SqliteConnection;
 use crate::codes;
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::time::{duration_ms, duration_us, to_ms};
+use pulsecheck_core::storage::encoding::{duration_ms, duration_us, to_ms};
 
 /// Milliseconds tried after a result's own when its key is taken.
 const MAX_KEY_PROBES: usize = 1_000;
@@ -191,7 +191,11 @@ impl Store {
                 r.rtt_ms.map(duration_us),
             ]))
             .bind(r.ip.map(codes::ip_bytes))
-            .bind(r.http_version.as_deref().map(codes::HttpVersion::encode))
+            .bind(
+                r.http_version
+                    .as_deref()
+                    .map(|v| codes::SqlHttpVersion(codes::HttpVersion::encode(v))),
+            )
             .bind(i64::from(r.redirects))
             .bind(r.certificate.as_ref().map(|c| c.days_left))
             .bind(&r.error)
