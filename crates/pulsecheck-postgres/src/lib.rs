@@ -36,10 +36,22 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster;
+mod codes;
+mod compact;
+mod console;
 mod error;
+mod history;
+mod latency;
+mod outbox;
+mod read;
+mod storage;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod time;
+mod uptime;
+mod write;
 
 pub use error::PgError;
 pub use store::{PgOptions, PgStore};
