@@ -62,7 +62,7 @@ const SUMMARY_SELECT: &str = "SELECT c.name, c.check_group, c.target, c.origin, 
  FROM checks c";
 
 const GROUP_COUNTS_SQL: &str = "SELECT check_group, state, COUNT(*) AS n FROM checks
- WHERE active = 1 GROUP BY check_group, state ORDER BY check_group";
+ WHERE active = 1 GROUP BY check_group, state ORDER BY check_group NULLS FIRST";
 
 const UPDATE_COLUMNS: &str = "SELECT id, incident_id, at, status, message FROM incident_updates";
 

@@ -5,3 +5,4 @@
 
 mod common;
 mod open;
+mod suite;
