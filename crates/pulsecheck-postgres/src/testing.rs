@@ -117,6 +117,11 @@ impl TestPostgres {
         self.pg_ctl_start()
     }
 
+    /// Starts the server again after [`TestPostgres::stop`], on the same port.
+    pub fn start_again(&self) -> Result<(), String> {
+        self.pg_ctl_start()
+    }
+
     /// Creates database `name` and returns its URL.
     pub async fn create_database(&self, name: &str) -> Result<String, String> {
         let mut conn = sqlx::PgConnection::connect(&self.url())

@@ -3,6 +3,7 @@
 //! Every test starts PostgreSQL itself; without it installed they print why and pass,
 //! unless CI is set.
 
+mod cluster;
 mod common;
 mod open;
 mod suite;
