@@ -7,3 +7,4 @@ mod cluster;
 mod common;
 mod open;
 mod suite;
+mod throughput;
