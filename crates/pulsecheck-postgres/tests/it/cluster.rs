@@ -460,3 +460,33 @@ async fn writes_resume_after_the_server_restarts_and_the_outage_is_transient() {
         "nothing lost, nothing twice"
     );
 }
+
+#[tokio::test]
+async fn two_compactions_at_once_count_each_hour_once() {
+    let Some(url) = database().await else { return };
+    let (a, b) = (store(&url, "a").await, store(&url, "b").await);
+    let mut events = vec![register(&["api"])];
+    // Ten hours of one run every ten minutes, one of them down each hour.
+    for i in 0..60 {
+        let outcome = if i % 6 == 0 { Outcome::Down } else { Outcome::Up };
+        events.push(result_event("api", outcome, ts(i * 600), 10));
+    }
+    a.write(&events, ts(36_000)).await.unwrap();
+    let now = ts(86_400 + 3_600);
+    let retention = pulsecheck_core::storage::Retention::default();
+    let (ra, rb) = tokio::join!(
+        pulsecheck_core::storage::Housekeeping::compact(&a, now, &retention),
+        pulsecheck_core::storage::Housekeeping::compact(&b, now, &retention)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.hours_aggregated + rb.hours_aggregated, 10, "{ra:?} {rb:?}");
+    let daily: (i64, i64) = sqlx::query_as("SELECT count, up_count FROM daily")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(daily, (60, 50), "each hour added to its day once");
+    assert_eq!(
+        a.uptime("api", ts(0), now).await.unwrap(),
+        pulsecheck_core::storage::history::Uptime { runs: 60, up: 50 }
+    );
+}
