@@ -490,3 +490,87 @@ async fn two_compactions_at_once_count_each_hour_once() {
         pulsecheck_core::storage::history::Uptime { runs: 60, up: 50 }
     );
 }
+
+#[tokio::test]
+async fn a_batch_retried_after_its_commit_stores_its_run_once() {
+    let Some(url) = database().await else { return };
+    let s = store(&url, "a").await;
+    // Keys left empty: the store derives them from the transition's id.
+    let mut event = transition("api", State::Up, State::Down, ts(10), &["hook", "slack"]);
+    if let WriteEvent::Run(run) = &mut event {
+        for (_, alert) in &mut run.notifications {
+            alert.idempotency_key.clear();
+        }
+    }
+    let batch = [fenced_run("api", 5, None), event];
+    s.write(&batch, ts(10)).await.unwrap();
+    s.write(&batch, ts(11)).await.unwrap();
+    assert_eq!(result_times(&s, "api").await, [ts(10), ts(5)], "each result once");
+    let transitions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transitions")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(transitions, 1);
+    assert_eq!(s.outbox_counts().await.unwrap(), (2, 0), "one notification per channel");
+    // A different result in a taken millisecond still moves on to the next one.
+    s.write(&[result_event("api", Outcome::Down, ts(5), 999)], ts(12))
+        .await
+        .unwrap();
+    let times = result_times(&s, "api").await;
+    assert_eq!(times.len(), 3);
+    assert_eq!(times[1], ts(5) + Duration::from_millis(1));
+}
+
+// Multi-threaded: pg_ctl runs in block_in_place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_core_writer_rides_out_a_server_outage_without_losing_or_repeating_a_run() {
+    let server = match TestPostgres::start() {
+        Ok(Some(server)) => server,
+        Ok(None) => return eprintln!("{SKIPPED}"),
+        Err(e) => panic!("test PostgreSQL: {e}"),
+    };
+    let url = server.create_database("writer").await.unwrap();
+    let s = PgStore::connect(
+        &url,
+        PgOptions {
+            acquire_timeout: Duration::from_secs(2),
+            ..options("a")
+        },
+    )
+    .await
+    .unwrap();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let config = pulsecheck_core::writer::WriterConfig {
+        retry_max: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let writer = pulsecheck_core::writer::spawn_writer(std::sync::Arc::new(s.clone()), &tasks, config);
+    for i in 0..100 {
+        writer.send(fenced_run(&format!("c{}", i % 10), i, None)).await;
+    }
+    writer.flush().await;
+
+    tokio::task::block_in_place(|| server.stop()).unwrap();
+    for i in 100..200 {
+        writer.send(fenced_run(&format!("c{}", i % 10), i, None)).await;
+    }
+    eventually("the writer to fail against the stopped server", || async {
+        writer.stats().failed_attempts > 0
+    })
+    .await;
+    tokio::task::block_in_place(|| server.start_again()).unwrap();
+    tokio::time::timeout(LONG, writer.flush())
+        .await
+        .expect("the writer catches up");
+
+    let stats = writer.stats();
+    assert_eq!((stats.events, stats.poisoned), (200, 0), "{stats:?}");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM results")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 200, "nothing lost, nothing twice");
+    writer.close_and_wait().await;
+    tasks.close();
+    tasks.wait().await;
+}
