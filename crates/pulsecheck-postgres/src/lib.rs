@@ -66,6 +66,7 @@ mod error;
 mod history;
 mod latency;
 mod outbox;
+mod plans;
 mod read;
 mod storage;
 mod store;

@@ -6,5 +6,6 @@
 mod cluster;
 mod common;
 mod open;
+mod plans;
 mod suite;
 mod throughput;
