@@ -14,16 +14,11 @@ const CHECKS: usize = 10_000;
 const ROUNDS: i64 = 3;
 const BATCH: usize = 1_000;
 
-#[tokio::test]
-async fn ten_thousand_checks_write_in_bulk_with_fences() {
-    let Some(url) = database().await else { return };
-    let s = store(&url, "a").await;
-    let names: Vec<String> = (0..CHECKS).map(|i| format!("check-{i:05}")).collect();
+/// `ROUNDS` rounds of fenced runs of `names` (leased by `node`) in batches of `BATCH`.
+async fn write_rounds(s: &pulsecheck_postgres::PgStore, node: &str, names: &[String]) {
     let keys: Vec<String> = names.iter().map(|n| format!("check:{n}")).collect();
-    let leases = s.acquire("a", &keys, Duration::from_secs(600)).await.unwrap();
-    assert_eq!(leases.len(), CHECKS);
-
-    let started = Instant::now();
+    let leases = s.acquire(node, &keys, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(leases.len(), names.len());
     for round in 0..ROUNDS {
         let events: Vec<WriteEvent> = names
             .iter()
@@ -33,7 +28,7 @@ async fn ten_thousand_checks_write_in_bulk_with_fences() {
                 if let WriteEvent::Run(run) = &mut event {
                     run.fence = Some(Fence {
                         key: lease.key.clone(),
-                        node: "a".into(),
+                        node: node.into(),
                         epoch: lease.epoch,
                     });
                 }
@@ -41,9 +36,41 @@ async fn ten_thousand_checks_write_in_bulk_with_fences() {
             })
             .collect();
         for batch in events.chunks(BATCH) {
-            Storage::write(&s, batch, ts(round * 6)).await.unwrap();
+            Storage::write(s, batch, ts(round * 6)).await.unwrap();
         }
     }
+}
+
+#[tokio::test]
+async fn two_nodes_write_ten_thousand_checks_at_once() {
+    let Some(url) = database().await else { return };
+    let (a, b) = (store(&url, "a").await, store(&url, "b").await);
+    let names: Vec<String> = (0..CHECKS).map(|i| format!("check-{i:05}")).collect();
+    let (half_a, half_b) = names.split_at(CHECKS / 2);
+    let started = Instant::now();
+    tokio::join!(write_rounds(&a, "a", half_a), write_rounds(&b, "b", half_b));
+    let elapsed = started.elapsed();
+    let runs = CHECKS as i64 * ROUNDS;
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM results")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, runs);
+    assert_eq!(a.fenced_runs() + b.fenced_runs(), 0);
+    eprintln!(
+        "postgres bulk write, two nodes at once: {runs} fenced runs: {:.2} s, {:.0} runs/s",
+        elapsed.as_secs_f64(),
+        runs as f64 / elapsed.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn ten_thousand_checks_write_in_bulk_with_fences() {
+    let Some(url) = database().await else { return };
+    let s = store(&url, "a").await;
+    let names: Vec<String> = (0..CHECKS).map(|i| format!("check-{i:05}")).collect();
+    let started = Instant::now();
+    write_rounds(&s, "a", &names).await;
     let elapsed = started.elapsed();
     let runs = CHECKS as i64 * ROUNDS;
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM results")
@@ -52,8 +79,7 @@ async fn ten_thousand_checks_write_in_bulk_with_fences() {
         .unwrap();
     assert_eq!(stored, runs);
     assert_eq!(s.fenced_runs(), 0);
-    let states = s.load_states().await.unwrap();
-    assert_eq!(states.len(), CHECKS);
+    assert_eq!(s.load_states().await.unwrap().len(), CHECKS);
     eprintln!(
         "postgres bulk write: {runs} fenced runs in batches of {BATCH}: {:.2} s, {:.0} runs/s",
         elapsed.as_secs_f64(),
