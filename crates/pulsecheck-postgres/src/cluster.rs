@@ -10,7 +10,7 @@ use pulsecheck_core::storage::StorageError;
 
 use crate::error::PgError;
 use crate::store::{PgStore, DB_NOW};
-use crate::time::from_ms;
+use pulsecheck_core::storage::encoding::from_ms;
 
 fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)

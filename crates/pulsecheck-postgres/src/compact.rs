@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use crate::error::PgError;
 use crate::store::PgStore;
-use crate::time::{floor_hour, to_ms, DAY_MS, HOUR_MS};
+use pulsecheck_core::storage::encoding::{floor_hour, to_ms, DAY_MS, HOUR_MS};
 use crate::uptime::WATERMARK_KEY;
 
 /// An hour is aggregated only once it ended this long ago, so that results of checks

@@ -21,7 +21,7 @@ use sqlx::postgres::PgRow;
 use crate::error::PgError;
 use crate::read::{delivery_state_str, limit_i64};
 use crate::store::PgStore;
-use crate::time::{from_ms, to_ms, DAY_MS};
+use pulsecheck_core::storage::encoding::{from_ms, to_ms, DAY_MS};
 use crate::uptime::watermark;
 
 pub(crate) fn origin_str(origin: Origin) -> &'static str {

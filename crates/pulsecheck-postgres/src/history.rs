@@ -7,11 +7,11 @@ use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, Resul
 use pulsecheck_core::storage::StorageError;
 use sqlx::postgres::PgRow;
 
-use crate::codes;
+use pulsecheck_core::storage::encoding as codes;
 use crate::error::PgError;
 use crate::read::limit_i64;
 use crate::store::PgStore;
-use crate::time::{from_ms, to_ms, us_to_ms};
+use pulsecheck_core::storage::encoding::{from_ms, to_ms, us_to_ms};
 
 pub(crate) const RESULT_PAGE_SQL: &str =
     "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,

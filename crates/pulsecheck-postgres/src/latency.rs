@@ -9,10 +9,10 @@ use pulsecheck_core::storage::console::{LatencyPercentiles, LatencyPoint};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use crate::codes::{self, Phases};
+use pulsecheck_core::storage::encoding::{self as codes, Phases};
 use crate::error::PgError;
 use crate::store::PgStore;
-use crate::time::{floor_hour, from_ms, to_ms, us_to_ms, HOUR_MS};
+use pulsecheck_core::storage::encoding::{floor_hour, from_ms, to_ms, us_to_ms, HOUR_MS};
 use crate::uptime::watermark;
 
 /// The phases an hourly row keeps a mean of: dns, connect, tls, ttfb, transfer.

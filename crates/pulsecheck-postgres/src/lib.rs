@@ -59,7 +59,6 @@
 #![forbid(unsafe_code)]
 
 mod cluster;
-mod codes;
 mod compact;
 mod console;
 mod error;
@@ -72,7 +71,6 @@ mod storage;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod time;
 mod uptime;
 mod write;
 

@@ -10,7 +10,7 @@ use pulsecheck_core::outbox::{BoxFuture, Notification, Outbox, OutboxError};
 use crate::error::PgError;
 use crate::read::limit_i64;
 use crate::store::{PgStore, DB_NOW};
-use crate::time::{from_ms, to_ms};
+use pulsecheck_core::storage::encoding::{from_ms, to_ms};
 
 /// Rows a settle may change: claimed by this node ($1), or never claimed (a caller
 /// that settles without `due`, such as a tool working alone).

@@ -11,7 +11,7 @@ use sqlx::Row;
 
 use crate::error::PgError;
 use crate::store::PgStore;
-use crate::time::from_ms;
+use pulsecheck_core::storage::encoding::from_ms;
 
 impl PgStore {
     /// The persisted state of every known check, to resume after a restart.

@@ -19,7 +19,7 @@ use pulsecheck_core::storage::history::Uptime;
 
 use crate::error::PgError;
 use crate::store::PgStore;
-use crate::time::{to_ms, DAY_MS};
+use pulsecheck_core::storage::encoding::{to_ms, DAY_MS};
 
 /// Where compaction has aggregated raw results up to (see `compact.rs`).
 pub(crate) const WATERMARK_KEY: &str = "hourly_aggregated_through";

@@ -14,10 +14,10 @@ use pulsecheck_core::state::{State, Transition};
 use pulsecheck_core::storage::{idempotency_key, RunRecord, WriteEvent};
 use sqlx::PgConnection;
 
-use crate::codes;
+use pulsecheck_core::storage::encoding as codes;
 use crate::error::PgError;
 use crate::store::{PgStore, DB_NOW};
-use crate::time::{duration_ms, duration_us, to_ms};
+use pulsecheck_core::storage::encoding::{duration_ms, duration_us, to_ms};
 
 /// Milliseconds tried after a result's own when its key is taken.
 const MAX_KEY_PROBES: i64 = 1_000;
