@@ -39,6 +39,20 @@ pub struct HealthSources {
     pub delivery: Option<Arc<DeliveryStats>>,
     pub outbox: Option<Arc<OutboxGauges>>,
     pub runtime: Arc<StallStats>,
+    /// With several nodes on one store: what this node owns.
+    pub cluster: Option<Arc<ClusterGauges>>,
+}
+
+/// One node of a cluster, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterGauges {
+    /// Checks whose lease this node holds.
+    pub owned_checks: AtomicU64,
+    /// Live members at the last heartbeat, this node included.
+    pub members: AtomicU64,
+    /// Runs dropped because their lease was not held (by the monitor, or refused by the
+    /// store).
+    pub fenced_runs: Arc<AtomicU64>,
 }
 
 /// What the stall detector measured.
