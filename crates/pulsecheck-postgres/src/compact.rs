@@ -1,0 +1,331 @@
+//! Retention, as in the SQLite store (pulsecheck-store/src/compact.rs): raw results are
+//! folded into hourly and daily aggregates, then dropped in tiers. There is no size
+//! budget: `set_max_size` is a no-op on PostgreSQL, whose disk is managed by its operator
+//! (the retention tiers bound every table that grows; autovacuum reuses freed space).
+
+use pulsecheck_core::storage::housekeeping::{CompactReport, Retention};
+use sqlx::Row;
+
+use crate::error::PgError;
+use crate::store::PgStore;
+use crate::time::{floor_hour, to_ms, DAY_MS, HOUR_MS};
+use crate::uptime::WATERMARK_KEY;
+
+/// An hour is aggregated only once it ended this long ago, so that results of checks
+/// that started just before the hour turned (and the writer's batching delay) are in.
+const GRACE_MS: i64 = 10 * 60 * 1000;
+/// Rows deleted per write transaction (roughly), so that the writer never waits long.
+const DELETE_CHUNK: u64 = 5_000;
+/// Checks visited per write transaction by the per-check deletes.
+const CHECKS_PER_TX: usize = 200;
+struct HourRow {
+    check_id: i64,
+    count: i64,
+    up_count: i64,
+    mean_us: Option<i64>,
+    p50_us: Option<i64>,
+    p95_us: Option<i64>,
+    p99_us: Option<i64>,
+}
+
+impl PgStore {
+    /// [`PgStore::compact_with`] with `raw_days` and `hourly_days` and the other tiers at
+    /// their defaults ([`Retention::new`]).
+    pub async fn compact(
+        &self,
+        now: jiff::Timestamp,
+        raw_days: u32,
+        hourly_days: u32,
+    ) -> Result<CompactReport, PgError> {
+        self.compact_with(now, &Retention::new(raw_days, hourly_days)).await
+    }
+
+    /// Aggregates every complete hour of raw results not yet aggregated into `hourly`
+    /// (count and up count, excluding cancelled results; mean and nearest-rank p50/p95/p99
+    /// of up results' durations) and adds it to its day in `daily`. Then deletes, never
+    /// touching results not yet aggregated: up and cancelled results older than
+    /// `raw_up_hours` unless they caused a transition, every result older than
+    /// `raw_days`, hourly rows older than `hourly_days`, daily rows older than
+    /// `daily_days`, and delivered notifications older than `hourly_days`. Idempotent: a second
+    /// run with the same `now` changes nothing.
+    ///
+    /// Reads happen outside write transactions and deletions go in small chunks, so the
+    /// writer is never blocked for long.
+    pub async fn compact_with(&self, now: jiff::Timestamp, retention: &Retention) -> Result<CompactReport, PgError> {
+        let now = to_ms(now);
+        let mut report = CompactReport::default();
+        let aggregated_through = self.aggregate(now, &mut report).await?;
+
+        if retention.raw_up_hours > 0 {
+            let cutoff = (now - i64::from(retention.raw_up_hours) * HOUR_MS).min(aggregated_through);
+            report.results_deleted += self
+                .delete_per_check(
+                    "delete old up results",
+                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND kind & 3 <> 1 AND kind & 4 = 0",
+                    cutoff,
+                )
+                .await?;
+        }
+        if retention.raw_days > 0 {
+            let cutoff = (now - i64::from(retention.raw_days) * DAY_MS).min(aggregated_through);
+            report.results_deleted += self
+                .delete_per_check(
+                    "delete old results",
+                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2",
+                    cutoff,
+                )
+                .await?;
+        }
+        if retention.hourly_days > 0 {
+            let cutoff = now - i64::from(retention.hourly_days) * DAY_MS;
+            report.hourly_deleted = self
+                .delete_per_check(
+                    "delete old hourly aggregates",
+                    "DELETE FROM hourly WHERE check_id = $1 AND hour < $2",
+                    cutoff,
+                )
+                .await?;
+            report.notifications_deleted = self.delete_delivered_notifications(cutoff).await?;
+        }
+        // Uptime reads whole days from daily rows (see uptime.rs), so a day's row stays
+        // at least as long as its hours.
+        let daily_days = match (retention.daily_days, retention.hourly_days) {
+            (0, _) | (_, 0) => 0,
+            (daily, hourly) => daily.max(hourly),
+        };
+        if daily_days > 0 {
+            let cutoff = now - i64::from(daily_days) * DAY_MS;
+            report.daily_deleted = self
+                .delete_per_check(
+                    "delete old daily aggregates",
+                    "DELETE FROM daily WHERE check_id = $1 AND day < $2",
+                    cutoff,
+                )
+                .await?;
+        }
+        // No size budget: PostgreSQL's space is the operator's to manage (retention tiers
+        // bound the tables; autovacuum reuses the space of deleted rows).
+        Ok(report)
+    }
+
+    /// Aggregates the complete hours not yet aggregated; returns the time up to which
+    /// every hour is aggregated.
+    async fn aggregate(&self, now: i64, report: &mut CompactReport) -> Result<i64, PgError> {
+        let complete_end = floor_hour(now - GRACE_MS);
+        let watermark: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
+            .bind(WATERMARK_KEY)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(self.query_error("read aggregation watermark"))?;
+        let mut from = watermark.unwrap_or(i64::MIN);
+        while from < complete_end {
+            // The key leads with the check: one seek per check instead of a time index.
+            let next: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(m) FROM (
+                     SELECT (SELECT MIN(r.started_at) FROM results r
+                             WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2) AS m
+                     FROM check_ids c) firsts",
+            )
+            .bind(from)
+            .bind(complete_end)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(self.query_error("find next hour to aggregate"))?;
+            let Some(next) = next else { break };
+            let hour = floor_hour(next);
+            let rows = self.aggregate_hour(hour).await?;
+            let phases = self.hour_phase_means(hour).await?;
+            let day = hour.div_euclid(DAY_MS) * DAY_MS;
+            let mut tx = self.inner.pool.begin().await.map_err(self.query_error("begin"))?;
+            for row in &rows {
+                let means = phases.get(&row.check_id).copied().unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO hourly (check_id, hour, count, up_count, mean_us, p50_us, p95_us, p99_us,
+                                         dns_us, connect_us, tls_us, ttfb_us, transfer_us)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     ON CONFLICT (check_id, hour) DO UPDATE SET
+                         count = excluded.count,
+                         up_count = excluded.up_count,
+                         mean_us = excluded.mean_us,
+                         p50_us = excluded.p50_us,
+                         p95_us = excluded.p95_us,
+                         p99_us = excluded.p99_us,
+                         dns_us = excluded.dns_us,
+                         connect_us = excluded.connect_us,
+                         tls_us = excluded.tls_us,
+                         ttfb_us = excluded.ttfb_us,
+                         transfer_us = excluded.transfer_us",
+                )
+                .bind(row.check_id)
+                .bind(hour)
+                .bind(row.count)
+                .bind(row.up_count)
+                .bind(row.mean_us)
+                .bind(row.p50_us)
+                .bind(row.p95_us)
+                .bind(row.p99_us)
+                .bind(means[0])
+                .bind(means[1])
+                .bind(means[2])
+                .bind(means[3])
+                .bind(means[4])
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_error("write hourly aggregate"))?;
+                // The watermark moves in the same transaction, so an hour is added to
+                // its day exactly once.
+                sqlx::query(
+                    "INSERT INTO daily (check_id, day, count, up_count, mean_us)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (check_id, day) DO UPDATE SET
+                         count = daily.count + excluded.count,
+                         up_count = daily.up_count + excluded.up_count,
+                         mean_us = CASE
+                             WHEN excluded.mean_us IS NULL THEN daily.mean_us
+                             WHEN daily.mean_us IS NULL THEN excluded.mean_us
+                             ELSE ROUND((daily.mean_us * daily.up_count + excluded.mean_us * excluded.up_count)
+                                        * 1.0 / NULLIF(daily.up_count + excluded.up_count, 0))::bigint
+                         END",
+                )
+                .bind(row.check_id)
+                .bind(day)
+                .bind(row.count)
+                .bind(row.up_count)
+                .bind(row.mean_us)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_error("write daily aggregate"))?;
+            }
+            set_watermark(self, &mut tx, hour + HOUR_MS).await?;
+            tx.commit().await.map_err(self.query_error("commit"))?;
+            report.hours_aggregated += 1;
+            report.hourly_rows_written += rows.len() as u64;
+            from = hour + HOUR_MS;
+        }
+        // Hours without results up to complete_end are done too.
+        let aggregated_through = watermark.unwrap_or(i64::MIN).max(complete_end);
+        if watermark != Some(aggregated_through) {
+            let mut tx = self.inner.pool.begin().await.map_err(self.query_error("begin"))?;
+            set_watermark(self, &mut tx, aggregated_through).await?;
+            tx.commit().await.map_err(self.query_error("commit"))?;
+        }
+        Ok(aggregated_through)
+    }
+
+    /// One check per row: counts over the hour's results, percentiles over its up results.
+    async fn aggregate_hour(&self, hour: i64) -> Result<Vec<HourRow>, PgError> {
+        let rows = sqlx::query(
+            "WITH hour_results AS (
+                 SELECT r.check_id, r.kind & 3 AS outcome, r.duration_us
+                 FROM check_ids c CROSS JOIN results r
+                 WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2 AND r.kind & 3 <> 2
+             ),
+             counts AS (
+                 SELECT check_id,
+                        COUNT(*) AS n,
+                        SUM(CASE WHEN outcome = 0 THEN 1 ELSE 0 END)::bigint AS up_n,
+                        ROUND(AVG(CASE WHEN outcome = 0 THEN duration_us END))::bigint AS mean_us
+                 FROM hour_results GROUP BY check_id
+             ),
+             ranked AS (
+                 SELECT check_id, duration_us,
+                        ROW_NUMBER() OVER (PARTITION BY check_id ORDER BY duration_us) AS rn,
+                        COUNT(*) OVER (PARTITION BY check_id) AS n
+                 FROM hour_results WHERE outcome = 0
+             ),
+             percentiles AS (
+                 SELECT check_id,
+                        MIN(CASE WHEN rn * 100 >= n * 50 THEN duration_us END) AS p50,
+                        MIN(CASE WHEN rn * 100 >= n * 95 THEN duration_us END) AS p95,
+                        MIN(CASE WHEN rn * 100 >= n * 99 THEN duration_us END) AS p99
+                 FROM ranked GROUP BY check_id
+             )
+             SELECT c.check_id, c.n, c.up_n, c.mean_us, p.p50, p.p95, p.p99
+             FROM counts c LEFT JOIN percentiles p ON p.check_id = c.check_id",
+        )
+        .bind(hour)
+        .bind(hour + HOUR_MS)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(self.query_error("aggregate an hour of results"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(HourRow {
+                    check_id: row.try_get("check_id").map_err(self.query_error("check_id"))?,
+                    count: row.try_get("n").map_err(self.query_error("n"))?,
+                    up_count: row.try_get("up_n").map_err(self.query_error("up_n"))?,
+                    mean_us: row.try_get("mean_us").map_err(self.query_error("mean_us"))?,
+                    p50_us: row.try_get("p50").map_err(self.query_error("p50"))?,
+                    p95_us: row.try_get("p95").map_err(self.query_error("p95"))?,
+                    p99_us: row.try_get("p99").map_err(self.query_error("p99"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `sql` (`$1` = a check id, `$2` = `cutoff`) for every numbered check, a few
+    /// hundred checks or about [`DELETE_CHUNK`] rows per write transaction; returns the
+    /// rows deleted. The tables are keyed by check first, so each run is one range.
+    async fn delete_per_check(&self, context: &'static str, sql: &'static str, cutoff: i64) -> Result<u64, PgError> {
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM check_ids ORDER BY id")
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.query_error("list check ids"))?;
+        let mut total = 0;
+        let mut ids = ids.iter().peekable();
+        while ids.peek().is_some() {
+            let mut tx = self.inner.pool.begin().await.map_err(self.query_error("begin"))?;
+            let mut in_tx = 0;
+            for (visited, id) in ids.by_ref().enumerate() {
+                let done = sqlx::query(sql)
+                    .bind(id)
+                    .bind(cutoff)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.query_error(context))?;
+                in_tx += done.rows_affected();
+                if visited + 1 >= CHECKS_PER_TX || in_tx >= DELETE_CHUNK {
+                    break;
+                }
+            }
+            tx.commit().await.map_err(self.query_error("commit"))?;
+            total += in_tx;
+        }
+        Ok(total)
+    }
+
+    async fn delete_delivered_notifications(&self, cutoff: i64) -> Result<u64, PgError> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.inner.pool.begin().await.map_err(self.query_error("begin"))?;
+            let done = sqlx::query(
+                "DELETE FROM notifications WHERE id IN (
+                     SELECT id FROM notifications
+                     WHERE state = 'delivered' AND delivered_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(DELETE_CHUNK as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_error("delete old delivered notifications"))?;
+            tx.commit().await.map_err(self.query_error("commit"))?;
+            total += done.rows_affected();
+            if done.rows_affected() == 0 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+async fn set_watermark(store: &PgStore, conn: &mut sqlx::PgConnection, value: i64) -> Result<(), PgError> {
+    sqlx::query(
+        "INSERT INTO store_meta (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(WATERMARK_KEY)
+    .bind(value)
+    .execute(conn)
+    .await
+    .map_err(store.query_error("write aggregation watermark"))?;
+    Ok(())
+}

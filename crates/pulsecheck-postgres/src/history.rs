@@ -1,0 +1,197 @@
+//! Reads of the past for [`History`] (as in the SQLite store): a check's results page by page, down spans page
+//! by page, uptime over a window. Every query walks a primary key or an index: results
+//! and aggregates by `(check_id, time)`, incidents by id or `(check_name, started_at)`.
+
+use pulsecheck_core::outbox::{BoxFuture, CauseResult};
+use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, ResultPage, SpanPage, Uptime};
+use pulsecheck_core::storage::StorageError;
+use sqlx::postgres::PgRow;
+
+use crate::codes;
+use crate::error::PgError;
+use crate::read::limit_i64;
+use crate::store::PgStore;
+use crate::time::{from_ms, to_ms, us_to_ms};
+
+const RESULT_PAGE_SQL: &str = "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
+        r.phases, r.ip, r.http_version, r.http_version_text,
+        r.redirects, r.cert_days_left
+ FROM check_ids c JOIN results r ON r.check_id = c.id
+ WHERE c.name = $1 AND r.started_at < $2
+ ORDER BY r.started_at DESC LIMIT $3";
+
+// Two statements so that each uses its index: by check, or by id for all checks.
+const SPANS_OF_CHECK_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
+             FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
+             WHERE i.check_name = $1 AND i.id < $2
+             ORDER BY i.started_at DESC, i.id DESC LIMIT $3";
+const SPANS_OF_ALL_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
+             FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
+             WHERE $1 IS NULL AND i.id < $2
+             ORDER BY i.id DESC LIMIT $3";
+const SPAN_BY_ID_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
+             FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
+             WHERE i.id = $1";
+
+impl PgStore {
+    /// A page of one check's results, newest first ([`ResultPage`]).
+    pub async fn result_page(&self, check: &str, page: ResultPage) -> Result<Vec<RecordedResult>, PgError> {
+        let before = page.before.map_or(i64::MAX, to_ms);
+        let rows = sqlx::query(RESULT_PAGE_SQL)
+            .bind(check)
+            .bind(before)
+            .bind(limit_i64(page.limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.query_error("read results"))?;
+        rows.iter().map(|row| self.recorded_result(check, row)).collect()
+    }
+
+    fn recorded_result(&self, check: &str, row: &PgRow) -> Result<RecordedResult, PgError> {
+        let started_at: i64 = self.get(row, "started_at")?;
+        let kind = i64::from(self.get::<i32>(row, "kind")?);
+        let (outcome, probe, reason) =
+            codes::parse_kind(kind).ok_or_else(|| self.corrupt("decode result kind", format!("code {kind}")))?;
+        let phases = match self.get::<Option<Vec<u8>>>(row, "phases")? {
+            Some(bytes) => codes::decode_phases(&bytes),
+            None => Some([None; 6]),
+        }
+        .ok_or_else(|| self.corrupt("decode result phases", format!("started at {started_at}")))?
+        .map(|phase| phase.map(us_to_ms));
+        let ip = self
+            .get::<Option<Vec<u8>>>(row, "ip")?
+            .and_then(|bytes| codes::parse_ip(&bytes).map(|ip| ip.to_string()));
+        let http_version = match self.get::<Option<i16>>(row, "http_version")? {
+            Some(code) => codes::http_version_name(i64::from(code)).map(str::to_owned),
+            None => self.get(row, "http_version_text")?,
+        };
+        Ok(RecordedResult {
+            id: started_at,
+            check: check.to_owned(),
+            started_at: from_ms(started_at),
+            outcome,
+            reason,
+            error: self.get(row, "error")?,
+            probe: codes::probe_name(probe)
+                .ok_or_else(|| self.corrupt("decode probe", format!("code {probe}")))?
+                .to_owned(),
+            http_status: self
+                .get::<Option<i32>>(row, "http_status")?
+                .and_then(|s| u16::try_from(s).ok()),
+            duration_ms: us_to_ms(self.get(row, "duration_us")?),
+            queue_ms: us_to_ms(self.get(row, "queue_us")?),
+            dns_ms: phases[0],
+            connect_ms: phases[1],
+            tls_ms: phases[2],
+            ttfb_ms: phases[3],
+            transfer_ms: phases[4],
+            rtt_ms: phases[5],
+            ip,
+            http_version,
+            redirects: u32::try_from(self.get::<i32>(row, "redirects")?).unwrap_or(0),
+            cert_days_left: self.get(row, "cert_days_left")?,
+        })
+    }
+
+    /// A page of down spans, newest first ([`SpanPage`]), each with the cause of the
+    /// transition that opened it.
+    pub async fn down_span_page(&self, page: &SpanPage) -> Result<Vec<DownSpan>, PgError> {
+        Ok(self.span_rows(page).await?.into_iter().map(|(span, _)| span).collect())
+    }
+
+    /// [`PgStore::down_span_page`] with each span's acknowledgement (unix ms).
+    pub(crate) async fn span_rows(&self, page: &SpanPage) -> Result<Vec<(DownSpan, Option<i64>)>, PgError> {
+        let sql = if page.check.is_some() {
+            SPANS_OF_CHECK_SQL
+        } else {
+            SPANS_OF_ALL_SQL
+        };
+        let rows = sqlx::query(sql)
+            .bind(page.check.as_deref())
+            .bind(page.before_id.unwrap_or(i64::MAX))
+            .bind(limit_i64(page.limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.query_error("read incidents"))?;
+        rows.iter().map(|row| self.span_row(row)).collect()
+    }
+
+    /// One down span by id with its acknowledgement.
+    pub(crate) async fn span_by_id(
+        &self,
+        id: i64,
+        conn: &mut sqlx::PgConnection,
+    ) -> Result<Option<(DownSpan, Option<i64>)>, PgError> {
+        let row = sqlx::query(SPAN_BY_ID_SQL)
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .map_err(self.query_error("read an incident"))?;
+        row.as_ref().map(|row| self.span_row(row)).transpose()
+    }
+
+    fn span_row(&self, row: &PgRow) -> Result<(DownSpan, Option<i64>), PgError> {
+        let id: i64 = self.get(row, "id")?;
+        let cause: Vec<CauseResult> = match self.get::<Option<String>>(row, "cause")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| self.corrupt("decode transition cause", format!("incident {id}: {e}")))?,
+            None => Vec::new(),
+        };
+        let last = cause.last();
+        let span = DownSpan {
+            id,
+            check: self.get(row, "check_name")?,
+            started_at: from_ms(self.get(row, "started_at")?),
+            ended_at: self.get::<Option<i64>>(row, "ended_at")?.map(from_ms),
+            reason: last.and_then(|c| c.reason),
+            error: last.and_then(|c| c.error.clone()),
+        };
+        Ok((span, self.get(row, "acknowledged_at")?))
+    }
+
+    /// Up and counted runs of one check that started in `[since, until)`: raw results
+    /// from the aggregation watermark on, hourly aggregates before it, and daily
+    /// aggregates for whole days older than the oldest hourly row. Cancelled runs are
+    /// not counted, in the aggregates as here.
+    pub async fn uptime_between(
+        &self,
+        check: &str,
+        since: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> Result<Uptime, PgError> {
+        let checks = [check.to_owned()];
+        let uptimes = self.uptimes_between(&checks, &[(since, until)]).await?;
+        Ok(uptimes
+            .first()
+            .and_then(|windows| windows.first())
+            .copied()
+            .unwrap_or_default())
+    }
+}
+
+fn storage_error(error: PgError) -> StorageError {
+    StorageError::from(error)
+}
+
+impl History for PgStore {
+    fn recent_results<'a>(
+        &'a self,
+        check: &'a str,
+        page: ResultPage,
+    ) -> BoxFuture<'a, Result<Vec<RecordedResult>, StorageError>> {
+        Box::pin(async move { self.result_page(check, page).await.map_err(storage_error) })
+    }
+
+    fn down_spans<'a>(&'a self, page: &'a SpanPage) -> BoxFuture<'a, Result<Vec<DownSpan>, StorageError>> {
+        Box::pin(async move { self.down_span_page(page).await.map_err(storage_error) })
+    }
+
+    fn uptime<'a>(
+        &'a self,
+        check: &'a str,
+        since: jiff::Timestamp,
+        until: jiff::Timestamp,
+    ) -> BoxFuture<'a, Result<Uptime, StorageError>> {
+        Box::pin(async move { self.uptime_between(check, since, until).await.map_err(storage_error) })
+    }
+}

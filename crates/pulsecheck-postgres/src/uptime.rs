@@ -1,0 +1,189 @@
+//! Runs and up runs of checks over windows, from sources that never overlap: raw results
+//! from the aggregation watermark on, hourly aggregates before it, and daily aggregates
+//! for whole days older than a check's oldest hourly row.
+//!
+//! As in the SQLite store (pulsecheck-store/src/uptime.rs). [`History`]'s uptime and the console's batched uptimes share [`PgStore::uptimes_between`].
+//! It reads whole days inside a window from the daily rows even where the hourly rows
+//! are still kept: compaction adds every aggregated hour to its day in the same
+//! transaction (and [`PgStore::insert_hourly`] recomputes the days it touches; retention
+//! keeps a day's row as long as its hours), so a day whose hours are all kept sums to its
+//! daily row, and a 90-day window reads about 90
+//! daily rows and a few dozen hourly ones instead of 2,160 hourly rows. The daily bars
+//! (`PgStore::daily_uptimes`) read daily rows the same way.
+//!
+//! [`History`]: pulsecheck_core::storage::history::History
+
+use std::fmt::Write as _;
+
+use pulsecheck_core::storage::history::Uptime;
+
+use crate::error::PgError;
+use crate::store::PgStore;
+use crate::time::{to_ms, DAY_MS};
+
+/// Where compaction has aggregated raw results up to (see `compact.rs`).
+pub(crate) const WATERMARK_KEY: &str = "hourly_aggregated_through";
+
+/// Parameters bound before the check names' array: the watermark and a day.
+const FIXED_PARAMS: usize = 2;
+/// Parameters bound per window ([`WindowBounds`]).
+const WINDOW_PARAMS: usize = 6;
+
+/// Where a window's parts start and end, all in unix ms. With `end = min(until,
+/// watermark)`: raw results in `[max(since, watermark), until)`; the hours of the first
+/// partial day `[since, lead_end)`; whole days `[mid_start, mid_end)` from daily rows
+/// (but the hours of a day that the check's oldest hourly row cuts in two); the hours of
+/// the last partial day `[max(mid_end, since), end)` (computed in SQL).
+struct WindowBounds {
+    raw_start: i64,
+    until: i64,
+    since: i64,
+    lead_end: i64,
+    mid_start: i64,
+    mid_end: i64,
+}
+
+/// Far enough from i64's ends that a day can be added or subtracted.
+const TIME_LIMIT: i64 = 1 << 60;
+
+impl WindowBounds {
+    fn new(since: i64, until: i64, watermark: i64) -> WindowBounds {
+        let clamp = |t: i64| t.clamp(-TIME_LIMIT, TIME_LIMIT);
+        let (since, until, watermark) = (clamp(since), clamp(until), clamp(watermark));
+        let end = until.min(watermark);
+        let ceil_day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS + if t.rem_euclid(DAY_MS) == 0 { 0 } else { DAY_MS };
+        let floor_day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS;
+        let mid_start = ceil_day(since);
+        let mid_end = floor_day(end).max(mid_start);
+        WindowBounds {
+            raw_start: since.max(watermark),
+            until,
+            since,
+            lead_end: mid_start.min(end),
+            mid_start,
+            mid_end,
+        }
+    }
+}
+
+/// Per check: `pos`, then per window five `"runs up"` texts (NULL when empty): raw, first
+/// partial day, whole days, the oldest hour's day, last partial day. Each is a sum over
+/// one key range; the sums are added up in Rust. `$3` is the array of check names.
+fn uptimes_sql(windows: usize) -> String {
+    // The oldest hourly row once per check, not once per window.
+    let mut sql = String::from(
+        "WITH ids AS MATERIALIZED (
+     SELECT wanted.pos - 1 AS pos, k.id,
+            COALESCE((SELECT MIN(oh.hour) FROM hourly oh WHERE oh.check_id = k.id), $1) AS o
+     FROM unnest($3::text[]) WITH ORDINALITY AS wanted(name, pos) JOIN check_ids k ON k.name = wanted.name)
+SELECT ids.pos",
+    );
+    for w in 0..windows.max(1) {
+        let p = |i: usize| FIXED_PARAMS + 1 + WINDOW_PARAMS * w + i + 1;
+        let (raw_start, until, since, lead_end, mid_start, mid_end) = (p(0), p(1), p(2), p(3), p(4), p(5));
+        let _ = write!(
+            sql,
+            ",
+ (SELECT COUNT(*) || ' ' || SUM(CASE WHEN r.kind & 3 = 0 THEN 1 ELSE 0 END) FROM results r
+   WHERE r.check_id = ids.id AND r.started_at >= ${raw_start} AND r.started_at < ${until} AND r.kind & 3 <> 2),
+ (SELECT SUM(h.count) || ' ' || SUM(h.up_count) FROM hourly h
+   WHERE h.check_id = ids.id AND h.hour >= ${since} AND h.hour < ${lead_end}),
+ (SELECT SUM(d.count) || ' ' || SUM(d.up_count) FROM daily d
+   WHERE d.check_id = ids.id AND d.day >= ${mid_start} AND d.day < ${mid_end}
+     AND NOT (d.day < ids.o AND d.day + $2 > ids.o)),
+ (SELECT SUM(h.count) || ' ' || SUM(h.up_count) FROM hourly h
+   WHERE h.check_id = ids.id AND ids.o % $2 <> 0
+     AND h.hour >= GREATEST(ids.o, ${mid_start}) AND h.hour < LEAST(ids.o - ids.o % $2 + $2, ${mid_end})),
+ (SELECT SUM(h.count) || ' ' || SUM(h.up_count) FROM hourly h
+   WHERE h.check_id = ids.id AND h.hour >= GREATEST(${mid_end}, ${since}) AND h.hour < LEAST(${until}, $1))"
+        );
+    }
+    sql.push_str("\nFROM ids");
+    sql
+}
+
+/// Columns per window in [`uptimes_sql`]'s rows.
+const PARTS: usize = 5;
+
+/// The aggregation watermark: raw results before it are in the hourly and daily rows.
+pub(crate) async fn watermark(store: &PgStore) -> Result<i64, PgError> {
+    let watermark: Option<i64> = sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
+        .bind(WATERMARK_KEY)
+        .fetch_optional(&store.inner.pool)
+        .await
+        .map_err(store.query_error("read aggregation watermark"))?;
+    Ok(watermark.unwrap_or(i64::MIN))
+}
+
+impl PgStore {
+    /// For each of `checks`, its runs and up runs over each of `windows` (`[since,
+    /// until)`), in the same order; a check the store never knew has none. One query
+    /// per 500 checks.
+    pub async fn uptimes_between(
+        &self,
+        checks: &[String],
+        windows: &[(jiff::Timestamp, jiff::Timestamp)],
+    ) -> Result<Vec<Vec<Uptime>>, PgError> {
+        let mut out = vec![vec![Uptime::default(); windows.len()]; checks.len()];
+        if checks.is_empty() || windows.is_empty() {
+            return Ok(out);
+        }
+        let watermark = watermark(self).await?;
+        let bounds: Vec<WindowBounds> = windows
+            .iter()
+            .map(|(s, u)| WindowBounds::new(to_ms(*s), to_ms(*u), watermark))
+            .collect();
+        // Bounded statements: a page of checks is one query, 10,000 checks twenty.
+        const CHECKS_PER_QUERY: usize = 500;
+        for (chunk_index, chunk) in checks.chunks(CHECKS_PER_QUERY).enumerate() {
+            let sql = uptimes_sql(windows.len());
+            let mut query = sqlx::query(&sql)
+                .bind(watermark.clamp(-TIME_LIMIT, TIME_LIMIT))
+                .bind(DAY_MS)
+                .bind(chunk);
+            for b in &bounds {
+                query = query
+                    .bind(b.raw_start)
+                    .bind(b.until)
+                    .bind(b.since)
+                    .bind(b.lead_end)
+                    .bind(b.mid_start)
+                    .bind(b.mid_end);
+            }
+            let rows = query
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(self.query_error("read uptimes"))?;
+            for row in &rows {
+                use sqlx::Row;
+                let pos: i64 = row.try_get(0).map_err(self.query_error("pos"))?;
+                let Some(cells) = usize::try_from(pos)
+                    .ok()
+                    .and_then(|p| out.get_mut(chunk_index * CHECKS_PER_QUERY + p))
+                else {
+                    continue;
+                };
+                for (w, cell) in cells.iter_mut().enumerate() {
+                    let (mut runs, mut up) = (0_i64, 0_i64);
+                    for part in 0..PARTS {
+                        let text: Option<String> = row
+                            .try_get(1 + PARTS * w + part)
+                            .map_err(self.query_error("uptime part"))?;
+                        let Some(text) = text else { continue };
+                        let mut numbers = text.split(' ').map(str::parse::<i64>);
+                        let (Some(Ok(r)), Some(Ok(u))) = (numbers.next(), numbers.next()) else {
+                            return Err(self.corrupt("read uptimes", format!("part {text:?}")));
+                        };
+                        runs += r;
+                        up += u;
+                    }
+                    *cell = Uptime {
+                        runs: u64::try_from(runs).unwrap_or(0),
+                        up: u64::try_from(up).unwrap_or(0),
+                    };
+                }
+            }
+        }
+        Ok(out)
+    }
+}
