@@ -55,10 +55,20 @@ impl Node {
         Some(record)
     }
 
+    /// Commits what the writer holds, then releases the leases.
     async fn stop(self) {
-        self.cancel.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
+        let Node {
+            monitor,
+            writer,
+            cancel,
+            tasks,
+            ..
+        } = self;
+        drop(monitor);
+        writer.close_and_wait().await;
+        cancel.cancel();
+        tasks.close();
+        tasks.wait().await;
     }
 }
 
