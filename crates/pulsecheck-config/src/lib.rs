@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod api_check;
+mod cluster;
 mod de;
 mod raw;
 mod suggest;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use api_check::{validate_api_check, CheckDefaults, FieldError};
+pub use cluster::{is_postgres_url, ClusterConfig, DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
 pub use pulsecheck_core::maintenance::{MaintenanceWindow, Recurrence};
 pub use tree::Format;
 pub use web::{ApiToken, ProbeModule, Prober, ServerConfig, DEFAULT_LISTEN};
@@ -72,6 +74,8 @@ pub struct MonitorConfig {
     /// `/probe` modules: the built-in `http_2xx`, `tcp_connect`, `icmp` and `dns`, then
     /// the file's `modules:` (which may replace them), by name.
     pub modules: Vec<ProbeModule>,
+    /// Several nodes on one PostgreSQL store (`cluster:`); `None`: this node alone.
+    pub cluster: Option<ClusterConfig>,
     /// The file this was loaded from.
     pub source: PathBuf,
     /// The file's `defaults:`, for checks created through the API.
@@ -162,6 +166,9 @@ pub struct StoreConfig {
     /// The SQLite file; relative paths are relative to the config file's directory.
     /// `None`: the default location, decided by the binary.
     pub path: Option<PathBuf>,
+    /// A PostgreSQL database (`postgres://…`, after `${ENV}` substitution) instead of
+    /// the SQLite file; never set together with `path`.
+    pub url: Option<String>,
     /// Days down results, and results that caused a transition, stay raw (default 7).
     pub raw_days: u32,
     /// Hours every other result stays raw before only the aggregates keep it (default
@@ -178,6 +185,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: None,
+            url: None,
             raw_days: validate::DEFAULT_RAW_DAYS,
             raw_up_hours: validate::DEFAULT_RAW_UP_HOURS,
             hourly_days: validate::DEFAULT_HOURLY_DAYS,

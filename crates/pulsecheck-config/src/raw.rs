@@ -29,6 +29,7 @@ pub(crate) struct RawConfig {
     pub delivery: Option<Spanned<RawDelivery>>,
     pub server: Option<Spanned<RawServer>>,
     pub modules: Option<Entries<Spanned<RawModule>>>,
+    pub cluster: Option<Spanned<RawCluster>>,
 }
 
 /// One check, and also `defaults` (where `name` and `target` are refused).
@@ -185,8 +186,17 @@ const _: () = assert!(SMTP_NAME.len() == OR_SCALAR.len() + "RawSmtp".len());
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
     pub path: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
     pub retention: Option<Spanned<RawRetention>>,
     pub max_size: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub node: Option<Spanned<String>>,
+    pub location: Option<Spanned<String>>,
+    pub lease_ttl: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Default, DeriveDeserialize)]
@@ -337,6 +347,7 @@ pub(crate) const SCHEMA: &[(&str, FieldsFn)] = &[
     ("server", struct_fields::<RawServer>),
     ("server.tokens[]", struct_fields::<RawToken>),
     ("modules.NAME", struct_fields::<RawModule>),
+    ("cluster", struct_fields::<RawCluster>),
 ];
 
 // ---------------------------------------------------------------------------------------

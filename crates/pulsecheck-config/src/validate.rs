@@ -135,6 +135,7 @@ pub(crate) fn validate(
         delivery: delivery(&mut v, raw.delivery.as_ref()),
         server: super::web::server(&mut v, raw.server.as_ref()),
         modules: super::web::modules(&mut v, raw.modules.as_ref()),
+        cluster: super::cluster::cluster(&mut v, raw.cluster.as_ref(), raw.store.as_ref()),
         source: source.to_owned(),
         check_defaults: super::api_check::CheckDefaults(tree.get("defaults").cloned().map(std::sync::Arc::new)),
     };
@@ -1095,6 +1096,7 @@ fn percent_decode(text: &str) -> String {
 fn store(v: &mut Validator<'_>, raw: Option<&Spanned<RawStore>>) -> StoreConfig {
     let mut out = StoreConfig::default();
     let Some(raw) = raw else { return out };
+    out.url = super::cluster::store_url(v, &raw.value);
     if let Some(path) = &raw.value.path {
         if path.value.trim().is_empty() {
             v.error(

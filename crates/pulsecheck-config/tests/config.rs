@@ -184,11 +184,19 @@ fn the_examples_use_every_key_of_the_schema() {
         let (path, text) = example(name);
         let sections = config::schema_coverage(&text, &path, &no_env).unwrap_or_else(|e| panic!("{}", render(&e)));
         assert!(sections.len() >= 11, "{sections:?}");
+        // The cluster keys cannot share a file with an SQLite store: the cluster example
+        // uses them.
+        let (cluster_path, cluster_text) = example("pulsecheck-cluster.yaml");
+        let cluster =
+            config::schema_coverage(&cluster_text, &cluster_path, &no_env).unwrap_or_else(|e| panic!("{}", render(&e)));
         let mut missing = Vec::new();
         for section in &sections {
             assert!(!section.keys.is_empty(), "{}: no keys", section.section);
+            let in_cluster = cluster.iter().find(|s| s.section == section.section);
             for key in section.unused() {
-                missing.push(format!("{}: {key}", section.section));
+                if in_cluster.is_none_or(|c| c.unused().contains(&key)) {
+                    missing.push(format!("{}: {key}", section.section));
+                }
             }
         }
         assert!(missing.is_empty(), "{name} does not use: {missing:#?}");
@@ -203,7 +211,13 @@ fn the_coverage_check_notices_a_key_the_example_does_not_use() {
     let without = text.replace("  user_agent: pulsecheck-example/1.0\n", "");
     assert_ne!(without, text);
     let sections = config::schema_coverage(&without, &path, &no_env).unwrap();
-    let unused: Vec<_> = sections.iter().flat_map(|s| s.unused()).collect();
+    // Minus the keys only the cluster example can use.
+    let unused: Vec<_> = sections
+        .iter()
+        .filter(|s| s.section != "cluster")
+        .flat_map(|s| s.unused())
+        .filter(|key| !["cluster", "url"].contains(key))
+        .collect();
     assert_eq!(unused, ["user_agent"]);
 }
 
@@ -315,7 +329,7 @@ fn unknown_keys_suggest_the_right_one_or_list_them() {
     assert_eq!(e.message, "unknown key 'colour'");
     assert_eq!(
         e.hint.as_deref(),
-        Some("valid keys here: defaults, checks, channels, store, limits, maintenance, delivery, server, modules")
+        Some("valid keys here: defaults, checks, channels, store, limits, maintenance, delivery, server, modules, cluster")
     );
 
     let e = only_error("delivery:\n  workers: 2\n  backof_max: 1m\n");
@@ -980,4 +994,59 @@ fn api_check_errors_name_the_field_with_the_files_messages() {
     // A value from ${ENV} is never substituted from a request.
     let errors = api_errors(serde_json::json!({"name": "x", "target": "http://${HOME}/", "interval": 5}));
     assert_eq!(errors[0].0.as_deref(), Some("target"), "{errors:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Several nodes: store.url and cluster:
+
+#[test]
+fn the_cluster_example_loads_with_its_defaults() {
+    let (path, text) = example("pulsecheck-cluster.yaml");
+    let env = |name: &str| (name == "PGPASSWORD").then(|| "s3cret".to_owned());
+    let config = config::load_str(&text, &path, &env).unwrap_or_else(|e| panic!("{}", render(&e)));
+    assert_eq!(
+        config.store.url.as_deref(),
+        Some("postgres://pulsecheck:s3cret@127.0.0.1:5432/pulsecheck")
+    );
+    assert_eq!(config.store.path, None);
+    let cluster = config.cluster.unwrap();
+    assert_eq!(cluster.node.as_deref(), Some("node-1"));
+    assert_eq!(cluster.location.as_deref(), Some("eu"));
+    assert_eq!(cluster.lease_ttl, std::time::Duration::from_secs(15));
+    assert_eq!(cluster.heartbeat(), std::time::Duration::from_secs(5));
+
+    let bare = load_ok("cluster: {}\nstore:\n  url: postgresql://db.internal/pulse\n");
+    let cluster = bare.cluster.unwrap();
+    assert_eq!(
+        (cluster.node, cluster.location),
+        (None, None),
+        "the binary uses the host name"
+    );
+    assert_eq!(cluster.lease_ttl, config::DEFAULT_LEASE_TTL);
+    assert!(load_ok("checks: []\n").cluster.is_none(), "one node by default");
+}
+
+#[test]
+fn store_and_cluster_mistakes_are_reported_at_their_place() {
+    let errors =
+        load_yaml("store:\n  path: data.db\n  url: postgres://h/db\ncluster:\n  node: my node\n  lease_ttl: 1s\n")
+            .unwrap_err();
+    assert_eq!(
+        positions(&errors),
+        [
+            "3:8: store.url and store.path (line 2) are both set",
+            "5:3: cluster: needs a shared PostgreSQL store, but store.path (line 2) is an SQLite file",
+            "5:9: cluster node \"my node\" is not a usable name",
+            "6:14: lease_ttl 1s is out of range",
+        ]
+    );
+    assert!(errors[0].hint.as_deref().unwrap().contains("keep one"));
+    assert!(errors[1].hint.as_deref().unwrap().contains("store.url: postgres://"));
+    assert!(errors[3].hint.as_deref().unwrap().contains("3s to 600s"));
+
+    let errors = load_yaml("store:\n  url: mysql://h/db\n").unwrap_err();
+    assert_eq!(positions(&errors), ["2:8: store.url is not a PostgreSQL URL"]);
+    assert!(errors[0].hint.as_deref().unwrap().contains("store.path"));
+    let errors = load_yaml("cluster:\n  lease_ttl: 15s\n  nodes: a\n").unwrap_err();
+    assert!(errors[0].message.contains("unknown key 'nodes'"), "{}", render(&errors));
 }

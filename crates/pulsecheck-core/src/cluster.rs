@@ -15,6 +15,8 @@
 //! No session advisory locks: they do not survive a connection pooler in transaction
 //! mode. Leases are rows.
 
+pub mod memory;
+
 use std::time::Duration;
 
 use crate::outbox::BoxFuture;

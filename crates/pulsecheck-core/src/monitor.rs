@@ -5,15 +5,18 @@
 //! one [`WriteEvent::Run`], so it is committed in one transaction.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
+use crate::cluster::Fence;
 use crate::live::LiveChecks;
 use crate::maintenance::MaintenanceWindow;
 use crate::outbox::{AlertEvent, AlertKind, CauseResult};
+use crate::ownership::{lease_key, Owned};
 use crate::scheduler::Run;
 use crate::state::{self, CheckState, State, Thresholds, Transition};
 use crate::storage::{RunRecord, WriteEvent};
@@ -111,6 +114,12 @@ pub struct Monitor {
     last_alert: HashMap<String, jiff::Timestamp>,
     /// What `/metrics` shows, when a listener runs.
     live: Option<Arc<LiveChecks>>,
+    /// With several nodes: the leases this node holds. `None` on a single node.
+    ownership: Option<watch::Receiver<Arc<Owned>>>,
+    /// The epoch each check's state was last adopted under (with `ownership`).
+    epochs: HashMap<String, i64>,
+    /// Runs dropped because this node did not hold the check's lease when they ended.
+    fenced: Arc<AtomicU64>,
 }
 
 impl Monitor {
@@ -135,7 +144,23 @@ impl Monitor {
             clock,
             last_alert,
             live: None,
+            ownership: None,
+            epochs: HashMap::new(),
+            fenced: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Runs on one node of several: a run is recorded only while this node holds the
+    /// check's lease, fenced with its epoch; when the epoch changes (the check came from
+    /// another node), the state is resumed from what `ownership` adopted.
+    pub fn with_ownership(mut self, ownership: watch::Receiver<Arc<Owned>>) -> Monitor {
+        self.ownership = Some(ownership);
+        self
+    }
+
+    /// The count of runs dropped for want of the check's lease (shared, for `/metrics`).
+    pub fn fenced_runs(&self) -> Arc<AtomicU64> {
+        self.fenced.clone()
     }
 
     /// Also folds every run into `live` (seeded with the resumed states).
@@ -159,6 +184,10 @@ impl Monitor {
     pub fn handle(&mut self, run: Run) -> Option<RunRecord> {
         let policy = self.policy.borrow().clone();
         let check = policy.check(&run.check)?;
+        let fence = match self.ownership.clone() {
+            None => None,
+            Some(ownership) => Some(self.fence(&ownership.borrow(), &check.name)?),
+        };
         // Engine::check has judged the result and dropped the captured response.
         let result = run.result;
         let cause = CauseResult {
@@ -180,11 +209,41 @@ impl Monitor {
         self.states.insert(check.name.clone(), next.clone());
         Some(RunRecord {
             check: check.name.clone(),
-            fence: None,
+            fence,
             result,
             state: next,
             transition,
             notifications,
+        })
+    }
+
+    /// The fence for a run of `check`, adopting the state the lease came with when its
+    /// epoch is new here; `None` (the run is dropped) when this node does not hold it.
+    fn fence(&mut self, owned: &Owned, check: &str) -> Option<Fence> {
+        let key = lease_key(check);
+        let Some(epoch) = owned.epoch(&key) else {
+            self.fenced.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(check, "run dropped: this node does not hold the check's lease");
+            return None;
+        };
+        if self.epochs.get(&key) != Some(&epoch) {
+            let state = owned.adopted.get(check).cloned().unwrap_or_default();
+            // Like after a restart: reminders of an adopted down span count from now.
+            if state.state == State::Down {
+                self.last_alert.insert(check.to_owned(), self.clock.now());
+            } else {
+                self.last_alert.remove(check);
+            }
+            if let Some(live) = &self.live {
+                live.seed([(check.to_owned(), state.state)]);
+            }
+            self.states.insert(check.to_owned(), state);
+            self.epochs.insert(key.clone(), epoch);
+        }
+        Some(Fence {
+            key,
+            node: owned.node.clone(),
+            epoch,
         })
     }
 
@@ -293,6 +352,7 @@ mod tests {
 
     use super::*;
     use crate::maintenance::Recurrence;
+    use crate::ownership::Owned;
     use crate::storage::MemoryStorage;
     use crate::writer::{spawn_writer, WriterConfig};
     use crate::{CheckResult, Outcome, ProbeKind, Reason};
@@ -576,5 +636,67 @@ mod tests {
             .collect();
         assert_eq!(keys, ["api:2:ops", "api:2:pager", "api:3:ops", "api:3:pager"]);
         drop(h.policy);
+    }
+
+    /// With ownership: runs of checks this node does not hold are dropped and counted,
+    /// the others carry the lease's fence, and a new epoch resumes from the adopted
+    /// state (here: down, written by the previous owner) without a reminder burst.
+    #[tokio::test(start_paused = true)]
+    async fn runs_are_fenced_dropped_and_adopted_by_lease() {
+        let h = Harness::new(Policy::new(
+            vec![check("api", Some(10 * MINUTE)), check("db", None)],
+            Vec::new(),
+        ));
+        let owned = |epoch: i64, adopted: HashMap<String, CheckState>| {
+            Arc::new(Owned {
+                node: "n1".into(),
+                members: Vec::new(),
+                leases: HashMap::from([("api".to_owned(), epoch)]),
+                adopted,
+            })
+        };
+        let (ownership, ownership_rx) = watch::channel(owned(4, HashMap::new()));
+        let mut monitor = h.monitor.with_ownership(ownership_rx);
+        let fenced = monitor.fenced_runs();
+
+        assert!(
+            monitor.handle(run(&h.clock, "db", Outcome::Up)).is_none(),
+            "db is not held here"
+        );
+        assert_eq!(fenced.load(Ordering::Relaxed), 1);
+        let up = monitor.handle(run(&h.clock, "api", Outcome::Up)).unwrap();
+        assert_eq!(
+            up.fence,
+            Some(Fence {
+                key: "api".into(),
+                node: "n1".into(),
+                epoch: 4
+            })
+        );
+        assert_eq!(
+            up.transition.map(|t| t.from),
+            Some(State::Unknown),
+            "nothing adopted: starts unknown"
+        );
+
+        // The lease went away and came back under epoch 6; meanwhile another node took the
+        // check down and persisted that.
+        let down = CheckState {
+            state: State::Down,
+            since: Some(start()),
+            streak: Vec::new(),
+        };
+        ownership.send_replace(owned(6, HashMap::from([("api".to_owned(), down)])));
+        let resumed = monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        assert_eq!(resumed.fence.as_ref().map(|f| f.epoch), Some(6));
+        assert!(resumed.transition.is_none(), "already down: no second down alert");
+        assert!(resumed.notifications.is_empty(), "reminders count from the adoption");
+        assert_eq!(resumed.state.since, Some(start()));
+        tokio::time::advance(10 * MINUTE).await;
+        let reminder = monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        assert_eq!(kinds(&reminder)[0].1, AlertKind::Reminder);
+        // Same epoch again: the monitor's own state is kept, not re-adopted.
+        let up = monitor.handle(run(&h.clock, "api", Outcome::Up)).unwrap();
+        assert_eq!(up.transition.map(|t| (t.from, t.to)), Some((State::Down, State::Up)));
     }
 }

@@ -15,6 +15,8 @@ pub enum ControlError {
     NotRunning(String),
     /// The daemon is shutting down.
     Stopping,
+    /// Another node of the cluster runs this check (named when known).
+    NotOwned { check: String, owner: Option<String> },
 }
 
 pub trait Control: Send + Sync + 'static {

@@ -39,6 +39,21 @@ pub struct HealthSources {
     pub delivery: Option<Arc<DeliveryStats>>,
     pub outbox: Option<Arc<OutboxGauges>>,
     pub runtime: Arc<StallStats>,
+    /// With several nodes on one store: what this node owns.
+    pub cluster: Option<Arc<ClusterGauges>>,
+}
+
+/// One node of a cluster, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterGauges {
+    /// Checks whose lease this node holds.
+    pub owned_checks: AtomicU64,
+    /// Live members at the last heartbeat, this node included.
+    pub members: AtomicU64,
+    /// Runs the monitor dropped because this node did not hold their lease.
+    pub fenced_runs: Arc<AtomicU64>,
+    /// Runs the store refused because their fence was no longer current.
+    pub rejected_runs: AtomicU64,
 }
 
 /// What the stall detector measured.

@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub use health::{HealthSources, OutboxGauges, StallStats};
+pub use health::{ClusterGauges, HealthSources, OutboxGauges, StallStats};
 
 /// What every handler shares: the engine, the config in force, the live view of the
 /// checks and the health sources. Cloning is cheap.

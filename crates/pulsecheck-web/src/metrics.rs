@@ -222,6 +222,31 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
         page.sample("pulsecheck_outbox_dead", &[], outbox.dead.load(Relaxed) as f64);
     }
 
+    if let Some(cluster) = &health.cluster {
+        page.family(
+            "pulsecheck_cluster_owned_checks",
+            Kind::Gauge,
+            "Checks this node holds the lease of (and runs)",
+        );
+        page.sample(
+            "pulsecheck_cluster_owned_checks",
+            &[],
+            cluster.owned_checks.load(Relaxed) as f64,
+        );
+        page.family("pulsecheck_cluster_members", Kind::Gauge, "Live nodes in the cluster");
+        page.sample("pulsecheck_cluster_members", &[], cluster.members.load(Relaxed) as f64);
+        page.family(
+            "pulsecheck_cluster_fenced_runs",
+            Kind::Counter,
+            "Runs not recorded because this node no longer held the check's lease (dropped here or refused by the store)",
+        );
+        page.sample(
+            "pulsecheck_cluster_fenced_runs_total",
+            &[],
+            (cluster.fenced_runs.load(Relaxed) + cluster.rejected_runs.load(Relaxed)) as f64,
+        );
+    }
+
     if let Some(delivery) = &health.delivery {
         page.family(
             "pulsecheck_delivery_attempts",

@@ -51,6 +51,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH", env = "PULSECHECK_DB", hide_env = true)]
     pub db: Option<PathBuf>,
 
+    /// The store, overriding the config's store.url and store.path: a PostgreSQL URL
+    /// (postgres://USER:PASSWORD@HOST/DB, shared by several nodes) or an SQLite file
+    /// (sqlite:PATH, or a path) [env: PULSECHECK_STORE].
+    #[arg(long, value_name = "URL", env = "PULSECHECK_STORE", hide_env = true)]
+    pub store: Option<String>,
+
     /// Resolve names with this nameserver (`IP` or `IP:PORT`) instead of /etc/resolv.conf.
     #[arg(long, value_name = "IP[:PORT]")]
     pub nameserver: Option<String>,

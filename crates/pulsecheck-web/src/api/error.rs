@@ -125,6 +125,10 @@ impl From<ControlError> for ApiError {
                 "unavailable",
                 "the daemon is shutting down; retry once it has restarted",
             ),
+            ControlError::NotOwned { check, owner } => ApiError::conflict(match owner {
+                Some(owner) => format!("check '{check}' is owned by node {owner}; ask that node"),
+                None => format!("check '{check}' is owned by another node; ask that node"),
+            }),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `pulsecheck serve`: the engine driven by a schedule, with state, an SQLite store and
-//! durable alerts.
+//! `pulsecheck serve`: the engine driven by a schedule, with state, a store (an SQLite
+//! file, or PostgreSQL shared by several nodes) and durable alerts.
 //!
 //! Lifecycle: load and validate the config; open the store and resume the persisted
 //! states and pending deliveries; start the writer, the delivery workers, the monitor
@@ -7,7 +7,13 @@
 //! config keeps the old one running). SIGINT/SIGTERM stop scheduling, let checks in
 //! flight finish within their deadlines, commit every result and outbox row, let
 //! delivery attempts in flight finish, and exit; a second signal exits at once.
+//!
+//! On a shared store ([`backend::Backend::coordinator`]) the node runs only the checks
+//! whose lease it holds ([`cluster`]); the monitor fences every run with the lease's
+//! epoch, and housekeeping runs on the node holding its own lease.
 
+pub mod backend;
+pub mod cluster;
 pub mod control;
 pub mod runner;
 pub mod stats;
@@ -21,11 +27,12 @@ use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::clock::Clock;
 use pulsecheck_core::live::LiveChecks;
 use pulsecheck_core::monitor::Monitor;
-use pulsecheck_core::outbox::Outbox;
+use pulsecheck_core::ownership::{lease_key, spawn_ownership, Owned, OwnershipConfig, HOUSEKEEPING};
 use pulsecheck_core::scheduler::Scheduler;
+use pulsecheck_core::storage::{CheckMeta, Housekeeping, Retention, WriteEvent};
+use pulsecheck_core::writer::{spawn_writer, WriterConfig, WriterHandle};
 use pulsecheck_core::Engine;
 use pulsecheck_notify::{spawn_delivery, DeliveryConfig};
-use pulsecheck_store::{spawn_writer, CheckMeta, Retention, Store, StoreOptions, WriteEvent, WriterConfig};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -34,8 +41,9 @@ use tokio_util::task::TaskTracker;
 use crate::cli::ServeArgs;
 use crate::config_file::{self, Loaded};
 use crate::exit::Exit;
+use backend::{Backend, StoreLocation};
 use control::{Command, DaemonControl, Operated};
-use runner::{jobs, EngineRunner};
+use runner::EngineRunner;
 
 /// How often the config file's modification time is compared, for reload on change.
 const CONFIG_POLL: Duration = Duration::from_secs(2);
@@ -97,13 +105,20 @@ async fn serve(args: ServeArgs) -> Exit {
         Err(exit) => return exit,
     };
     let config = file_config.clone();
-    let db_path = database_path(args.db.as_deref(), Some(&args.config), config.store.path.as_deref());
-    let store_options = StoreOptions {
-        max_size: config.store.max_size,
-        ..StoreOptions::default()
-    };
-    let store = match Store::open_with(&db_path, store_options).await {
-        Ok(store) => store,
+    let location = StoreLocation::resolve(args.store.as_deref(), args.db.as_deref(), &args.config, &config.store);
+    if config.cluster.is_some() {
+        if let StoreLocation::Sqlite(path) = &location {
+            eprintln!(
+                "error: cluster: needs a shared PostgreSQL store, but the store is the SQLite file {}; set \
+                 store.url: postgres://USER@HOST/DB (or --store postgres://…), or remove cluster:",
+                path.display()
+            );
+            return Exit::BadInput;
+        }
+    }
+    let node = cluster::Node::new(config.cluster.as_ref());
+    let backend = match Backend::open(&location, &config, &node.member.node).await {
+        Ok(backend) => backend,
         Err(e) => {
             eprintln!("error: {e}");
             return Exit::BadInput;
@@ -135,7 +150,7 @@ async fn serve(args: ServeArgs) -> Exit {
             return Exit::BadInput;
         }
     };
-    let states = match store.load_states().await {
+    let states = match backend.storage.load_states().await {
         Ok(states) => states,
         Err(e) => {
             eprintln!("error: cannot load the saved state: {e}");
@@ -147,7 +162,7 @@ async fn serve(args: ServeArgs) -> Exit {
         .iter()
         .filter(|(_, s)| s.state == pulsecheck_core::state::State::Down)
         .map(|(name, _)| name.as_str());
-    let mut operated = match Operated::load(&store, &file_config, down).await {
+    let mut operated = match Operated::load(&*backend.console, &file_config, down).await {
         Ok(operated) => operated,
         Err(message) => {
             eprintln!("error: {message}");
@@ -160,7 +175,7 @@ async fn serve(args: ServeArgs) -> Exit {
     let background = TaskTracker::new();
     let writer_shutdown = CancellationToken::new();
     let writer = spawn_writer(
-        store.clone(),
+        backend.storage.clone(),
         &background,
         WriterConfig {
             clock: clock.clone(),
@@ -177,7 +192,7 @@ async fn serve(args: ServeArgs) -> Exit {
     let delivery_cancel = CancellationToken::new();
     let (channels_tx, channels_rx) = watch::channel(channels);
     let delivery_stats = spawn_delivery(
-        Arc::new(store.clone()) as Arc<dyn Outbox>,
+        backend.outbox.clone(),
         channels_rx,
         clock.clone(),
         writer.committed(),
@@ -196,10 +211,45 @@ async fn serve(args: ServeArgs) -> Exit {
         abort.clone(),
     );
     let (policy_tx, policy_rx) = watch::channel(operated.policy(&config));
+    // On a shared store: this node's leases. Its loop outlives the pipeline, so the last
+    // runs are written under leases still held, and releases them at the very end.
+    let ownership_tasks = TaskTracker::new();
+    let ownership_cancel = CancellationToken::new();
+    let (keys_tx, keys_rx) = watch::channel(cluster::keys(&config));
+    let node = backend.coordinator.as_ref().map(|_| node);
+    let ownership = match (&backend.coordinator, &node) {
+        (Some(coordinator), Some(node)) => Some(spawn_ownership(
+            coordinator.clone(),
+            node.member.clone(),
+            keys_rx,
+            backend.storage.clone(),
+            OwnershipConfig { ttl: node.ttl },
+            &ownership_tasks,
+            ownership_cancel.clone(),
+        )),
+        _ => None,
+    };
     let (active_tx, active_rx) = watch::channel(Arc::new(config.clone()));
     let pipeline = TaskTracker::new();
     let live = Arc::new(LiveChecks::default());
     let mut monitor = Monitor::new(policy_rx, states, writer.clone(), clock.clone());
+    if let Some(ownership) = &ownership {
+        monitor = monitor.with_ownership(ownership.clone());
+    }
+    let cluster_gauges = ownership.as_ref().map(|ownership| {
+        let gauges = Arc::new(pulsecheck_web::ClusterGauges {
+            fenced_runs: monitor.fenced_runs(),
+            ..Default::default()
+        });
+        cluster::follow_gauges(
+            ownership.clone(),
+            backend.rejected_runs.clone(),
+            gauges.clone(),
+            &background,
+            delivery_cancel.clone(),
+        );
+        gauges
+    });
     // The live view (each check's last result and uptime buckets, about 3.5 KB a check)
     // is read only by /metrics: without a listener nothing would ever read it.
     if listener.is_some() {
@@ -208,16 +258,21 @@ async fn serve(args: ServeArgs) -> Exit {
         // the daemon: the store's runs before now, this process's after.
         let started = jiff::Timestamp::now();
         let names: Vec<String> = config.checks.iter().map(|c| c.name.clone()).collect();
-        let (live, store, stop) = (live.clone(), store.clone(), delivery_cancel.clone());
+        let (live, console, stop) = (live.clone(), backend.console.clone(), delivery_cancel.clone());
         background.spawn(async move {
             tokio::select! {
-                () = live.seed_uptime(&store, &names, started) => {}
+                () = live.seed_uptime(&*console, &names, started) => {}
                 () = stop.cancelled() => {}
             }
         });
     }
     pipeline.spawn(monitor.run(runs_rx));
-    background.spawn(compact_periodically(store.clone(), active_rx, delivery_cancel.clone()));
+    background.spawn(compact_periodically(
+        backend.housekeeping.clone(),
+        active_rx,
+        ownership.clone(),
+        delivery_cancel.clone(),
+    ));
     background.spawn(stats::log_periodically(
         scheduler.stats(),
         writer.clone(),
@@ -225,13 +280,24 @@ async fn serve(args: ServeArgs) -> Exit {
         delivery_cancel.clone(),
     ));
     background.spawn(crate::logging::report_dropped(delivery_cancel.clone()));
-    let report = scheduler.apply(jobs(&config));
-    tracing::info!(
-        checks = report.started.len(),
-        channels = config.channels.len(),
-        database = %db_path.display(),
-        "pulsecheck serve started"
-    );
+    let report = scheduler.apply(cluster::jobs(&config, owned_now(ownership.as_ref()).as_deref()));
+    match &node {
+        None => tracing::info!(
+            checks = report.started.len(),
+            channels = config.channels.len(),
+            database = %location.display(),
+            "pulsecheck serve started"
+        ),
+        Some(node) => tracing::info!(
+            node = %node.member.node,
+            location = node.member.location.as_deref().unwrap_or("-"),
+            store = %location.display(),
+            lease_ttl = ?node.ttl,
+            checks = config.checks.len(),
+            channels = config.channels.len(),
+            "pulsecheck serve started as a cluster node; it runs the checks whose lease it holds"
+        ),
+    }
 
     // The first SIGINT/SIGTERM cancels `shutdown`; a second one exits at once. The
     // watcher's tracker is never waited on: it ends with the process.
@@ -262,22 +328,24 @@ async fn serve(args: ServeArgs) -> Exit {
             delivery: Some(delivery_stats.clone()),
             outbox: Some(outbox.clone()),
             runtime: stalls.clone(),
+            cluster: cluster_gauges.clone(),
         };
-        let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health)
-            .with_store(Arc::new(store.clone()))
-            .with_control(Arc::new(DaemonControl {
-                commands: commands_tx.clone(),
-            }));
+        let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health);
+        let state = backend.attach(state).with_control(Arc::new(DaemonControl {
+            commands: commands_tx.clone(),
+        }));
         web::start(
             listener,
             state,
-            store.clone(),
+            backend.housekeeping.clone(),
             outbox,
             stalls,
             &listening,
             shutdown.clone(),
         );
     }
+    // A second receiver of the leases, for the loop to wait on.
+    let mut ownership_watch = ownership.clone();
     let mut config_mtime = modified(&args.config);
     let mut poll = tokio::time::interval(CONFIG_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -291,8 +359,24 @@ async fn serve(args: ServeArgs) -> Exit {
                     live: &live,
                     writer: &writer,
                     tasks: &pipeline,
+                    ownership: ownership.as_ref(),
+                    keys: &keys_tx,
                 };
                 applied.command(command, &file_config, &mut operated, &mut scheduler).await;
+                continue;
+            }
+            () = ownership_changed(ownership_watch.as_mut()) => {
+                // Leases moved: run exactly the checks held now.
+                let active = active_tx.borrow().clone();
+                let report = scheduler.apply(cluster::jobs(&active, owned_now(ownership.as_ref()).as_deref()));
+                if !report.started.is_empty() || !report.stopped.is_empty() {
+                    tracing::info!(
+                        started = report.started.len(),
+                        stopped = report.stopped.len(),
+                        running = report.started.len() + report.kept.len() + report.changed.len(),
+                        "cluster ownership changed"
+                    );
+                }
                 continue;
             }
             _ = hangup.recv() => "SIGHUP",
@@ -317,6 +401,8 @@ async fn serve(args: ServeArgs) -> Exit {
                     live: &live,
                     writer: &writer,
                     tasks: &pipeline,
+                    ownership: ownership.as_ref(),
+                    keys: &keys_tx,
                 };
                 let report = applied
                     .config(operated.effective(&file_config), &operated, &mut scheduler)
@@ -349,6 +435,10 @@ async fn serve(args: ServeArgs) -> Exit {
     pipeline.close();
     pipeline.wait().await;
     writer.close_and_wait().await;
+    // Everything is written: hand the leases over at once.
+    ownership_cancel.cancel();
+    ownership_tasks.close();
+    ownership_tasks.wait().await;
     let snapshot = stats::Snapshot::take(&scheduler_stats, &writer, &delivery_stats);
     tracing::info!("final statistics: {snapshot}");
     if let Some(path) = &args.stats_json {
@@ -360,7 +450,7 @@ async fn serve(args: ServeArgs) -> Exit {
     writer_shutdown.cancel();
     background.close();
     background.wait().await;
-    store.close().await;
+    backend.close().await;
     tracing::info!("stopped cleanly");
     Exit::AllUp
 }
@@ -370,9 +460,12 @@ struct Applied<'a> {
     policy: &'a watch::Sender<Arc<pulsecheck_core::monitor::Policy>>,
     active: &'a watch::Sender<Arc<MonitorConfig>>,
     live: &'a LiveChecks,
-    writer: &'a pulsecheck_store::WriterHandle,
+    writer: &'a WriterHandle,
     /// Where runs on demand go (waited for at shutdown, with the monitor).
     tasks: &'a TaskTracker,
+    /// On a shared store: this node's leases, and the keys the cluster shares out.
+    ownership: Option<&'a watch::Receiver<Arc<Owned>>>,
+    keys: &'a watch::Sender<Arc<Vec<String>>>,
 }
 
 impl Applied<'_> {
@@ -386,6 +479,7 @@ impl Applied<'_> {
     ) -> pulsecheck_core::scheduler::ApplyReport {
         self.policy.send_replace(operated.policy(&config));
         self.active.send_replace(Arc::new(config.clone()));
+        self.keys.send_replace(cluster::keys(&config));
         // Removed and renamed checks leave no series behind.
         self.live.retain(config.checks.iter().map(|c| c.name.as_str()));
         self.writer
@@ -396,7 +490,7 @@ impl Applied<'_> {
             .await;
         // The API answers once the store lists the change.
         self.writer.flush().await;
-        scheduler.apply(jobs(&config))
+        scheduler.apply(cluster::jobs(&config, owned_now(self.ownership).as_deref()))
     }
 
     /// Does what the API asked and answers once it is in force.
@@ -409,6 +503,14 @@ impl Applied<'_> {
     ) {
         match command {
             Command::RunNow { check, reply } => match scheduler.run_now(&check) {
+                None if self.ownership.is_some() && self.active.borrow().check(&check).is_some() => {
+                    let owned = owned_now(self.ownership).unwrap_or_default();
+                    let owner = owned
+                        .owner_of(&lease_key(&check))
+                        .filter(|owner| *owner != owned.node)
+                        .map(str::to_owned);
+                    let _ = reply.send(Err(pulsecheck_web::control::ControlError::NotOwned { check, owner }));
+                }
                 None => {
                     let _ = reply.send(Err(pulsecheck_web::control::ControlError::NotRunning(check)));
                 }
@@ -466,13 +568,38 @@ fn delivery_config(config: &MonitorConfig) -> DeliveryConfig {
     }
 }
 
-async fn compact_periodically(store: Store, active: watch::Receiver<Arc<MonitorConfig>>, stop: CancellationToken) {
+/// What this node owns now (`None` on a single node).
+fn owned_now(ownership: Option<&watch::Receiver<Arc<Owned>>>) -> Option<Arc<Owned>> {
+    ownership.map(|o| o.borrow().clone())
+}
+
+/// Resolves when ownership changes; never on a single node (or once the loop ended).
+async fn ownership_changed(ownership: Option<&mut watch::Receiver<Arc<Owned>>>) {
+    let changed = match ownership {
+        Some(ownership) => ownership.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn compact_periodically(
+    store: Arc<dyn Housekeeping>,
+    active: watch::Receiver<Arc<MonitorConfig>>,
+    ownership: Option<watch::Receiver<Arc<Owned>>>,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(COMPACT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
+        }
+        // In a cluster, one node compacts: the one holding the housekeeping lease.
+        if ownership.as_ref().is_some_and(|o| !o.borrow().owns(HOUSEKEEPING)) {
+            continue;
         }
         let retention = {
             let active = active.borrow();
@@ -485,7 +612,7 @@ async fn compact_periodically(store: Store, active: watch::Receiver<Arc<MonitorC
                 ..Retention::new(config.raw_days, config.hourly_days)
             }
         };
-        match store.compact_with(jiff::Timestamp::now(), &retention).await {
+        match store.compact(jiff::Timestamp::now(), &retention).await {
             Ok(report) => tracing::debug!(?report, "compacted the store"),
             Err(e) => tracing::warn!("compaction failed (retried next hour): {e}"),
         }

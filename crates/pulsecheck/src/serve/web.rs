@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pulsecheck_config::MonitorConfig;
-use pulsecheck_store::Store;
+use pulsecheck_core::storage::Housekeeping;
 use pulsecheck_web::{AppState, OutboxGauges, StallStats};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ pub async fn bind(config: &MonitorConfig) -> Result<Option<TcpListener>, String>
 pub fn start(
     listener: TcpListener,
     state: AppState,
-    store: Store,
+    store: Arc<dyn Housekeeping>,
     outbox: Arc<OutboxGauges>,
     stalls: Arc<StallStats>,
     tasks: &TaskTracker,

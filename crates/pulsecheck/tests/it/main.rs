@@ -4,6 +4,7 @@
 mod api;
 mod browser;
 mod cli;
+mod cluster;
 mod daemon;
 mod demo;
 mod payload;
