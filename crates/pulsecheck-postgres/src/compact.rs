@@ -8,8 +8,8 @@ use sqlx::Row;
 
 use crate::error::PgError;
 use crate::store::PgStore;
-use pulsecheck_core::storage::encoding::{floor_hour, to_ms, DAY_MS, HOUR_MS};
 use crate::uptime::WATERMARK_KEY;
+use pulsecheck_core::storage::encoding::{floor_hour, to_ms, DAY_MS, HOUR_MS};
 
 /// An hour is aggregated only once it ended this long ago, so that results of checks
 /// that started just before the hour turned (and the writer's batching delay) are in.

@@ -21,8 +21,8 @@ use sqlx::postgres::PgRow;
 use crate::error::PgError;
 use crate::read::{delivery_state_str, limit_i64};
 use crate::store::PgStore;
-use pulsecheck_core::storage::encoding::{from_ms, to_ms, DAY_MS};
 use crate::uptime::watermark;
+use pulsecheck_core::storage::encoding::{from_ms, to_ms, DAY_MS};
 
 pub(crate) fn origin_str(origin: Origin) -> &'static str {
     match origin {

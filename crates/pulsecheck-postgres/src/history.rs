@@ -7,10 +7,10 @@ use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, Resul
 use pulsecheck_core::storage::StorageError;
 use sqlx::postgres::PgRow;
 
-use pulsecheck_core::storage::encoding as codes;
 use crate::error::PgError;
 use crate::read::limit_i64;
 use crate::store::PgStore;
+use pulsecheck_core::storage::encoding as codes;
 use pulsecheck_core::storage::encoding::{from_ms, to_ms, us_to_ms};
 
 pub(crate) const RESULT_PAGE_SQL: &str =

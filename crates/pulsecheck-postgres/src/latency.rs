@@ -9,11 +9,11 @@ use pulsecheck_core::storage::console::{LatencyPercentiles, LatencyPoint};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use pulsecheck_core::storage::encoding::{self as codes, Phases};
 use crate::error::PgError;
 use crate::store::PgStore;
-use pulsecheck_core::storage::encoding::{floor_hour, from_ms, to_ms, us_to_ms, HOUR_MS};
 use crate::uptime::watermark;
+use pulsecheck_core::storage::encoding::{self as codes, Phases};
+use pulsecheck_core::storage::encoding::{floor_hour, from_ms, to_ms, us_to_ms, HOUR_MS};
 
 /// The phases an hourly row keeps a mean of: dns, connect, tls, ttfb, transfer.
 pub(crate) const MEAN_PHASES: usize = 5;

@@ -14,9 +14,9 @@ use pulsecheck_core::state::{State, Transition};
 use pulsecheck_core::storage::{idempotency_key, RunRecord, WriteEvent};
 use sqlx::PgConnection;
 
-use pulsecheck_core::storage::encoding as codes;
 use crate::error::PgError;
 use crate::store::{PgStore, DB_NOW};
+use pulsecheck_core::storage::encoding as codes;
 use pulsecheck_core::storage::encoding::{duration_ms, duration_us, to_ms};
 
 /// Milliseconds tried after a result's own when its key is taken.
