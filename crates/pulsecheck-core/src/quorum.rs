@@ -6,7 +6,21 @@
 //! transaction that changes one of them and decides the check-level state, so that one
 //! check-level change is written (and alerted) once, whichever node wrote it.
 
+use crate::outbox::BoxFuture;
 use crate::state::State;
+use crate::storage::StorageError;
+
+/// Second-opinion requests in a shared store: a location that saw a failure asks the
+/// others to re-check at once (written by the store with the failing run).
+pub trait SecondOpinions: Send + Sync + 'static {
+    /// Takes (deletes and returns) the requests for `location` among `checks`, the
+    /// quorum checks this node holds there, to run them now.
+    fn take_rechecks<'a>(
+        &'a self,
+        location: &'a str,
+        checks: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
+}
 
 /// `quorum: {locations: [...], min_down: N}` of a check.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pulsecheck_config::{CheckConfig, ClusterConfig, MonitorConfig};
 use pulsecheck_core::cluster::Member;
-use pulsecheck_core::ownership::{lease_key, Owned, HOUSEKEEPING};
+use pulsecheck_core::ownership::{lease_key, LeaseKey, Owned, HOUSEKEEPING};
 use pulsecheck_core::scheduler::Job;
 use pulsecheck_web::ClusterGauges;
 use tokio::sync::watch;
@@ -46,18 +46,38 @@ impl Node {
     }
 }
 
-/// Every lease the cluster hands out for `config`: one per check, and housekeeping.
-pub fn keys(config: &MonitorConfig) -> Arc<Vec<String>> {
-    let mut keys: Vec<String> = config.checks.iter().map(|c| lease_key(&c.name)).collect();
-    keys.push(HOUSEKEEPING.to_owned());
+/// Every lease the cluster hands out for `config`: one per check (one per location of
+/// a check with a quorum, owned at that location), and housekeeping.
+pub fn keys(config: &MonitorConfig) -> Arc<Vec<LeaseKey>> {
+    let mut keys: Vec<LeaseKey> = Vec::with_capacity(config.checks.len() + 1);
+    for check in &config.checks {
+        match &check.quorum {
+            None => keys.push(LeaseKey::check(&check.name, None)),
+            Some(quorum) => keys.extend(
+                quorum
+                    .locations
+                    .iter()
+                    .map(|location| LeaseKey::check(&check.name, Some(location))),
+            ),
+        }
+    }
+    keys.push(LeaseKey::plain(HOUSEKEEPING));
     Arc::new(keys)
 }
 
 /// The jobs of `config` this node runs: all of them alone, the owned ones in a cluster.
+/// A quorum check runs here when this node holds one of its locations (a node has one
+/// location, so the job's name, the check's, stays unique on the node).
 pub fn jobs(config: &MonitorConfig, owned: Option<&Owned>) -> Vec<Job<CheckConfig>> {
     let mut jobs = super::runner::jobs(config);
     if let Some(owned) = owned {
-        jobs.retain(|job| owned.owns(&lease_key(&job.name)));
+        jobs.retain(|job| match &job.spec.quorum {
+            None => owned.owns(&lease_key(&job.name, None)),
+            Some(quorum) => quorum
+                .locations
+                .iter()
+                .any(|location| owned.owns(&lease_key(&job.name, Some(location)))),
+        });
     }
     jobs
 }
