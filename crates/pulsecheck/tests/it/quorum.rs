@@ -161,6 +161,29 @@ async fn two_locations_down_declare_down_one_does_not() {
         logs(&nodes)
     );
 
+    // The check page shows the locations and marks eu.
+    let page = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/checks/once", nodes[0].base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let table = page.split("id=\"locations-h\"").nth(1).expect("a locations section");
+    let eu_row = table
+        .split("<tr>")
+        .find(|row| row.contains("<td>eu</td>"))
+        .expect("a row for eu");
+    assert!(eu_row.contains("disagrees"), "{eu_row}");
+    assert!(!table
+        .split("<tr>")
+        .any(|row| row.contains("<td>us</td>") && row.contains("disagrees")));
+
     // eu's failure asked us and ap for a second opinion, which they ran at once.
     eventually(Duration::from_secs(60), "a second opinion from us or ap", || async {
         nodes[1..]
