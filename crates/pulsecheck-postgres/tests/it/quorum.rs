@@ -11,6 +11,7 @@ use pulsecheck_core::storage::{Console, Storage, WriteEvent};
 use pulsecheck_core::Outcome;
 use pulsecheck_postgres::PgStore;
 use tokio::sync::Barrier;
+use tokio::task::JoinSet;
 
 use crate::common::*;
 
@@ -158,16 +159,15 @@ async fn one_location_down_is_no_quorum_two_are_and_the_alert_is_written_once() 
 
     // us and ap go down at once, from two nodes: one of them tips the tally.
     let barrier = Arc::new(Barrier::new(2));
-    let race = |store: Arc<PgStore>, location: &'static str| {
+    let mut racers = JoinSet::new();
+    for (store, location) in [(us.clone(), "us"), (ap.clone(), "ap")] {
         let barrier = barrier.clone();
-        tokio::spawn(async move {
+        racers.spawn(async move {
             barrier.wait().await;
             write(&store, located("api", location, Some(State::Up), State::Down, 50)).await;
-        })
-    };
-    let (a, b) = tokio::join!(race(us.clone(), "us"), race(ap.clone(), "ap"));
-    a.unwrap();
-    b.unwrap();
+        });
+    }
+    racers.join_all().await;
     assert_eq!(check_state(&eu, "api").await, "down");
     assert_eq!(
         transitions(&eu, "api").await,
@@ -249,23 +249,19 @@ async fn racing_locations_never_alert_twice() {
         write(&us, located(name, "eu", Some(State::Unknown), State::Up, 1)).await;
     }
     let barrier = Arc::new(Barrier::new(2));
-    let batch = |store: Arc<PgStore>, location: &'static str, names: Vec<String>| {
-        let barrier = barrier.clone();
-        tokio::spawn(async move {
+    let mut batches = JoinSet::new();
+    for (store, location) in [(us.clone(), "us"), (ap.clone(), "ap")] {
+        let (barrier, names) = (barrier.clone(), names.clone());
+        batches.spawn(async move {
             let events: Vec<WriteEvent> = names
                 .iter()
                 .map(|n| located(n, location, Some(State::Up), State::Down, 5))
                 .collect();
             barrier.wait().await;
             Storage::write(&*store, &events, ts(5)).await.expect("write");
-        })
-    };
-    let (a, b) = tokio::join!(
-        batch(us.clone(), "us", names.clone()),
-        batch(ap.clone(), "ap", names.clone())
-    );
-    a.unwrap();
-    b.unwrap();
+        });
+    }
+    batches.join_all().await;
     for name in &names {
         assert_eq!(check_state(&us, name).await, "down", "{name}");
         assert_eq!(
