@@ -134,4 +134,33 @@ mod tests {
         assert_eq!(default.ttl, pulsecheck_config::DEFAULT_LEASE_TTL);
         assert!(!default.member.node.starts_with('-'));
     }
+
+    /// A quorum check has one key per location and runs on a node holding one of them,
+    /// under its own name; a plain check keeps its name as its key.
+    #[test]
+    fn a_quorum_check_has_a_key_per_location_and_runs_where_one_is_held() {
+        let text = "store: {url: postgres://h/db}\ncluster: {location: us}\nchecks:\n  - name: plain\n    target: tcp://127.0.0.1:1\n  - name: q\n    target: tcp://127.0.0.1:1\n    quorum: {locations: [eu, us]}\n";
+        let config = pulsecheck_config::load_str(text, std::path::Path::new("t.yaml"), &|_: &str| None).unwrap();
+        let keys: Vec<(String, Option<String>)> =
+            keys(&config).iter().map(|k| (k.key.clone(), k.location.clone())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("plain".to_owned(), None),
+                ("q@eu".to_owned(), Some("eu".to_owned())),
+                ("q@us".to_owned(), Some("us".to_owned())),
+                (HOUSEKEEPING.to_owned(), None),
+            ]
+        );
+        let holding = |leases: &[&str]| Owned {
+            node: "us-1".into(),
+            leases: leases.iter().map(|k| (k.to_string(), 1)).collect(),
+            ..Owned::default()
+        };
+        let names = |owned: &Owned| -> Vec<String> { jobs(&config, Some(owned)).into_iter().map(|j| j.name).collect() };
+        assert_eq!(names(&holding(&["q@us"])), ["q"]);
+        assert_eq!(names(&holding(&["plain", "q@eu"])), ["plain", "q"]);
+        assert!(names(&holding(&["q"])).is_empty(), "a quorum check is never held by its bare name");
+        assert_eq!(jobs(&config, None).len(), 2, "alone, every check runs");
+    }
 }
