@@ -195,7 +195,7 @@ impl Monitor {
                 // A node has one location, so it holds at most one location's lease of a
                 // check, and the monitor's state of a quorum check is that location's.
                 located = check.quorum.as_ref().and_then(|quorum| {
-                    let location = owned.members.iter().find(|m| m.node == owned.node)?.location.clone()?;
+                    let location = owned.location()?.to_owned();
                     Some(Located {
                         location,
                         quorum: quorum.clone(),

@@ -94,6 +94,19 @@ impl Owned {
     pub fn owner_of(&self, key: &str) -> Option<&str> {
         rendezvous::owner(&self.members, key).map(|m| m.node.as_str())
     }
+
+    /// [`Owned::owner_of`] for a key that runs at `location` (only members there).
+    pub fn owner_at(&self, key: &str, location: Option<&str>) -> Option<&str> {
+        rendezvous::owner_at(&self.members, key, location).map(|m| m.node.as_str())
+    }
+
+    /// This node's location, by the last member list.
+    pub fn location(&self) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|m| m.node == self.node)
+            .and_then(|m| m.location.as_deref())
+    }
 }
 
 /// The timing of the loop.

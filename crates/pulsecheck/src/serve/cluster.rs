@@ -141,8 +141,10 @@ mod tests {
     fn a_quorum_check_has_a_key_per_location_and_runs_where_one_is_held() {
         let text = "store: {url: postgres://h/db}\ncluster: {location: us}\nchecks:\n  - name: plain\n    target: tcp://127.0.0.1:1\n  - name: q\n    target: tcp://127.0.0.1:1\n    quorum: {locations: [eu, us]}\n";
         let config = pulsecheck_config::load_str(text, std::path::Path::new("t.yaml"), &|_: &str| None).unwrap();
-        let keys: Vec<(String, Option<String>)> =
-            keys(&config).iter().map(|k| (k.key.clone(), k.location.clone())).collect();
+        let keys: Vec<(String, Option<String>)> = keys(&config)
+            .iter()
+            .map(|k| (k.key.clone(), k.location.clone()))
+            .collect();
         assert_eq!(
             keys,
             [
@@ -160,7 +162,10 @@ mod tests {
         let names = |owned: &Owned| -> Vec<String> { jobs(&config, Some(owned)).into_iter().map(|j| j.name).collect() };
         assert_eq!(names(&holding(&["q@us"])), ["q"]);
         assert_eq!(names(&holding(&["plain", "q@eu"])), ["plain", "q"]);
-        assert!(names(&holding(&["q"])).is_empty(), "a quorum check is never held by its bare name");
+        assert!(
+            names(&holding(&["q"])).is_empty(),
+            "a quorum check is never held by its bare name"
+        );
         assert_eq!(jobs(&config, None).len(), 2, "alone, every check runs");
     }
 }

@@ -523,8 +523,11 @@ impl Applied<'_> {
             Command::RunNow { check, reply } => match scheduler.run_now(&check) {
                 None if self.ownership.is_some() && self.active.borrow().check(&check).is_some() => {
                     let owned = owned_now(self.ownership).unwrap_or_default();
+                    // A quorum check runs at this node's location by the node holding it there.
+                    let quorum = self.active.borrow().check(&check).is_some_and(|c| c.quorum.is_some());
+                    let location = quorum.then(|| owned.location()).flatten().map(str::to_owned);
                     let owner = owned
-                        .owner_of(&lease_key(&check, None))
+                        .owner_at(&lease_key(&check, location.as_deref()), location.as_deref())
                         .filter(|owner| *owner != owned.node)
                         .map(str::to_owned);
                     let _ = reply.send(Err(pulsecheck_web::control::ControlError::NotOwned { check, owner }));
