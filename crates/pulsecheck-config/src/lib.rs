@@ -33,6 +33,7 @@
 mod api_check;
 mod cluster;
 mod de;
+mod quorum;
 mod raw;
 mod suggest;
 mod tree;
@@ -108,6 +109,7 @@ impl MonitorConfig {
                 thresholds: c.thresholds,
                 channels: c.channels.clone(),
                 reminder: c.reminder,
+                quorum: c.quorum.clone(),
             })
             .collect();
         Policy::new(checks, self.maintenance.clone())
@@ -140,6 +142,8 @@ pub struct CheckConfig {
     pub channels: Vec<String>,
     /// Re-alert this often while down; `None` for no reminders.
     pub reminder: Option<Duration>,
+    /// Probed from several locations, down when `min_down` agree (see `quorum`).
+    pub quorum: Option<pulsecheck_core::quorum::Quorum>,
     /// Whether the file or the API defines it (see [`validate_api_check`]).
     pub origin: pulsecheck_core::storage::Origin,
 }
@@ -155,6 +159,7 @@ impl PartialEq for CheckConfig {
             && self.thresholds == other.thresholds
             && self.channels == other.channels
             && self.reminder == other.reminder
+            && self.quorum == other.quorum
             && self.options == other.options
             && self.origin == other.origin
     }
@@ -481,6 +486,7 @@ mod tests {
             thresholds: Thresholds::default(),
             channels: Vec::new(),
             reminder: None,
+            quorum: None,
             origin: Default::default(),
         }
     }

@@ -52,6 +52,15 @@ pub(crate) struct RawCheck {
     pub success_threshold: Option<Spanned<u32>>,
     pub channels: Option<Spanned<Vec<Spanned<String>>>>,
     pub reminder: Option<Spanned<Dur>>,
+    pub quorum: Option<Spanned<RawQuorum>>,
+}
+
+/// `quorum: {locations: [...], min_down: N}` of a check.
+#[derive(Debug, Default, DeriveDeserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuorum {
+    pub locations: Option<Spanned<Vec<Spanned<String>>>>,
+    pub min_down: Option<Spanned<u32>>,
 }
 
 /// One condition: exactly one of the kind keys, plus `equals`/`exists` after `json_path`.
@@ -336,6 +345,7 @@ pub(crate) const SCHEMA: &[(&str, FieldsFn)] = &[
     ("top level", struct_fields::<RawConfig>),
     ("checks[] and defaults", struct_fields::<RawCheck>),
     ("checks[].conditions[]", struct_fields::<RawCondition>),
+    ("checks[].quorum", struct_fields::<RawQuorum>),
     ("checks[].conditions[].header", struct_fields::<RawHeaderCondition>),
     ("channels.NAME", struct_fields::<RawChannel>),
     ("channels.NAME.smtp", struct_fields::<RawSmtp>),

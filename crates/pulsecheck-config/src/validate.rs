@@ -125,6 +125,7 @@ pub(crate) fn validate(
     let names = names(tree);
     let channels = channels(&mut v, raw.channels.as_ref());
     let checks = checks(&mut v, raw, &names);
+    super::quorum::needs_cluster(&mut v, raw);
     let maintenance = maintenance(&mut v, raw.maintenance.as_deref().unwrap_or_default(), &names);
     let config = MonitorConfig {
         checks,
@@ -523,6 +524,8 @@ fn check_config(
         None => None,
     };
 
+    let quorum = super::quorum::quorum(v, pick(&c.quorum, defaults.map(|d| &d.quorum)).value);
+
     if v.errors.len() > errors_before {
         return None;
     }
@@ -535,6 +538,7 @@ fn check_config(
         thresholds,
         channels,
         reminder,
+        quorum,
         origin: pulsecheck_core::storage::Origin::File,
     })
 }

@@ -214,9 +214,9 @@ fn the_coverage_check_notices_a_key_the_example_does_not_use() {
     // Minus the keys only the cluster example can use.
     let unused: Vec<_> = sections
         .iter()
-        .filter(|s| s.section != "cluster")
+        .filter(|s| s.section != "cluster" && s.section != "checks[].quorum")
         .flat_map(|s| s.unused())
-        .filter(|key| !["cluster", "url"].contains(key))
+        .filter(|key| !["cluster", "url", "quorum"].contains(key))
         .collect();
     assert_eq!(unused, ["user_agent"]);
 }
@@ -1049,4 +1049,59 @@ fn store_and_cluster_mistakes_are_reported_at_their_place() {
     assert!(errors[0].hint.as_deref().unwrap().contains("store.path"));
     let errors = load_yaml("cluster:\n  lease_ttl: 15s\n  nodes: a\n").unwrap_err();
     assert!(errors[0].message.contains("unknown key 'nodes'"), "{}", render(&errors));
+}
+
+// ---------------------------------------------------------------------------------------
+// Location quorum
+
+#[test]
+fn a_quorum_defaults_to_a_majority_and_the_example_has_one() {
+    let (path, text) = example("pulsecheck-cluster.yaml");
+    let config = config::load_str(&text, &path, &no_env).unwrap_or_else(|e| panic!("{}", render(&e)));
+    let checkout = config.checks.iter().find(|c| c.name == "checkout").unwrap();
+    let quorum = checkout.quorum.as_ref().unwrap();
+    assert_eq!(
+        (quorum.locations.as_slice(), quorum.min_down),
+        (&["eu".to_owned(), "us".into(), "ap".into()][..], 2)
+    );
+    assert!(config.checks.iter().find(|c| c.name == "api").unwrap().quorum.is_none());
+    assert_eq!(
+        config.policy().check("checkout").unwrap().quorum.as_ref(),
+        Some(quorum),
+        "the monitor sees it"
+    );
+
+    let four = load_ok(
+        "store: {url: postgres://h/db}\ncluster: {location: eu}\nchecks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    quorum: {locations: [eu, us, ap, sa]}\n",
+    );
+    assert_eq!(four.checks[0].quorum.as_ref().unwrap().min_down, 3);
+}
+
+#[test]
+fn quorum_mistakes_are_reported_at_their_place() {
+    let errors = load_yaml(
+        "store: {url: postgres://h/db}\ncluster: {}\nchecks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    quorum:\n      locations: [eu, us, eu]\n      min_down: 4\n  - name: b\n    target: tcp://127.0.0.1:1\n    quorum: {locations: []}\n  - name: c\n    target: tcp://127.0.0.1:1\n    quorum: {min_down: 1}\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        positions(&errors),
+        [
+            "7:27: quorum location \"eu\" is listed twice",
+            "8:17: min_down 4 is out of range for 3 location(s)",
+            "11:25: quorum locations are empty",
+            "14:13: quorum has no 'locations'",
+        ]
+    );
+    let hints: Vec<String> = errors.iter().map(|e| e.hint.clone().unwrap_or_default()).collect();
+    assert!(hints[0].contains("first listed at line 7, column 19"), "{hints:?}");
+    assert!(hints[1].contains("use 1 to 3"), "{hints:?}");
+
+    // Without cluster: (and a shared store) nobody could vote from elsewhere.
+    let errors = load_yaml("checks:\n  - name: a\n    target: tcp://127.0.0.1:1\n    quorum: {locations: [eu, us]}\n")
+        .unwrap_err();
+    assert_eq!(
+        positions(&errors),
+        ["4:13: a location quorum needs several nodes on a shared PostgreSQL store"]
+    );
+    assert!(errors[0].hint.as_deref().unwrap().contains("cluster:"));
 }

@@ -26,6 +26,7 @@ pub mod options;
 pub mod outbox;
 pub mod ownership;
 pub mod probe;
+pub mod quorum;
 pub mod rendezvous;
 pub mod resolve;
 pub mod result;

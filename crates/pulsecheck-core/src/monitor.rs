@@ -17,6 +17,7 @@ use crate::live::LiveChecks;
 use crate::maintenance::MaintenanceWindow;
 use crate::outbox::{AlertEvent, AlertKind, CauseResult};
 use crate::ownership::{lease_key, Owned};
+use crate::quorum::{Located, Quorum};
 use crate::scheduler::Run;
 use crate::state::{self, CheckState, State, Thresholds, Transition};
 use crate::storage::{RunRecord, WriteEvent};
@@ -35,6 +36,8 @@ pub struct MonitoredCheck {
     pub channels: Vec<String>,
     /// Re-alert this often while down; `None` for no reminders.
     pub reminder: Option<Duration>,
+    /// Probed from several locations, down only when this many agree.
+    pub quorum: Option<Quorum>,
 }
 
 /// The checks and maintenance windows in force, and the operator's silences and
@@ -184,9 +187,26 @@ impl Monitor {
     pub fn handle(&mut self, run: Run) -> Option<RunRecord> {
         let policy = self.policy.borrow().clone();
         let check = policy.check(&run.check)?;
+        let mut located = None;
         let fence = match self.ownership.clone() {
             None => None,
-            Some(ownership) => Some(self.fence(&ownership.borrow(), &check.name)?),
+            Some(ownership) => {
+                let owned = ownership.borrow();
+                // A node has one location, so it holds at most one location's lease of a
+                // check, and the monitor's state of a quorum check is that location's.
+                located = check.quorum.as_ref().and_then(|quorum| {
+                    let location = owned.location()?.to_owned();
+                    Some(Located {
+                        location,
+                        quorum: quorum.clone(),
+                    })
+                });
+                if check.quorum.is_some() && located.is_none() {
+                    self.fenced.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                Some(self.fence(&owned, &check.name, located.as_ref().map(|l| l.location.as_str()))?)
+            }
         };
         // Engine::check has judged the result and dropped the captured response.
         let result = run.result;
@@ -199,9 +219,14 @@ impl Monitor {
         };
         let previous = self.states.get(&check.name).cloned().unwrap_or_default();
         let (next, transition) = state::step(&previous, cause, check.thresholds);
-        let notifications = match &transition {
-            Some(transition) => self.on_transition(&policy, check, transition),
-            None => self.reminders(&policy, check, &next),
+        let notifications = match (&transition, &located) {
+            (Some(transition), None) => self.on_transition(&policy, check, transition),
+            // The check-level alert this change would cause if it flips the tally; the
+            // store keeps it only then. Reminders need the check-level state, which only
+            // the store knows, so a quorum check has none.
+            (Some(transition), Some(located)) => located_notifications(&policy, check, transition, located),
+            (None, Some(_)) => Vec::new(),
+            (None, None) => self.reminders(&policy, check, &next),
         };
         if let Some(live) = &self.live {
             live.record(&check.name, check.group.as_deref(), &result, next.state);
@@ -213,21 +238,22 @@ impl Monitor {
             result,
             state: next,
             transition,
+            quorum: located,
             notifications,
         })
     }
 
     /// The fence for a run of `check`, adopting the state the lease came with when its
     /// epoch is new here; `None` (the run is dropped) when this node does not hold it.
-    fn fence(&mut self, owned: &Owned, check: &str) -> Option<Fence> {
-        let key = lease_key(check);
+    fn fence(&mut self, owned: &Owned, check: &str, location: Option<&str>) -> Option<Fence> {
+        let key = lease_key(check, location);
         let Some(epoch) = owned.epoch(&key) else {
             self.fenced.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(check, "run dropped: this node does not hold the check's lease");
             return None;
         };
         if self.epochs.get(&key) != Some(&epoch) {
-            let state = owned.adopted.get(check).cloned().unwrap_or_default();
+            let state = owned.adopted.get(&key).cloned().unwrap_or_default();
             // Like after a restart: reminders of an adopted down span count from now.
             if state.state == State::Down {
                 self.last_alert.insert(check.to_owned(), self.clock.now());
@@ -313,6 +339,32 @@ impl Monitor {
     }
 }
 
+/// The would-be check-level notifications of a location's transition: a location going
+/// down may take the check down, one coming back up may resolve it.
+fn located_notifications(
+    policy: &Policy,
+    check: &MonitoredCheck,
+    transition: &Transition,
+    located: &Located,
+) -> Vec<(String, AlertEvent)> {
+    let kind = match (transition.from, transition.to) {
+        (_, State::Down) => AlertKind::Down,
+        (State::Down, State::Up) => AlertKind::Resolved,
+        _ => return Vec::new(),
+    };
+    tracing::info!(
+        check = %check.name,
+        location = %located.location,
+        from = %transition.from,
+        to = %transition.to,
+        "location state changed"
+    );
+    if policy.muted(check, transition.at) {
+        return Vec::new();
+    }
+    events(check, kind, transition)
+}
+
 /// One event per channel of the check. The idempotency key is left empty: the store
 /// derives it from the transition's row id, which is stable across retries and restarts.
 fn events(check: &MonitoredCheck, kind: AlertKind, transition: &Transition) -> Vec<(String, AlertEvent)> {
@@ -371,6 +423,7 @@ mod tests {
             thresholds: Thresholds { failure: 2, success: 1 },
             channels: vec!["ops".into(), "pager".into()],
             reminder,
+            quorum: None,
         }
     }
 
@@ -698,5 +751,73 @@ mod tests {
         // Same epoch again: the monitor's own state is kept, not re-adopted.
         let up = monitor.handle(run(&h.clock, "api", Outcome::Up)).unwrap();
         assert_eq!(up.transition.map(|t| (t.from, t.to)), Some((State::Down, State::Up)));
+    }
+
+    /// A quorum check on a node at "eu": the run is fenced by the `api@eu` lease, judged
+    /// per location from the state adopted for that key, and carries the would-be
+    /// check-level alerts of its location's change for the store to use or drop.
+    #[tokio::test(start_paused = true)]
+    async fn a_quorum_check_is_judged_per_location_under_its_located_lease() {
+        let quorum = Quorum {
+            locations: vec!["eu".into(), "us".into(), "ap".into()],
+            min_down: 2,
+        };
+        let api = MonitoredCheck {
+            quorum: Some(quorum.clone()),
+            ..check("api", None)
+        };
+        let h = Harness::new(Policy::new(vec![api], Vec::new()));
+        let up_at_eu = CheckState {
+            state: State::Up,
+            since: Some(start()),
+            streak: Vec::new(),
+        };
+        let owned = Arc::new(Owned {
+            node: "n-eu".into(),
+            members: vec![crate::cluster::Member {
+                node: "n-eu".into(),
+                location: Some("eu".into()),
+            }],
+            leases: HashMap::from([("api@eu".to_owned(), 3)]),
+            adopted: HashMap::from([("api@eu".to_owned(), up_at_eu)]),
+        });
+        let (_ownership, ownership_rx) = watch::channel(owned);
+        let mut monitor = h.monitor.with_ownership(ownership_rx);
+        let first = monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        assert_eq!(
+            first.fence.as_ref().map(|f| (f.key.as_str(), f.epoch)),
+            Some(("api@eu", 3))
+        );
+        assert_eq!(
+            first.quorum,
+            Some(Located {
+                location: "eu".into(),
+                quorum
+            })
+        );
+        assert!(first.transition.is_none(), "adopted up; the threshold is 2");
+        assert!(first.notifications.is_empty());
+        let down = monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        assert_eq!(
+            down.transition.as_ref().map(|t| (t.from, t.to)),
+            Some((State::Up, State::Down))
+        );
+        assert_eq!(
+            kinds(&down),
+            [
+                ("ops".to_owned(), AlertKind::Down),
+                ("pager".to_owned(), AlertKind::Down)
+            ]
+        );
+        let up = monitor.handle(run(&h.clock, "api", Outcome::Up)).unwrap();
+        assert_eq!(kinds(&up)[0].1, AlertKind::Resolved);
+        // Long down at this location: still no reminders, the check-level state is the store's.
+        monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        assert!(monitor
+            .handle(run(&h.clock, "api", Outcome::Down))
+            .unwrap()
+            .notifications
+            .is_empty());
     }
 }

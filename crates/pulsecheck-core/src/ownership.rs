@@ -11,7 +11,7 @@
 //! stops probing until the store answers again. On cancel it releases every lease and
 //! leaves, so a clean shutdown hands its checks over at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +25,41 @@ use crate::rendezvous;
 use crate::state::CheckState;
 use crate::storage::{Storage, StorageError};
 
-/// The lease key of a check. A check probed from several locations will use
-/// `check@location`; everything that maps checks to leases goes through here.
-pub fn lease_key(check: &str) -> String {
-    check.to_owned()
+/// The lease key of a check: its name, or `check@location` for a check probed from
+/// several locations (one lease per location). Everything that maps checks to leases
+/// goes through here.
+pub fn lease_key(check: &str, location: Option<&str>) -> String {
+    match location {
+        None => check.to_owned(),
+        Some(location) => format!("{check}@{location}"),
+    }
+}
+
+/// A key the cluster shares out, with the location whose members alone may own it.
+/// The location travels beside the key rather than being parsed out of it, because a
+/// check's own name may contain '@'.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseKey {
+    pub key: String,
+    pub location: Option<String>,
+}
+
+impl LeaseKey {
+    /// A key any member may own (a plain check, housekeeping).
+    pub fn plain(key: impl Into<String>) -> LeaseKey {
+        LeaseKey {
+            key: key.into(),
+            location: None,
+        }
+    }
+
+    /// The key of `check` at `location` (see [`lease_key`]).
+    pub fn check(check: &str, location: Option<&str>) -> LeaseKey {
+        LeaseKey {
+            key: lease_key(check, location),
+            location: location.map(str::to_owned),
+        }
+    }
 }
 
 /// The lease key of the store's housekeeping (retention, compaction): one node runs it.
@@ -63,6 +94,19 @@ impl Owned {
     pub fn owner_of(&self, key: &str) -> Option<&str> {
         rendezvous::owner(&self.members, key).map(|m| m.node.as_str())
     }
+
+    /// [`Owned::owner_of`] for a key that runs at `location` (only members there).
+    pub fn owner_at(&self, key: &str, location: Option<&str>) -> Option<&str> {
+        rendezvous::owner_at(&self.members, key, location).map(|m| m.node.as_str())
+    }
+
+    /// This node's location, by the last member list.
+    pub fn location(&self) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|m| m.node == self.node)
+            .and_then(|m| m.location.as_deref())
+    }
 }
 
 /// The timing of the loop.
@@ -83,7 +127,7 @@ impl OwnershipConfig {
 pub fn spawn_ownership(
     coordinator: Arc<dyn Coordinator>,
     member: Member,
-    keys: watch::Receiver<Arc<Vec<String>>>,
+    keys: watch::Receiver<Arc<Vec<LeaseKey>>>,
     storage: Arc<dyn Storage>,
     config: OwnershipConfig,
     tasks: &TaskTracker,
@@ -100,6 +144,7 @@ pub fn spawn_ownership(
         config,
         held: Owned::default(),
         published,
+        unowned: HashSet::new(),
     };
     tasks.spawn(looped.run(keys, cancel));
     receiver
@@ -113,10 +158,12 @@ struct Loop {
     /// What was last published (and is therefore what the node acts on).
     held: Owned,
     published: watch::Sender<Arc<Owned>>,
+    /// Locations some key needs but no live member has, already logged (once each).
+    unowned: HashSet<String>,
 }
 
 impl Loop {
-    async fn run(mut self, mut keys: watch::Receiver<Arc<Vec<String>>>, cancel: CancellationToken) {
+    async fn run(mut self, mut keys: watch::Receiver<Arc<Vec<LeaseKey>>>, cancel: CancellationToken) {
         self.held.node = self.member.node.clone();
         let mut tick = tokio::time::interval(self.config.heartbeat());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,17 +216,18 @@ impl Loop {
     }
 
     /// One heartbeat: membership, leases, adoption, release; publishes on success.
-    async fn round(&mut self, keys: &[String]) -> Result<(), StorageError> {
+    async fn round(&mut self, keys: &[LeaseKey]) -> Result<(), StorageError> {
         let node = self.member.node.clone();
         let ttl = self.config.ttl;
         let mut members = self.coordinator.heartbeat(&self.member, ttl).await?;
         if !members.iter().any(|m| m.node == node) {
             members.push(self.member.clone());
         }
+        self.log_unowned_locations(keys, &members);
         let wanted: Vec<String> = keys
             .iter()
-            .filter(|key| rendezvous::owns(&members, &node, key))
-            .cloned()
+            .filter(|k| rendezvous::owner_at(&members, &k.key, k.location.as_deref()).is_some_and(|m| m.node == node))
+            .map(|k| k.key.clone())
             .collect();
         let leases = self.coordinator.acquire(&node, &wanted, ttl).await?;
         let leases: HashMap<String, i64> = leases.into_iter().map(|l| (l.key, l.epoch)).collect();
@@ -227,6 +275,25 @@ impl Loop {
     fn publish(&self) {
         self.published.send_replace(Arc::new(self.held.clone()));
     }
+
+    /// Says once per location that keys there are unowned (no live member has it), and
+    /// again if it happens again after a member came.
+    fn log_unowned_locations(&mut self, keys: &[LeaseKey], members: &[Member]) {
+        let missing: HashSet<String> = keys
+            .iter()
+            .filter_map(|k| k.location.as_deref())
+            .filter(|location| !members.iter().any(|m| m.location.as_deref() == Some(*location)))
+            .map(str::to_owned)
+            .collect();
+        for location in missing.difference(&self.unowned) {
+            tracing::warn!(
+                node = %self.member.node,
+                location = %location,
+                "no live node has this location: checks with a quorum are not probed from it until one joins"
+            );
+        }
+        self.unowned = missing;
+    }
 }
 
 #[cfg(test)]
@@ -253,7 +320,17 @@ mod tests {
         coordinator: &Arc<MemoryCoordinator>,
         storage: &Arc<MemoryStorage>,
         node: &str,
-        keys: &watch::Receiver<Arc<Vec<String>>>,
+        keys: &watch::Receiver<Arc<Vec<LeaseKey>>>,
+    ) -> Node {
+        start_at(coordinator, storage, node, None, keys)
+    }
+
+    fn start_at(
+        coordinator: &Arc<MemoryCoordinator>,
+        storage: &Arc<MemoryStorage>,
+        node: &str,
+        location: Option<&str>,
+        keys: &watch::Receiver<Arc<Vec<LeaseKey>>>,
     ) -> Node {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -261,7 +338,7 @@ mod tests {
             coordinator.clone(),
             Member {
                 node: node.into(),
-                location: None,
+                location: location.map(str::to_owned),
             },
             keys.clone(),
             storage.clone(),
@@ -274,6 +351,10 @@ mod tests {
 
     fn keys(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("check-{i}")).collect()
+    }
+
+    fn plain(keys: &[String]) -> Arc<Vec<LeaseKey>> {
+        Arc::new(keys.iter().map(LeaseKey::plain).collect())
     }
 
     /// Advances paused time in small steps until `done`, for at most `limit`.
@@ -322,7 +403,7 @@ mod tests {
         let coordinator = Arc::new(MemoryCoordinator::new());
         let storage = Arc::new(MemoryStorage::default());
         let all = keys(300);
-        let (_keys_tx, keys_rx) = watch::channel(Arc::new(all.clone()));
+        let (_keys_tx, keys_rx) = watch::channel(plain(&all));
         let a = start(&coordinator, &storage, "a", &keys_rx);
         let b = start(&coordinator, &storage, "b", &keys_rx);
         let c = start(&coordinator, &storage, "c", &keys_rx);
@@ -398,7 +479,7 @@ mod tests {
             down.clone(),
         )])));
         let all = keys(2);
-        let (keys_tx, keys_rx) = watch::channel(Arc::new(all.clone()));
+        let (keys_tx, keys_rx) = watch::channel(plain(&all));
         let a = start(&coordinator, &storage, "a", &keys_rx);
         assert!(until(TTL, || a.owned.borrow().leases.len() == 2).await);
         let owned = a.owned.borrow().clone();
@@ -409,7 +490,7 @@ mod tests {
         );
 
         // A key added on reload is taken on the next round, a removed one released.
-        keys_tx.send_replace(Arc::new(vec!["check-1".into(), "check-2".into()]));
+        keys_tx.send_replace(plain(&["check-1".into(), "check-2".into()]));
         assert!(
             until(TTL, || {
                 let held: HashSet<String> = a.owned.borrow().leases.keys().cloned().collect();
@@ -421,5 +502,48 @@ mod tests {
         a.cancel.cancel();
         a.tasks.close();
         a.tasks.wait().await;
+    }
+
+    /// A quorum check has one key per location, each held by a node at that location;
+    /// a location without a node leaves its key unowned, and it is taken once one joins.
+    #[tokio::test(start_paused = true)]
+    async fn located_keys_are_owned_at_their_location() {
+        let coordinator = Arc::new(MemoryCoordinator::new());
+        let storage = Arc::new(MemoryStorage::default());
+        let mut wanted: Vec<LeaseKey> = ["eu", "us", "ap"]
+            .iter()
+            .flat_map(|loc| (0..20).map(move |i| LeaseKey::check(&format!("q-{i}"), Some(loc))))
+            .collect();
+        wanted.extend((0..20).map(|i| LeaseKey::check(&format!("plain-{i}"), None)));
+        assert_eq!(wanted[0].key, "q-0@eu");
+        assert_eq!(wanted[60].key, "plain-0", "a plain check's key stays its name");
+        let (_keys_tx, keys_rx) = watch::channel(Arc::new(wanted.clone()));
+        let eu = start_at(&coordinator, &storage, "eu-1", Some("eu"), &keys_rx);
+        let us = start_at(&coordinator, &storage, "us-1", Some("us"), &keys_rx);
+        let at = |owned: &Owned, suffix: &str| owned.leases.keys().filter(|k| k.ends_with(suffix)).count();
+        assert!(
+            until(3 * TTL, || {
+                let (e, u) = (eu.owned.borrow().clone(), us.owned.borrow().clone());
+                at(&e, "@eu") == 20 && at(&u, "@us") == 20 && e.leases.len() + u.leases.len() == 60
+            })
+            .await,
+            "each location's keys at its node, plain keys shared"
+        );
+        assert_eq!(at(&eu.owned.borrow(), "@us"), 0);
+        assert!(wanted
+            .iter()
+            .filter(|k| k.key.ends_with("@ap"))
+            .all(|k| coordinator.holder(&k.key).is_none()));
+
+        let ap = start_at(&coordinator, &storage, "ap-1", Some("ap"), &keys_rx);
+        assert!(
+            until(3 * TTL, || at(&ap.owned.borrow(), "@ap") == 20).await,
+            "ap takes its keys"
+        );
+        for node in [eu, us, ap] {
+            node.cancel.cancel();
+            node.tasks.close();
+            node.tasks.wait().await;
+        }
     }
 }

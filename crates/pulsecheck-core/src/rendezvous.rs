@@ -32,6 +32,18 @@ pub fn owns(members: &[Member], node: &str, key: &str) -> bool {
     owner(members, key).is_some_and(|m| m.node == node)
 }
 
+/// The member that owns `key` when it must run at `location`: only members there are
+/// candidates (`None` when none is live); without a location, every member.
+pub fn owner_at<'a>(members: &'a [Member], key: &str, location: Option<&str>) -> Option<&'a Member> {
+    match location {
+        None => owner(members, key),
+        Some(location) => members
+            .iter()
+            .filter(|m| m.location.as_deref() == Some(location))
+            .max_by(|a, b| (weight(&a.node, key), &a.node).cmp(&(weight(&b.node, key), &b.node))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -68,6 +80,35 @@ mod tests {
     #[test]
     fn no_members_no_owner() {
         assert!(owner(&[], "api").is_none());
+    }
+
+    #[test]
+    fn a_located_key_goes_to_a_member_at_its_location_only() {
+        let at = |node: &str, location: Option<&str>| Member {
+            node: node.into(),
+            location: location.map(str::to_owned),
+        };
+        let members = vec![
+            at("eu-1", Some("eu")),
+            at("eu-2", Some("eu")),
+            at("us-1", Some("us")),
+            at("nowhere", None),
+        ];
+        let mut eu_owners = std::collections::HashSet::new();
+        for i in 0..200 {
+            let key = format!("check-{i}@eu");
+            let owner = owner_at(&members, &key, Some("eu")).unwrap();
+            assert_eq!(owner.location.as_deref(), Some("eu"), "{key} went to {}", owner.node);
+            eu_owners.insert(owner.node.clone());
+            assert_eq!(
+                owner_at(&members, &format!("check-{i}@us"), Some("us")).unwrap().node,
+                "us-1"
+            );
+        }
+        assert_eq!(eu_owners.len(), 2, "both eu members share the eu keys");
+        assert!(owner_at(&members, "api@ap", Some("ap")).is_none(), "nobody at ap");
+        // Without a location, every member is a candidate, as before.
+        assert_eq!(owner_at(&members, "api", None), owner(&members, "api"));
     }
 
     proptest! {

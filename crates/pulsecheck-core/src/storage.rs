@@ -49,6 +49,11 @@ pub struct RunRecord {
     /// (all of it) only while that lease is current, and drops it otherwise. `None` on a
     /// single node.
     pub fence: Option<crate::cluster::Fence>,
+    /// For a check with a location quorum: where the run was made. `state` and
+    /// `transition` are then the location's; the store tallies the locations and writes
+    /// a check-level transition (with `notifications`) only when the tally flips the
+    /// check. `None` for a plain check.
+    pub quorum: Option<crate::quorum::Located>,
     /// `(channel, event)`: for the transition when there is one, else reminders. An
     /// empty idempotency key is filled by the store: `{check}:{transition id}:{channel}`
     /// for a transition, `{check}:{kind}:{at ms}:{channel}` otherwise.

@@ -13,7 +13,7 @@ use pulsecheck_core::clock::Clock;
 use pulsecheck_core::cluster::memory::MemoryCoordinator;
 use pulsecheck_core::cluster::Member;
 use pulsecheck_core::monitor::{Monitor, MonitoredCheck, Policy};
-use pulsecheck_core::ownership::{spawn_ownership, Owned, OwnershipConfig};
+use pulsecheck_core::ownership::{spawn_ownership, LeaseKey, Owned, OwnershipConfig};
 use pulsecheck_core::scheduler::Run;
 use pulsecheck_core::state::{State, Thresholds};
 use pulsecheck_core::storage::{MemoryStorage, RunRecord, WriteEvent};
@@ -81,6 +81,7 @@ fn policy() -> Policy {
             thresholds: Thresholds { failure: 1, success: 1 },
             channels: vec!["ops".into()],
             reminder: None,
+            quorum: None,
         })
         .collect();
     Policy::new(checks, Vec::new())
@@ -90,7 +91,7 @@ fn start(
     name: &str,
     coordinator: &Arc<MemoryCoordinator>,
     storage: &Arc<MemoryStorage>,
-    keys: &watch::Receiver<Arc<Vec<String>>>,
+    keys: &watch::Receiver<Arc<Vec<LeaseKey>>>,
     clock: &Clock,
 ) -> Node {
     let tasks = TaskTracker::new();
@@ -149,7 +150,7 @@ async fn runs_are_recorded_once_under_the_lease_and_a_takeover_resumes_the_state
     let coordinator = Arc::new(MemoryCoordinator::new());
     let storage = Arc::new(MemoryStorage::default());
     let keys: Vec<String> = (0..CHECKS).map(|i| format!("c{i}")).collect();
-    let (_keys_tx, keys_rx) = watch::channel(Arc::new(keys.clone()));
+    let (_keys_tx, keys_rx) = watch::channel(Arc::new(keys.iter().map(LeaseKey::plain).collect::<Vec<_>>()));
     let mut a = start("a", &coordinator, &storage, &keys_rx, &clock);
     let mut b = start("b", &coordinator, &storage, &keys_rx, &clock);
     assert!(

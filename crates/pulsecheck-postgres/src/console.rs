@@ -552,6 +552,13 @@ fn storage_error(error: PgError) -> StorageError {
 }
 
 impl Console for PgStore {
+    fn location_views<'a>(
+        &'a self,
+        check: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<pulsecheck_core::storage::console::LocationView>, StorageError>> {
+        Box::pin(async move { PgStore::location_views(self, check).await.map_err(storage_error) })
+    }
+
     fn check_page<'a>(&'a self, page: &'a CheckPage) -> BoxFuture<'a, Result<Vec<CheckSummary>, StorageError>> {
         Box::pin(async move { self.check_summaries(page).await.map_err(storage_error) })
     }

@@ -66,6 +66,7 @@ mod history;
 mod latency;
 mod outbox;
 mod plans;
+mod quorum;
 mod read;
 mod storage;
 mod store;

@@ -31,7 +31,10 @@ impl PgStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(self.query_error("load states"))?;
-        self.states_of_rows(&rows)
+        let mut states = self.states_of_rows(&rows)?;
+        // Located keys (check@location) of quorum checks resume from their location.
+        states.extend(self.load_location_states(checks).await?);
+        Ok(states)
     }
 
     fn states_of_rows(&self, rows: &[PgRow]) -> Result<HashMap<String, CheckState>, PgError> {

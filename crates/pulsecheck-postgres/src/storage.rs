@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use pulsecheck_core::outbox::{BoxFuture, Outbox};
+use pulsecheck_core::quorum::SecondOpinions;
 use pulsecheck_core::state::CheckState;
 use pulsecheck_core::storage::{CompactReport, Housekeeping, Retention, Storage, StorageError, WriteEvent};
 
@@ -30,6 +31,16 @@ impl Storage for PgStore {
 
     fn location(&self) -> String {
         PgStore::location(self).to_owned()
+    }
+}
+
+impl SecondOpinions for PgStore {
+    fn take_rechecks<'a>(
+        &'a self,
+        location: &'a str,
+        checks: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+        Box::pin(async move { Ok(PgStore::take_rechecks(self, location, checks).await?) })
     }
 }
 

@@ -213,11 +213,23 @@ impl PgStore {
         if runs.is_empty() {
             return Ok(());
         }
-        self.upsert_states(conn, runs, now).await?;
+        // Runs of quorum checks tally their locations (see quorum.rs), the others as ever.
+        let (mut located, plain): (Vec<&RunRecord>, Vec<&RunRecord>) = runs.iter().partition(|r| r.quorum.is_some());
+        if !plain.is_empty() {
+            self.upsert_states(conn, &plain, now).await?;
+        }
         let names: Vec<&str> = runs.iter().map(|r| r.check.as_str()).collect();
         self.check_ids(conn, ids, &names).await?;
         self.insert_results(conn, ids, runs).await?;
-        for run in runs {
+        // By check (stable: a check's runs stay in order), so that nodes lock check rows
+        // in one order.
+        located.sort_by(|a, b| a.check.cmp(&b.check));
+        for run in &located {
+            if let Some(quorum) = &run.quorum {
+                self.write_located(conn, run, quorum, now).await?;
+            }
+        }
+        for run in plain {
             let Some(transition) = &run.transition else {
                 for (channel, event) in &run.notifications {
                     self.insert_notification(conn, channel, event, None, now).await?;
@@ -333,15 +345,21 @@ impl PgStore {
             while !taken.insert((id, started_at)) {
                 started_at = started_at.saturating_add(1);
             }
-            rows.push(id, started_at, &run.result);
+            rows.push(
+                id,
+                started_at,
+                &run.result,
+                run.quorum.as_ref().map(|q| q.location.clone()),
+            );
         }
         let inserted: Vec<(i64, i64)> = rows
             .bind(sqlx::query_as(
                 "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases,
-                                      ip, http_version, http_version_text, redirects, cert_days_left, error)
+                                      ip, http_version, http_version_text, redirects, cert_days_left, error,
+                                      location)
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::int[], $5::bigint[],
                                       $6::bigint[], $7::bytea[], $8::bytea[], $9::smallint[], $10::text[],
-                                      $11::int[], $12::bigint[], $13::text[])
+                                      $11::int[], $12::bigint[], $13::text[], $14::text[])
                  ON CONFLICT (check_id, started_at) DO NOTHING
                  RETURNING check_id, started_at",
             ))
@@ -385,8 +403,9 @@ impl PgStore {
         for probe in 1..=MAX_KEY_PROBES {
             let done = sqlx::query(
                 "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases,
-                                      ip, http_version, http_version_text, redirects, cert_days_left, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                      ip, http_version, http_version_text, redirects, cert_days_left, error,
+                                      location)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (check_id, started_at) DO NOTHING",
             )
             .bind(rows.check_id[i])
@@ -402,6 +421,7 @@ impl PgStore {
             .bind(rows.redirects[i])
             .bind(rows.cert_days_left[i])
             .bind(&rows.error[i])
+            .bind(&rows.location[i])
             .execute(&mut *conn)
             .await
             .map_err(self.query_error("insert result"))?;
@@ -415,7 +435,7 @@ impl PgStore {
         ))
     }
 
-    async fn insert_transition(
+    pub(crate) async fn insert_transition(
         &self,
         conn: &mut PgConnection,
         check: &str,
@@ -480,7 +500,7 @@ impl PgStore {
         Ok(id)
     }
 
-    async fn insert_notification(
+    pub(crate) async fn insert_notification(
         &self,
         conn: &mut PgConnection,
         channel: &str,
@@ -534,10 +554,11 @@ struct ResultRows {
     redirects: Vec<i32>,
     cert_days_left: Vec<Option<i64>>,
     error: Vec<Option<String>>,
+    location: Vec<Option<String>>,
 }
 
 impl ResultRows {
-    fn push(&mut self, check_id: i64, started_at: i64, r: &pulsecheck_core::CheckResult) {
+    fn push(&mut self, check_id: i64, started_at: i64, r: &pulsecheck_core::CheckResult, location: Option<String>) {
         let t = &r.timings;
         self.check_id.push(check_id);
         self.started_at.push(started_at);
@@ -565,6 +586,7 @@ impl ResultRows {
         self.redirects.push(i32::try_from(r.redirects).unwrap_or(i32::MAX));
         self.cert_days_left.push(r.certificate.as_ref().map(|c| c.days_left));
         self.error.push(r.error.clone());
+        self.location.push(location);
     }
 
     fn bind<'q, O>(
@@ -585,5 +607,6 @@ impl ResultRows {
             .bind(&self.redirects)
             .bind(&self.cert_days_left)
             .bind(&self.error)
+            .bind(&self.location)
     }
 }

@@ -10,10 +10,14 @@ use tokio::net::UdpSocket;
 
 const TTL: u32 = 60;
 
+/// Where a `down-…` name points from the locations it names: nothing listens on
+/// 127.0.0.2 (the listeners bind 127.0.0.1), so connecting there is refused.
+pub(crate) const DOWN_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
 static ZONE: LazyLock<Name> = LazyLock::new(|| Name::from_ascii(crate::DNS_ZONE).expect("valid zone name"));
 
-/// Answers queries until the future is dropped.
-pub(crate) async fn serve(socket: UdpSocket) {
+/// Answers queries until the future is dropped, as a simulator at `location`.
+pub(crate) async fn serve(socket: UdpSocket, location: Option<String>) {
     let mut buf = [0u8; 4096];
     loop {
         // Errors here are per datagram (e.g. an ICMP error from an earlier
@@ -21,14 +25,20 @@ pub(crate) async fn serve(socket: UdpSocket) {
         let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
-        if let Some(reply) = answer(&buf[..len]) {
+        if let Some(reply) = answer(&buf[..len], location.as_deref()) {
             let _ = socket.send_to(&reply, peer).await;
         }
     }
 }
 
 /// The wire-format reply to one query datagram, or `None` to stay silent.
-pub(crate) fn answer(packet: &[u8]) -> Option<Vec<u8>> {
+///
+/// A first label `down-A-B…` names locations (`-` separated) from which the name is
+/// down: a simulator started at one of them (`location`) answers [`DOWN_ADDRESS`]
+/// (and no AAAA), every other one the working loopback listener. Nodes of a test
+/// cluster that each resolve through their own simulator thus see one target down
+/// from some locations only.
+pub(crate) fn answer(packet: &[u8], location: Option<&str>) -> Option<Vec<u8>> {
     let request = match Message::from_vec(packet) {
         Ok(message) => message,
         Err(_) => {
@@ -73,6 +83,12 @@ pub(crate) fn answer(packet: &[u8]) -> Option<Vec<u8>> {
                     Some(b"servfail") => ResponseCode::ServFail,
                     Some(b"slow") => return None,
                     Some(b"empty") => ResponseCode::NoError,
+                    Some(label) if down_here(label, location) => {
+                        if query.query_type == RecordType::A {
+                            reply.add_answer(Record::from_rdata(name.clone(), TTL, RData::A(A(DOWN_ADDRESS))));
+                        }
+                        ResponseCode::NoError
+                    }
                     _ => {
                         let rdata = match query.query_type {
                             RecordType::A => Some(RData::A(A(Ipv4Addr::LOCALHOST))),
@@ -95,6 +111,15 @@ pub(crate) fn answer(packet: &[u8]) -> Option<Vec<u8>> {
     reply.to_vec().ok()
 }
 
+/// Whether a first label `down-A-B…` names `location`.
+fn down_here(label: &[u8], location: Option<&str>) -> bool {
+    let (Some(rest), Some(location)) = (label.strip_prefix(b"down-"), location) else {
+        return false;
+    };
+    rest.split(|b| *b == b'-')
+        .any(|l| l.eq_ignore_ascii_case(location.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use hickory_proto::op::Query;
@@ -102,10 +127,14 @@ mod tests {
     use super::*;
 
     fn ask(name: &str, rtype: RecordType) -> Option<Message> {
+        ask_at(name, rtype, None)
+    }
+
+    fn ask_at(name: &str, rtype: RecordType, location: Option<&str>) -> Option<Message> {
         let mut query = Message::query();
         query.metadata.id = 4242;
         query.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
-        let reply = answer(&query.to_vec().unwrap())?;
+        let reply = answer(&query.to_vec().unwrap(), location)?;
         let reply = Message::from_vec(&reply).unwrap();
         assert_eq!(reply.metadata.id, 4242);
         assert_eq!(reply.queries, query.queries);
@@ -142,9 +171,26 @@ mod tests {
     }
 
     #[test]
+    fn a_down_name_is_down_only_from_the_locations_it_names() {
+        let a = |location| ask_at("down-eu-us.pulsecheck.test.", RecordType::A, location).unwrap();
+        for here in ["eu", "us", "EU"] {
+            assert_eq!(a(Some(here)).answers[0].data, RData::A(A(DOWN_ADDRESS)), "{here}");
+        }
+        for elsewhere in [Some("ap"), Some("e"), None] {
+            assert_eq!(
+                a(elsewhere).answers[0].data,
+                RData::A(A(Ipv4Addr::LOCALHOST)),
+                "{elsewhere:?}"
+            );
+        }
+        let aaaa = ask_at("down-eu.pulsecheck.test.", RecordType::AAAA, Some("eu")).unwrap();
+        assert!(aaaa.answers.is_empty(), "no working IPv6 address either");
+    }
+
+    #[test]
     fn garbage_gets_formerr_or_silence() {
-        assert!(answer(b"xx").is_none());
-        let reply = answer(&[0x12, 0x34, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1]).unwrap();
+        assert!(answer(b"xx", None).is_none());
+        let reply = answer(&[0x12, 0x34, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 1], None).unwrap();
         let reply = Message::from_vec(&reply).unwrap();
         assert_eq!(reply.metadata.id, 0x1234);
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);

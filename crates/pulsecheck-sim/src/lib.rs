@@ -63,6 +63,9 @@ pub struct SimConfig {
     pub tls_port: u16,
     /// Port of the DNS server (UDP); 0 picks an ephemeral one.
     pub dns_port: u16,
+    /// The location this simulator's DNS answers for: `down-LOC…` names that list it
+    /// resolve to an address where nothing listens (see the `dns` module).
+    pub location: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -73,6 +76,7 @@ impl Default for SimConfig {
             cert_dir: None,
             tls_port: 0,
             dns_port: 0,
+            location: None,
         }
     }
 }
@@ -223,8 +227,9 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     }
     tracker.spawn({
         let token = token.clone();
+        let location = config.location.clone();
         async move {
-            token.run_until_cancelled(dns::serve(dns_socket)).await;
+            token.run_until_cancelled(dns::serve(dns_socket, location)).await;
         }
     });
 

@@ -52,6 +52,12 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 0)]
     dns_port: u16,
 
+    /// The location this simulator's DNS answers for: names down-LOC[-LOC…].pulsecheck.test
+    /// that list it resolve to 127.0.0.2, where nothing listens; other simulators answer
+    /// the working 127.0.0.1. For testing a location quorum, one simulator per location.
+    #[arg(long, value_name = "LABEL")]
+    location: Option<String>,
+
     /// Also run a webhook receiver on 127.0.0.1:N that accepts every request and
     /// prints it to stderr, to watch `pulsecheck serve` alerts arrive.
     #[arg(long, value_name = "N")]
@@ -127,6 +133,7 @@ fn main() -> ExitCode {
         cert_dir: cli.cert_dir,
         tls_port: cli.tls_port,
         dns_port: cli.dns_port,
+        location: cli.location,
     };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -244,7 +251,7 @@ fn print_summary(info: &ReadyInfo, listeners: usize, nofile: Option<u64>) {
   tls valid     https://{tls_valid}/ok   (CA: {ca})
   tls expired   https://{tls_expired}/ok
   tls self-sig  https://{tls_self}/ok
-  dns (udp)     {dns}   (*.pulsecheck.test -> 127.0.0.1/::1; nx. servfail. slow. empty.)
+  dns (udp)     {dns}   (*.pulsecheck.test -> 127.0.0.1/::1; nx. servfail. slow. empty. down-LOC.)
 
 try:
   pulsecheck scan --timeout 2s http://{http}/ok http://{http}/status/503 http://{http}/delay/3000

@@ -217,6 +217,7 @@ fn run(check: &str, before: &mut CheckState, r: CheckResult) -> WriteEvent {
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
         fence: None,
+        quorum: None,
         result: r,
         transition,
         state: before.clone(),

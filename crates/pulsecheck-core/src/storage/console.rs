@@ -313,4 +313,26 @@ pub trait Console: Send + Sync + 'static {
 
     /// Sets (or with `until` in the past, lifts) a check's silence.
     fn set_silence<'a>(&'a self, silence: &'a Silence) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// Each location's latest state of a check with a location quorum, by location;
+    /// empty for a plain check and for stores without locations (one node).
+    fn location_views<'a>(&'a self, check: &'a str) -> BoxFuture<'a, Result<Vec<LocationView>, StorageError>> {
+        let _ = check;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// One location's view of a quorum check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LocationView {
+    pub location: String,
+    /// The location's own judgement, with the check's thresholds.
+    pub state: State,
+    pub since: Option<jiff::Timestamp>,
+    pub last_result_at: Option<jiff::Timestamp>,
+    pub last_outcome: Option<Outcome>,
+    pub last_reason: Option<Reason>,
+    pub last_error: Option<String>,
+    /// Its state differs from the check-level one (neither unknown).
+    pub disagrees: bool,
 }

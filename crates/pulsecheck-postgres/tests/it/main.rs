@@ -7,5 +7,6 @@ mod cluster;
 mod common;
 mod open;
 mod plans;
+mod quorum;
 mod suite;
 mod throughput;

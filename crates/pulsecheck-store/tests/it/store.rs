@@ -514,6 +514,7 @@ fn serve_like_result(check: &str, at: jiff::Timestamp, n: u64) -> WriteEvent {
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
         fence: None,
+        quorum: None,
         result: r,
         state: state(State::Up, Some(ts(0)), vec![cause(Outcome::Up, at)]),
         transition: None,

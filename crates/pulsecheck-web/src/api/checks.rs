@@ -135,7 +135,27 @@ pub async fn get(
     } else {
         None
     };
-    Ok(Json(view(&config, &name, status, definition)).into_response())
+    let locations = console.location_views(&name).await?;
+    let mut body = serde_json::to_value(view(&config, &name, status, definition))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    if !locations.is_empty() {
+        body["locations"] = Value::Array(locations.iter().map(location_json).collect());
+    }
+    Ok(Json(body).into_response())
+}
+
+/// One location of a quorum check, as the API shows it.
+fn location_json(l: &pulsecheck_core::storage::console::LocationView) -> Value {
+    serde_json::json!({
+        "location": l.location,
+        "state": l.state.as_str(),
+        "since": l.since.map(|t| t.to_string()),
+        "last_result_at": l.last_result_at.map(|t| t.to_string()),
+        "last_outcome": l.last_outcome.map(|o| o.as_str()),
+        "last_reason": l.last_reason.map(|r| r.as_str()),
+        "last_error": l.last_error,
+        "disagrees": l.disagrees,
+    })
 }
 
 fn not_found(name: &str) -> ApiError {

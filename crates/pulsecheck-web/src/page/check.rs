@@ -42,6 +42,18 @@ pub struct ResultRow {
     pub phases: Vec<String>,
 }
 
+/// One location of a check with a location quorum.
+pub struct LocationRow {
+    pub location: String,
+    pub state: &'static str,
+    pub state_class: &'static str,
+    pub last_result: String,
+    pub reason: String,
+    pub error: String,
+    /// Its state differs from the check's.
+    pub disagrees: bool,
+}
+
 pub struct Percentiles {
     pub window: &'static str,
     pub text: String,
@@ -83,6 +95,8 @@ pub struct CheckPageView {
     pub incidents: Vec<IncidentView>,
     pub badge_status: String,
     pub badge_uptime: String,
+    /// Each location's view, for a check with a location quorum (else empty).
+    pub locations: Vec<LocationRow>,
 }
 
 pub async fn handler(
@@ -174,8 +188,23 @@ pub async fn render(
         })
         .await?;
 
+    let locations = console
+        .location_views(&check.name)
+        .await?
+        .into_iter()
+        .map(|l| LocationRow {
+            state: format::state_label(l.state),
+            state_class: format::state_class(l.state),
+            last_result: l.last_result_at.map(format::utc).unwrap_or_default(),
+            reason: l.last_reason.map(|r| r.as_str().to_owned()).unwrap_or_default(),
+            error: l.last_error.unwrap_or_default(),
+            disagrees: l.disagrees,
+            location: l.location,
+        })
+        .collect();
     let encoded = format::encode(&check.name);
     Ok(CheckPageView {
+        locations,
         rendered: format::utc(now),
         group: check.group.clone().unwrap_or_default(),
         group_href: check

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::cluster::Coordinator;
 use pulsecheck_core::outbox::Outbox;
+use pulsecheck_core::quorum::SecondOpinions;
 use pulsecheck_core::storage::{Console, History, Housekeeping, Storage};
 use pulsecheck_postgres::{PgOptions, PgStore};
 use pulsecheck_store::{Store, StoreOptions};
@@ -91,6 +92,8 @@ pub struct Backend {
     pub housekeeping: Arc<dyn Housekeeping>,
     /// Membership and leases, on a shared store; `None`: this node owns everything.
     pub coordinator: Option<Arc<dyn Coordinator>>,
+    /// Second-opinion requests of quorum checks, on a shared store.
+    pub second_opinions: Option<Arc<dyn SecondOpinions>>,
     /// Runs the store refused because their fence was stale (0 where nothing is fenced).
     pub rejected_runs: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Hands the store's reads to the web state, whose `with_store` takes one concrete
@@ -112,6 +115,7 @@ impl Backend {
             console: store.clone(),
             housekeeping: store,
             coordinator,
+            second_opinions: None,
             rejected_runs: Arc::new(|| 0),
             attach: Box::new(move |state| state.with_store(web.clone())),
         }
@@ -136,6 +140,7 @@ impl Backend {
                 };
                 let store = Arc::new(PgStore::connect(url, options).await.map_err(|e| e.to_string())?);
                 let mut backend = Backend::from_store(store.clone(), Some(store.clone() as Arc<dyn Coordinator>));
+                backend.second_opinions = Some(store.clone() as Arc<dyn SecondOpinions>);
                 backend.rejected_runs = Arc::new(move || store.fenced_runs());
                 Ok(backend)
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pulsecheck_config::{CheckConfig, ClusterConfig, MonitorConfig};
 use pulsecheck_core::cluster::Member;
-use pulsecheck_core::ownership::{lease_key, Owned, HOUSEKEEPING};
+use pulsecheck_core::ownership::{lease_key, LeaseKey, Owned, HOUSEKEEPING};
 use pulsecheck_core::scheduler::Job;
 use pulsecheck_web::ClusterGauges;
 use tokio::sync::watch;
@@ -46,18 +46,38 @@ impl Node {
     }
 }
 
-/// Every lease the cluster hands out for `config`: one per check, and housekeeping.
-pub fn keys(config: &MonitorConfig) -> Arc<Vec<String>> {
-    let mut keys: Vec<String> = config.checks.iter().map(|c| lease_key(&c.name)).collect();
-    keys.push(HOUSEKEEPING.to_owned());
+/// Every lease the cluster hands out for `config`: one per check (one per location of
+/// a check with a quorum, owned at that location), and housekeeping.
+pub fn keys(config: &MonitorConfig) -> Arc<Vec<LeaseKey>> {
+    let mut keys: Vec<LeaseKey> = Vec::with_capacity(config.checks.len() + 1);
+    for check in &config.checks {
+        match &check.quorum {
+            None => keys.push(LeaseKey::check(&check.name, None)),
+            Some(quorum) => keys.extend(
+                quorum
+                    .locations
+                    .iter()
+                    .map(|location| LeaseKey::check(&check.name, Some(location))),
+            ),
+        }
+    }
+    keys.push(LeaseKey::plain(HOUSEKEEPING));
     Arc::new(keys)
 }
 
 /// The jobs of `config` this node runs: all of them alone, the owned ones in a cluster.
+/// A quorum check runs here when this node holds one of its locations (a node has one
+/// location, so the job's name, the check's, stays unique on the node).
 pub fn jobs(config: &MonitorConfig, owned: Option<&Owned>) -> Vec<Job<CheckConfig>> {
     let mut jobs = super::runner::jobs(config);
     if let Some(owned) = owned {
-        jobs.retain(|job| owned.owns(&lease_key(&job.name)));
+        jobs.retain(|job| match &job.spec.quorum {
+            None => owned.owns(&lease_key(&job.name, None)),
+            Some(quorum) => quorum
+                .locations
+                .iter()
+                .any(|location| owned.owns(&lease_key(&job.name, Some(location)))),
+        });
     }
     jobs
 }
@@ -113,5 +133,39 @@ mod tests {
         let default = Node::new(None);
         assert_eq!(default.ttl, pulsecheck_config::DEFAULT_LEASE_TTL);
         assert!(!default.member.node.starts_with('-'));
+    }
+
+    /// A quorum check has one key per location and runs on a node holding one of them,
+    /// under its own name; a plain check keeps its name as its key.
+    #[test]
+    fn a_quorum_check_has_a_key_per_location_and_runs_where_one_is_held() {
+        let text = "store: {url: postgres://h/db}\ncluster: {location: us}\nchecks:\n  - name: plain\n    target: tcp://127.0.0.1:1\n  - name: q\n    target: tcp://127.0.0.1:1\n    quorum: {locations: [eu, us]}\n";
+        let config = pulsecheck_config::load_str(text, std::path::Path::new("t.yaml"), &|_: &str| None).unwrap();
+        let keys: Vec<(String, Option<String>)> = keys(&config)
+            .iter()
+            .map(|k| (k.key.clone(), k.location.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("plain".to_owned(), None),
+                ("q@eu".to_owned(), Some("eu".to_owned())),
+                ("q@us".to_owned(), Some("us".to_owned())),
+                (HOUSEKEEPING.to_owned(), None),
+            ]
+        );
+        let holding = |leases: &[&str]| Owned {
+            node: "us-1".into(),
+            leases: leases.iter().map(|k| (k.to_string(), 1)).collect(),
+            ..Owned::default()
+        };
+        let names = |owned: &Owned| -> Vec<String> { jobs(&config, Some(owned)).into_iter().map(|j| j.name).collect() };
+        assert_eq!(names(&holding(&["q@us"])), ["q"]);
+        assert_eq!(names(&holding(&["plain", "q@eu"])), ["plain", "q"]);
+        assert!(
+            names(&holding(&["q"])).is_empty(),
+            "a quorum check is never held by its bare name"
+        );
+        assert_eq!(jobs(&config, None).len(), 2, "alone, every check runs");
     }
 }

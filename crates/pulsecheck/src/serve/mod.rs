@@ -16,6 +16,7 @@ pub mod backend;
 pub mod cluster;
 pub mod control;
 pub mod runner;
+mod second_opinion;
 pub mod stats;
 pub mod web;
 
@@ -344,6 +345,23 @@ async fn serve(args: ServeArgs) -> Exit {
             shutdown.clone(),
         );
     }
+    // Quorum checks held at this node's location re-check at once when another
+    // location asks (through the run-now path below).
+    if let (Some(store), Some(ownership), Some(location)) = (
+        backend.second_opinions.clone(),
+        ownership.clone(),
+        node.as_ref().and_then(|n| n.member.location.clone()),
+    ) {
+        second_opinion::spawn(
+            store,
+            location,
+            ownership,
+            active_tx.subscribe(),
+            commands_tx.clone(),
+            &background,
+            delivery_cancel.clone(),
+        );
+    }
     // A second receiver of the leases, for the loop to wait on.
     let mut ownership_watch = ownership.clone();
     let mut config_mtime = modified(&args.config);
@@ -465,7 +483,7 @@ struct Applied<'a> {
     tasks: &'a TaskTracker,
     /// On a shared store: this node's leases, and the keys the cluster shares out.
     ownership: Option<&'a watch::Receiver<Arc<Owned>>>,
-    keys: &'a watch::Sender<Arc<Vec<String>>>,
+    keys: &'a watch::Sender<Arc<Vec<pulsecheck_core::ownership::LeaseKey>>>,
 }
 
 impl Applied<'_> {
@@ -505,8 +523,11 @@ impl Applied<'_> {
             Command::RunNow { check, reply } => match scheduler.run_now(&check) {
                 None if self.ownership.is_some() && self.active.borrow().check(&check).is_some() => {
                     let owned = owned_now(self.ownership).unwrap_or_default();
+                    // A quorum check runs at this node's location by the node holding it there.
+                    let quorum = self.active.borrow().check(&check).is_some_and(|c| c.quorum.is_some());
+                    let location = quorum.then(|| owned.location()).flatten().map(str::to_owned);
                     let owner = owned
-                        .owner_of(&lease_key(&check))
+                        .owner_at(&lease_key(&check, location.as_deref()), location.as_deref())
                         .filter(|owner| *owner != owned.node)
                         .map(str::to_owned);
                     let _ = reply.send(Err(pulsecheck_web::control::ControlError::NotOwned { check, owner }));

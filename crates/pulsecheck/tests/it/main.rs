@@ -9,6 +9,7 @@ mod daemon;
 mod demo;
 mod payload;
 mod prometheus;
+mod quorum;
 mod serve;
 mod store_commands;
 mod usage;

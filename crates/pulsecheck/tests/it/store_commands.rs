@@ -47,6 +47,7 @@ fn run(check: &str, outcome: Outcome, at: jiff::Timestamp, to: Option<State>) ->
     WriteEvent::Run(Box::new(RunRecord {
         check: check.into(),
         fence: None,
+        quorum: None,
         result,
         state: CheckState {
             state,

@@ -80,6 +80,7 @@ pub fn transition(check: &str, from: State, to: State, at: jiff::Timestamp, chan
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
         fence: None,
+        quorum: None,
         result: result(check, outcome, at, 12),
         transition: Some(Transition {
             from,
@@ -103,6 +104,7 @@ pub fn result_event(check: &str, outcome: Outcome, at: jiff::Timestamp, duration
     WriteEvent::Run(Box::new(RunRecord {
         check: check.to_owned(),
         fence: None,
+        quorum: None,
         result: result(check, outcome, at, duration_ms),
         state: state(s, Some(ts(0)), vec![cause(outcome, at)]),
         transition: None,

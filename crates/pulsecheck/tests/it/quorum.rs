@@ -1,0 +1,210 @@
+//! Location quorum end to end: three real `pulsecheck serve` nodes at locations eu, us
+//! and ap on one throwaway PostgreSQL, each resolving names through its own simulator
+//! DNS (started with that location), so that `down-eu-us.pulsecheck.test` is down from
+//! eu and us only and `down-eu.pulsecheck.test` from eu only. With `min_down: 2` the
+//! first check is declared down and the second is not, though eu sees it down and asks
+//! the others for a second opinion. Skipped without PostgreSQL unless `CI` is set.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use pulsecheck_sim::{SimConfig, SimHandle};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::cluster::{database, TOKEN, TTL};
+use crate::daemon::{eventually, listening};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
+const LOCATIONS: [&str; 3] = ["eu", "us", "ap"];
+
+/// One node: its process (killed by this test's handle on drop), log and base URL.
+struct Node {
+    _child: Child,
+    log: PathBuf,
+    base: String,
+}
+
+async fn start_node(dir: &Path, location: &str, port: u16, dns: std::net::SocketAddr, store: &str) -> Node {
+    let mut text = format!(
+        "server:\n  listen: 127.0.0.1:0\n  tokens: [\"${{PULSECHECK_CLUSTER_TEST_TOKEN}}\"]\n\
+         cluster:\n  node: {location}\n  location: {location}\n  lease_ttl: {}s\nchecks:\n",
+        TTL.as_secs()
+    );
+    for (name, host) in [("twice", "down-eu-us"), ("once", "down-eu")] {
+        text.push_str(&format!(
+            "  - name: {name}\n    target: http://{host}.pulsecheck.test:{port}/ok\n    interval: 2s\n    \
+             timeout: 1s\n    quorum: {{locations: [eu, us, ap], min_down: 2}}\n"
+        ));
+    }
+    let config = dir.join(format!("{location}.yaml"));
+    std::fs::write(&config, text).unwrap();
+    let log = dir.join(format!("{location}.log"));
+    let child = Command::new(BIN)
+        .args(["serve", config.to_str().unwrap(), "--nameserver", &dns.to_string()])
+        .env("RUST_LOG", "info")
+        .env("PULSECHECK_STORE", store)
+        .env("PULSECHECK_CLUSTER_TEST_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pulsecheck serve starts");
+    let base = format!("http://{}", listening(&log).await);
+    Node {
+        _child: child,
+        log,
+        base,
+    }
+}
+
+impl Node {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `GET /api/v1/checks/NAME`, if the node answers.
+async fn check(node: &Node, name: &str) -> Option<Value> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("{}/api/v1/checks/{name}", node.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .ok()?;
+    response.json().await.ok()
+}
+
+/// The check's state and `location → (state, disagrees)` of its locations.
+fn states(body: &Value) -> (String, Vec<(String, String, bool)>) {
+    let state = body["status"]["state"].as_str().unwrap_or("unknown").to_owned();
+    let locations = body["locations"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|l| {
+                    (
+                        l["location"].as_str().unwrap_or_default().to_owned(),
+                        l["state"].as_str().unwrap_or_default().to_owned(),
+                        l["disagrees"].as_bool().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (state, locations)
+}
+
+fn expect(list: &[(&str, &str, bool)]) -> Vec<(String, String, bool)> {
+    list.iter()
+        .map(|(l, s, d)| (l.to_string(), s.to_string(), *d))
+        .collect()
+}
+
+#[tokio::test]
+async fn two_locations_down_declare_down_one_does_not() {
+    let Some(url) = database().await else {
+        return;
+    };
+    // One simulator per location, for its DNS; the first also serves the target.
+    let mut sims: Vec<SimHandle> = Vec::new();
+    for location in LOCATIONS {
+        let config = SimConfig {
+            location: Some(location.to_owned()),
+            ..SimConfig::default()
+        };
+        sims.push(pulsecheck_sim::start(config).await.unwrap());
+    }
+    let port = sims[0].info.http[0].port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for (location, sim) in LOCATIONS.iter().zip(&sims) {
+        nodes.push(start_node(dir.path(), location, port, sim.info.dns, &url).await);
+    }
+    let logs = |nodes: &[Node]| -> String { nodes.iter().map(Node::log_text).collect::<Vec<_>>().join("\n") };
+
+    // Down from eu and us: two of three, the check is down; ap disagrees.
+    let twice = eventually(Duration::from_secs(90), "twice declared down", || async {
+        let body = check(&nodes[2], "twice").await?;
+        let (state, locations) = states(&body);
+        (state == "down" && locations.len() == 3).then_some(locations)
+    })
+    .await;
+    assert_eq!(
+        twice,
+        expect(&[("ap", "up", true), ("eu", "down", false), ("us", "down", false)]),
+        "{}",
+        logs(&nodes)
+    );
+
+    // Down from eu only: eu judges it down, the check stays up, eu disagrees.
+    let once = eventually(Duration::from_secs(90), "once judged by every location", || async {
+        let body = check(&nodes[1], "once").await?;
+        let (state, locations) = states(&body);
+        (locations.len() == 3 && locations.iter().all(|(_, s, _)| s != "unknown")).then_some((state, locations))
+    })
+    .await;
+    assert_eq!(
+        once,
+        (
+            "up".to_owned(),
+            expect(&[("ap", "up", false), ("eu", "down", true), ("us", "up", false)])
+        ),
+        "{}",
+        logs(&nodes)
+    );
+
+    // The check page shows the locations and marks eu.
+    let page = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/checks/once", nodes[0].base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let table = page.split("id=\"locations-h\"").nth(1).expect("a locations section");
+    let eu_row = table
+        .split("<tr>")
+        .find(|row| row.contains("<td>eu</td>"))
+        .expect("a row for eu");
+    assert!(eu_row.contains("disagrees"), "{eu_row}");
+    assert!(!table
+        .split("<tr>")
+        .any(|row| row.contains("<td>us</td>") && row.contains("disagrees")));
+
+    // eu's failure asked us and ap for a second opinion, which they ran at once.
+    eventually(Duration::from_secs(60), "a second opinion from us or ap", || async {
+        nodes[1..]
+            .iter()
+            .any(|n| n.log_text().contains("second opinion: re-checking now"))
+            .then_some(())
+    })
+    .await;
+    // Nobody ever declared `once` down: no transition to down in any log.
+    let all = logs(&nodes);
+    assert!(
+        !all.lines().any(|l| l.contains("quorum changed the check's state")
+            && l.contains("check=\"once\"")
+            && l.contains("to=down")),
+        "{all}"
+    );
+    assert!(all.lines().any(|l| l.contains("quorum changed the check's state")
+        && l.contains("check=\"twice\"")
+        && l.contains("to=down")));
+    drop(nodes);
+    for sim in sims {
+        sim.shutdown().await;
+    }
+}
