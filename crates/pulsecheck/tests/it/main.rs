@@ -4,6 +4,8 @@
 mod api;
 mod browser;
 mod cli;
+mod cluster_failover;
+mod cluster_nodes;
 mod daemon;
 mod demo;
 mod payload;
