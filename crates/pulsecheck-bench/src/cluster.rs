@@ -184,9 +184,7 @@ fn stat(pid: libc::pid_t) -> Option<(libc::pid_t, f64)> {
 /// WAL writer, the checkpointer…). A backend's CPU counts while it lives; the nodes'
 /// pools keep their connections, so their backends live through the window.
 fn postgres_cpu_seconds(postmaster: libc::pid_t) -> anyhow::Result<f64> {
-    let mut ticks = stat(postmaster)
-        .context("the PostgreSQL postmaster is gone")?
-        .1;
+    let mut ticks = stat(postmaster).context("the PostgreSQL postmaster is gone")?.1;
     for entry in std::fs::read_dir("/proc").context("listing /proc")? {
         let Some(pid) = entry
             .ok()
@@ -230,7 +228,14 @@ pub fn command_line(bin: &Path, dir: &Path, name: &str, url: &str) -> Vec<String
     ]
 }
 
-fn start_node(bin: &Path, dir: &Path, name: &str, url: &str, hosts: &[String], checks: usize) -> anyhow::Result<NodeProcess> {
+fn start_node(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    url: &str,
+    hosts: &[String],
+    checks: usize,
+) -> anyhow::Result<NodeProcess> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     std::fs::write(dir.join(format!("{name}.yaml")), config(name, port, hosts, checks))?;
     let args = command_line(bin, dir, name, url);
@@ -349,12 +354,10 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
     if hosts.is_empty() {
         bail!("the simulator has no HTTP listener");
     }
-    let server = TestPostgres::start()
-        .map_err(|e| anyhow::anyhow!(e))?
-        .context(
-            "PostgreSQL is not installed (initdb and pg_ctl are neither on PATH nor in /usr/lib/postgresql/*/bin); \
+    let server = TestPostgres::start().map_err(|e| anyhow::anyhow!(e))?.context(
+        "PostgreSQL is not installed (initdb and pg_ctl are neither on PATH nor in /usr/lib/postgresql/*/bin); \
              install Debian's postgresql package to run the cluster scenario",
-        )?;
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -395,26 +398,28 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
                 tail(&nodes[1].stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(250));
+        runtime.block_on(tokio::time::sleep(Duration::from_millis(250)));
     };
     let db = Db {
-        pool: runtime.block_on(
-            sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .connect(&url),
-        )?,
+        pool: runtime.block_on(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url))?,
     };
     // Every check has run on its owner before the window begins.
     let first_runs = Instant::now();
     while runtime.block_on(db.checks_with_results())? < checks {
         if first_runs.elapsed() > Duration::from_secs(120) || proc::interrupted() {
-            bail!("not every check had a result within 120 s\nnode-1:\n{}", tail(&nodes[0].stderr));
+            bail!(
+                "not every check had a result within 120 s\nnode-1:\n{}",
+                tail(&nodes[0].stderr)
+            );
         }
-        std::thread::sleep(Duration::from_millis(500));
+        runtime.block_on(tokio::time::sleep(Duration::from_millis(500)));
     }
 
     let lag_before = runtime.block_on(async {
-        anyhow::Ok([lag_buckets(&client, &nodes[0]).await?, lag_buckets(&client, &nodes[1]).await?])
+        anyhow::Ok([
+            lag_buckets(&client, &nodes[0]).await?,
+            lag_buckets(&client, &nodes[1]).await?,
+        ])
     })?;
     let results_before = runtime.block_on(db.results())?;
     let size_before = runtime.block_on(db.size())?;
@@ -422,10 +427,16 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
     let pg_before = postgres_cpu_seconds(postmaster)?;
     let started = Instant::now();
     if !proc::run_for(nodes[0].pid()?, window).context("watching node-1")? {
-        bail!("node-1 exited during the window\nits stderr:\n{}", tail(&nodes[0].stderr));
+        bail!(
+            "node-1 exited during the window\nits stderr:\n{}",
+            tail(&nodes[0].stderr)
+        );
     }
     if proc::run_for(nodes[1].pid()?, Duration::ZERO).map(|running| !running)? {
-        bail!("node-2 exited during the window\nits stderr:\n{}", tail(&nodes[1].stderr));
+        bail!(
+            "node-2 exited during the window\nits stderr:\n{}",
+            tail(&nodes[1].stderr)
+        );
     }
     let elapsed = started.elapsed();
     let cpu_after = [nodes[0].cpu_seconds()?, nodes[1].cpu_seconds()?];
@@ -433,7 +444,10 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
     let results_after = runtime.block_on(db.results())?;
     let size_after = runtime.block_on(db.size())?;
     let lag_after = runtime.block_on(async {
-        anyhow::Ok([lag_buckets(&client, &nodes[0]).await?, lag_buckets(&client, &nodes[1]).await?])
+        anyhow::Ok([
+            lag_buckets(&client, &nodes[0]).await?,
+            lag_buckets(&client, &nodes[1]).await?,
+        ])
     })?;
 
     // SIGKILL node-2: how long until node-1 holds every check.
@@ -452,7 +466,7 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
                 tail(&nodes[0].stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(100));
+        runtime.block_on(tokio::time::sleep(Duration::from_millis(100)));
     };
     nodes[0].stop()?;
     let survivor_lag_p99_ms = std::fs::read_to_string(&nodes[0].stats)
@@ -507,8 +521,7 @@ pub fn report(run: &ClusterRun) -> Vec<String> {
         "  lag p99    node-1 ≤ {}, node-2 ≤ {} (/metrics bucket bounds over the window); node-1 whole run {}",
         ms(run.lag_p99_ms[0]),
         ms(run.lag_p99_ms[1]),
-        run.survivor_lag_p99_ms
-            .map_or("n/a".into(), |v| format!("{v:.1} ms"))
+        run.survivor_lag_p99_ms.map_or("n/a".into(), |v| format!("{v:.1} ms"))
     ));
     lines.push(format!(
         "  writes     {} results, {:.0} results/s; database +{:.1} MB = {:.0} MB/hour ({} bytes/result)",
@@ -526,10 +539,8 @@ pub fn report(run: &ClusterRun) -> Vec<String> {
     ));
     lines.push(format!(
         "  capacity   PostgreSQL {} CPU s per 1,000 results, nodes {} → one PostgreSQL core carries {} checks/min",
-        run.postgres_cpu_per_1000()
-            .map_or("n/a".into(), |c| format!("{c:.3}")),
-        run.node_cpu_per_1000()
-            .map_or("n/a".into(), |c| format!("{c:.3}")),
+        run.postgres_cpu_per_1000().map_or("n/a".into(), |c| format!("{c:.3}")),
+        run.node_cpu_per_1000().map_or("n/a".into(), |c| format!("{c:.3}")),
         run.checks_per_minute_per_core()
             .map_or("n/a".into(), |c| format!("{c:.0}"))
     ));
@@ -571,7 +582,12 @@ mod tests {
     #[test]
     fn p99_is_the_bound_of_the_bucket_reaching_99_percent_of_the_window() {
         let before = [(0.001, 100.0), (0.005, 100.0), (0.01, 100.0), (f64::INFINITY, 100.0)];
-        let after = [(0.001, 1090.0), (0.005, 1099.0), (0.01, 1100.0), (f64::INFINITY, 1100.0)];
+        let after = [
+            (0.001, 1090.0),
+            (0.005, 1099.0),
+            (0.01, 1100.0),
+            (f64::INFINITY, 1100.0),
+        ];
         // 1000 runs in the window: 990 under 1 ms, 999 under 5 ms.
         assert_eq!(p99_between(&before, &after), Some(1.0));
         let after = [(0.001, 900.0), (0.005, 1095.0), (0.01, 1100.0), (f64::INFINITY, 1100.0)];

@@ -175,8 +175,14 @@ mod tests {
             StoreLocation::parse("sqlite:/tmp/x.db"),
             StoreLocation::Sqlite("/tmp/x.db".into())
         );
-        assert_eq!(StoreLocation::parse("data/x.db"), StoreLocation::Sqlite("data/x.db".into()));
-        assert_eq!(without_password("postgres://u:s3cret@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(
+            StoreLocation::parse("data/x.db"),
+            StoreLocation::Sqlite("data/x.db".into())
+        );
+        assert_eq!(
+            without_password("postgres://u:s3cret@h:5432/db"),
+            "postgres://u@h:5432/db"
+        );
         assert_eq!(without_password("postgres://h/db"), "postgres://h/db");
         assert_eq!(without_password("postgres://u:p@w@h/db?x=/"), "postgres://u@h/db?x=/");
     }

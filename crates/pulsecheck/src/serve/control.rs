@@ -10,9 +10,9 @@ use std::sync::Arc;
 use pulsecheck_config::{CheckConfig, MonitorConfig};
 use pulsecheck_core::monitor::Policy;
 use pulsecheck_core::outbox::BoxFuture;
+use pulsecheck_core::ownership::Owned;
 use pulsecheck_core::storage::{Console, Origin};
 use pulsecheck_core::CheckResult;
-use pulsecheck_core::ownership::Owned;
 use pulsecheck_web::control::{ClusterMember, ClusterView, Control, ControlError, HeldLease};
 use tokio::sync::{mpsc, oneshot, watch};
 

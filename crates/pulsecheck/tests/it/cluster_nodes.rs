@@ -16,6 +16,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::daemon::listening;
 
@@ -258,7 +260,7 @@ struct HookShared {
 pub struct Hook {
     pub url: String,
     shared: Arc<HookShared>,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
 }
 
 impl Hook {
@@ -266,13 +268,27 @@ impl Hook {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let shared = Arc::new(HookShared::default());
-        let accept_shared = shared.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve_connection(stream, accept_shared.clone()));
+        let (accept_shared, stop) = (shared.clone(), CancellationToken::new());
+        let (tasks, accept_stop) = (TaskTracker::new(), stop.clone());
+        tasks.clone().spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    () = accept_stop.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                };
+                let (shared, stop) = (accept_shared.clone(), accept_stop.clone());
+                tasks.spawn(async move {
+                    tokio::select! {
+                        () = serve_connection(stream, shared) => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
             }
         });
-        Hook { url, shared, task }
+        Hook { url, shared, stop }
     }
 
     pub fn set_delay(&self, delay: Duration) {
@@ -300,7 +316,7 @@ impl Hook {
 
 impl Drop for Hook {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }
 
@@ -352,9 +368,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, shared: Arc<HookShared>
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        let answered = write
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-            .await;
+        let answered = write.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
         if let Some(n) = shared.in_flight.lock().unwrap().get_mut(&node) {
             *n = n.saturating_sub(1);
         }
