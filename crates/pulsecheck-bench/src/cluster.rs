@@ -398,7 +398,7 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
                 tail(&nodes[1].stderr)
             );
         }
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(250)));
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(250)).await });
     };
     let db = Db {
         pool: runtime.block_on(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url))?,
@@ -412,7 +412,7 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
                 tail(&nodes[0].stderr)
             );
         }
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(500)));
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
     }
 
     let lag_before = runtime.block_on(async {
@@ -466,7 +466,7 @@ pub fn run(bin: &Path, hosts: &[String], dir: &Path, checks: usize, window: Dura
                 tail(&nodes[0].stderr)
             );
         }
-        runtime.block_on(tokio::time::sleep(Duration::from_millis(100)));
+        runtime.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
     };
     nodes[0].stop()?;
     let survivor_lag_p99_ms = std::fs::read_to_string(&nodes[0].stats)
