@@ -114,7 +114,7 @@ impl Backend {
     }
 
     /// Opens (and creates or migrates) the store at `location`.
-    pub async fn open(location: &StoreLocation, config: &MonitorConfig, node: &str) -> Result<Backend, String> {
+    pub async fn open(location: &StoreLocation, config: &MonitorConfig) -> Result<Backend, String> {
         match location {
             StoreLocation::Sqlite(path) => {
                 let options = StoreOptions {
@@ -124,7 +124,7 @@ impl Backend {
                 let store = Store::open_with(path, options).await.map_err(|e| e.to_string())?;
                 Ok(Backend::from_store(Arc::new(store), None))
             }
-            StoreLocation::Postgres(url) => open_postgres(url, node).await,
+            StoreLocation::Postgres(url) => open_postgres(url).await,
         }
     }
 
@@ -143,22 +143,11 @@ impl Backend {
     }
 }
 
-async fn open_postgres(url: &str, node: &str) -> Result<Backend, String> {
-    let claim_ttl = std::env::var("PULSECHECK_CLAIM_TTL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(std::time::Duration::from_secs(120), std::time::Duration::from_millis);
-    let options = pulsecheck_postgres::PgOptions {
-        node: node.to_owned(),
-        claim_ttl,
-        ..Default::default()
-    };
-    let store = pulsecheck_postgres::PgStore::connect(url, options)
-        .await
-        .map_err(|e| e.to_string())?;
-    let store = Arc::new(store);
-    let coordinator: Arc<dyn Coordinator> = store.clone();
-    Ok(Backend::from_store(store, Some(coordinator)))
+async fn open_postgres(url: &str) -> Result<Backend, String> {
+    Err(format!(
+        "this build cannot open the PostgreSQL store {}; use an SQLite file (store.path or --store PATH)",
+        without_password(url)
+    ))
 }
 
 #[cfg(test)]

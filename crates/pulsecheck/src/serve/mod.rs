@@ -116,8 +116,7 @@ async fn serve(args: ServeArgs) -> Exit {
             return Exit::BadInput;
         }
     }
-    let this_node = cluster::Node::new(config.cluster.as_ref());
-    let backend = match Backend::open(&location, &config, &this_node.member.node).await {
+    let backend = match Backend::open(&location, &config).await {
         Ok(backend) => backend,
         Err(e) => {
             eprintln!("error: {e}");
@@ -216,7 +215,7 @@ async fn serve(args: ServeArgs) -> Exit {
     let ownership_tasks = TaskTracker::new();
     let ownership_cancel = CancellationToken::new();
     let (keys_tx, keys_rx) = watch::channel(cluster::keys(&config));
-    let node = backend.coordinator.as_ref().map(|_| this_node.clone());
+    let node = backend.coordinator.as_ref().map(|_| cluster::Node::new(config.cluster.as_ref()));
     let ownership = match (&backend.coordinator, &node) {
         (Some(coordinator), Some(node)) => Some(spawn_ownership(
             coordinator.clone(),
