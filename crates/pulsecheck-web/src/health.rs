@@ -50,9 +50,10 @@ pub struct ClusterGauges {
     pub owned_checks: AtomicU64,
     /// Live members at the last heartbeat, this node included.
     pub members: AtomicU64,
-    /// Runs dropped because their lease was not held (by the monitor, or refused by the
-    /// store).
+    /// Runs the monitor dropped because this node did not hold their lease.
     pub fenced_runs: Arc<AtomicU64>,
+    /// Runs the store refused because their fence was no longer current.
+    pub rejected_runs: AtomicU64,
 }
 
 /// What the stall detector measured.

@@ -238,12 +238,12 @@ fn write_health(app: &AppState, page: &mut Exposition, process: Option<ProcessSt
         page.family(
             "pulsecheck_cluster_fenced_runs",
             Kind::Counter,
-            "Runs not recorded because this node no longer held the check's lease",
+            "Runs not recorded because this node no longer held the check's lease (dropped here or refused by the store)",
         );
         page.sample(
             "pulsecheck_cluster_fenced_runs_total",
             &[],
-            cluster.fenced_runs.load(Relaxed) as f64,
+            (cluster.fenced_runs.load(Relaxed) + cluster.rejected_runs.load(Relaxed)) as f64,
         );
     }
 

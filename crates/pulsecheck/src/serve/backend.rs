@@ -12,6 +12,7 @@ use pulsecheck_config::MonitorConfig;
 use pulsecheck_core::cluster::Coordinator;
 use pulsecheck_core::outbox::Outbox;
 use pulsecheck_core::storage::{Console, History, Housekeeping, Storage};
+use pulsecheck_postgres::{PgOptions, PgStore};
 use pulsecheck_store::{Store, StoreOptions};
 use pulsecheck_web::AppState;
 
@@ -90,6 +91,8 @@ pub struct Backend {
     pub housekeeping: Arc<dyn Housekeeping>,
     /// Membership and leases, on a shared store; `None`: this node owns everything.
     pub coordinator: Option<Arc<dyn Coordinator>>,
+    /// Runs the store refused because their fence was stale (0 where nothing is fenced).
+    pub rejected_runs: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Hands the store's reads to the web state, whose `with_store` takes one concrete
     /// store for both of its traits.
     attach: Box<dyn Fn(AppState) -> AppState + Send + Sync>,
@@ -109,12 +112,14 @@ impl Backend {
             console: store.clone(),
             housekeeping: store,
             coordinator,
+            rejected_runs: Arc::new(|| 0),
             attach: Box::new(move |state| state.with_store(web.clone())),
         }
     }
 
-    /// Opens (and creates or migrates) the store at `location`.
-    pub async fn open(location: &StoreLocation, config: &MonitorConfig) -> Result<Backend, String> {
+    /// Opens (and creates or migrates) the store at `location`; `node` is this process's
+    /// id on a shared store (outbox claims are taken in its name).
+    pub async fn open(location: &StoreLocation, config: &MonitorConfig, node: &str) -> Result<Backend, String> {
         match location {
             StoreLocation::Sqlite(path) => {
                 let options = StoreOptions {
@@ -124,7 +129,16 @@ impl Backend {
                 let store = Store::open_with(path, options).await.map_err(|e| e.to_string())?;
                 Ok(Backend::from_store(Arc::new(store), None))
             }
-            StoreLocation::Postgres(url) => open_postgres(url).await,
+            StoreLocation::Postgres(url) => {
+                let options = PgOptions {
+                    node: node.to_owned(),
+                    ..PgOptions::default()
+                };
+                let store = Arc::new(PgStore::connect(url, options).await.map_err(|e| e.to_string())?);
+                let mut backend = Backend::from_store(store.clone(), Some(store.clone() as Arc<dyn Coordinator>));
+                backend.rejected_runs = Arc::new(move || store.fenced_runs());
+                Ok(backend)
+            }
         }
     }
 
@@ -141,13 +155,6 @@ impl Backend {
     pub async fn close(&self) {
         self.housekeeping.close().await;
     }
-}
-
-async fn open_postgres(url: &str) -> Result<Backend, String> {
-    Err(format!(
-        "this build cannot open the PostgreSQL store {}; use an SQLite file (store.path or --store PATH)",
-        without_password(url)
-    ))
 }
 
 #[cfg(test)]

@@ -62,14 +62,21 @@ pub fn jobs(config: &MonitorConfig, owned: Option<&Owned>) -> Vec<Job<CheckConfi
     jobs
 }
 
-/// Keeps `gauges` in step with the ownership loop's publications until `stop`.
+/// How often the store's count of refused runs is read for `/metrics`.
+const REJECTED_REFRESH: Duration = Duration::from_secs(5);
+
+/// Keeps `gauges` in step with the ownership loop's publications and the store's count
+/// of refused runs, until `stop`.
 pub fn follow_gauges(
     mut owned: watch::Receiver<Arc<Owned>>,
+    rejected_runs: Arc<dyn Fn() -> u64 + Send + Sync>,
     gauges: Arc<ClusterGauges>,
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) {
     tasks.spawn(async move {
+        let mut refresh = tokio::time::interval(REJECTED_REFRESH);
+        let mut open = true;
         loop {
             {
                 let owned = owned.borrow_and_update();
@@ -77,9 +84,11 @@ pub fn follow_gauges(
                 gauges.owned_checks.store(checks as u64, Ordering::Relaxed);
                 gauges.members.store(owned.members.len() as u64, Ordering::Relaxed);
             }
+            gauges.rejected_runs.store(rejected_runs(), Ordering::Relaxed);
             tokio::select! {
                 () = stop.cancelled() => return,
-                changed = owned.changed() => if changed.is_err() { return },
+                _ = refresh.tick() => {}
+                changed = owned.changed(), if open => open = changed.is_ok(),
             }
         }
     });

@@ -116,7 +116,8 @@ async fn serve(args: ServeArgs) -> Exit {
             return Exit::BadInput;
         }
     }
-    let backend = match Backend::open(&location, &config).await {
+    let node = cluster::Node::new(config.cluster.as_ref());
+    let backend = match Backend::open(&location, &config, &node.member.node).await {
         Ok(backend) => backend,
         Err(e) => {
             eprintln!("error: {e}");
@@ -215,7 +216,7 @@ async fn serve(args: ServeArgs) -> Exit {
     let ownership_tasks = TaskTracker::new();
     let ownership_cancel = CancellationToken::new();
     let (keys_tx, keys_rx) = watch::channel(cluster::keys(&config));
-    let node = backend.coordinator.as_ref().map(|_| cluster::Node::new(config.cluster.as_ref()));
+    let node = backend.coordinator.as_ref().map(|_| node);
     let ownership = match (&backend.coordinator, &node) {
         (Some(coordinator), Some(node)) => Some(spawn_ownership(
             coordinator.clone(),
@@ -240,7 +241,13 @@ async fn serve(args: ServeArgs) -> Exit {
             fenced_runs: monitor.fenced_runs(),
             ..Default::default()
         });
-        cluster::follow_gauges(ownership.clone(), gauges.clone(), &background, delivery_cancel.clone());
+        cluster::follow_gauges(
+            ownership.clone(),
+            backend.rejected_runs.clone(),
+            gauges.clone(),
+            &background,
+            delivery_cancel.clone(),
+        );
         gauges
     });
     // The live view (each check's last result and uptime buckets, about 3.5 KB a check)

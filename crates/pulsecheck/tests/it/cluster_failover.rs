@@ -297,13 +297,10 @@ async fn each_notification_is_delivered_once_cluster_wide_and_survives_a_node_ki
     let dir = tempfile::tempdir().unwrap();
     let (names, yaml) = checks(30, &target.url("/health"));
     let keys = with_housekeeping(&names);
-    // A claim lasts longer than the slow receiver's answer below, so only a dead node's
-    // claims lapse.
-    let env = [("PULSECHECK_CLAIM_TTL_MS", "4000")];
     let mut nodes = Vec::new();
     for name in ["n1", "n2", "n3"] {
         let text = config(name, FLIPPING, &yaml, &hook_channel(&hook.url, name));
-        nodes.push(Node::start(dir.path(), name, &url, &text, &env).await);
+        nodes.push(Node::start(dir.path(), name, &url, &text, &[]).await);
     }
     let all: Vec<&Node> = nodes.iter().collect();
     eventually(
@@ -346,11 +343,23 @@ async fn each_notification_is_delivered_once_cluster_wide_and_survives_a_node_ki
     .await;
     let index = nodes.iter().position(|n| n.name == busy).unwrap();
     let victim = nodes.remove(index);
+    let victim_id = victim.cluster().await.expect("the busy node answers").node;
     victim.kill().await;
     // It is dead: what it had in flight stays in flight until the receiver answers.
     let in_flight = hook.in_flight(busy);
     hook.set_delay(Duration::ZERO);
     let killed = Instant::now();
+    // Its claims would lapse after the claim TTL (2 minutes); the test moves their
+    // expiry to now instead of waiting, so the survivors' claim query takes them over
+    // through its expired-claim branch.
+    let lapsed =
+        sqlx::query("UPDATE notifications SET claim_expires_at = 0 WHERE claimed_by = $1 AND state = 'pending'")
+            .bind(&victim_id)
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected();
+    eprintln!("{victim_id} held {lapsed} claims when it died");
     settle_deliveries(&pool, &hook, &names, "down", Duration::from_secs(90)).await;
     let counts = hook.counts();
     let rows = outbox(&pool).await;

@@ -4,6 +4,7 @@
 mod api;
 mod browser;
 mod cli;
+mod cluster;
 mod cluster_failover;
 mod cluster_nodes;
 mod daemon;
