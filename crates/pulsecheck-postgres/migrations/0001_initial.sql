@@ -8,12 +8,13 @@
 -- * JSON is stored as TEXT written by serde_json (byte for byte what was written);
 -- * results and aggregates carry a check's number (check_ids), not its name, and are
 --   clustered on (check_id, time) by their primary key;
+-- * names sort by bytes (COLLATE "C"), as in SQLite, whatever the database's locale;
 -- * expiries of members, leases and outbox claims are computed from the database clock
 --   (clock_timestamp()), never a node's.
 
 CREATE TABLE checks (
-    name             TEXT PRIMARY KEY,
-    check_group      TEXT,
+    name             TEXT COLLATE "C" PRIMARY KEY,
+    check_group      TEXT COLLATE "C",
     target           TEXT NOT NULL DEFAULT '',
     -- 0 once a reload removed the check from the config; its history stays.
     active           SMALLINT NOT NULL DEFAULT 1,
@@ -163,7 +164,7 @@ CREATE TABLE daily (
 
 -- Checks created through the API (JSON definition as accepted).
 CREATE TABLE api_checks (
-    name       TEXT PRIMARY KEY,
+    name       TEXT COLLATE "C" PRIMARY KEY,
     definition TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
@@ -171,7 +172,7 @@ CREATE TABLE api_checks (
 
 -- A check's alerts are held back until `until`; a past `until` is no silence.
 CREATE TABLE silences (
-    check_name TEXT PRIMARY KEY,
+    check_name TEXT COLLATE "C" PRIMARY KEY,
     until      BIGINT NOT NULL,
     reason     TEXT
 );
@@ -184,7 +185,7 @@ CREATE TABLE store_meta (
 
 -- Live `serve` nodes: a row renewed by each heartbeat until expires_at.
 CREATE TABLE members (
-    node       TEXT PRIMARY KEY,
+    node       TEXT COLLATE "C" PRIMARY KEY,
     location   TEXT,
     started_at BIGINT,
     expires_at BIGINT NOT NULL
@@ -194,7 +195,7 @@ CREATE TABLE members (
 -- changes hands or is taken after it expired; a released lease keeps its row (expires_at
 -- 0) so that the epoch keeps growing. Writes are fenced on (key, node, epoch).
 CREATE TABLE leases (
-    key        TEXT PRIMARY KEY,
+    key        TEXT COLLATE "C" PRIMARY KEY,
     node       TEXT NOT NULL,
     epoch      BIGINT NOT NULL,
     expires_at BIGINT NOT NULL

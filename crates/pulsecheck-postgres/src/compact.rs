@@ -137,6 +137,15 @@ impl PgStore {
             let phases = self.hour_phase_means(hour).await?;
             let day = hour.div_euclid(DAY_MS) * DAY_MS;
             let mut tx = self.inner.pool.begin().await.map_err(self.query_error("begin"))?;
+            // Housekeeping runs on the node holding its lease, but a node that lost the
+            // lease mid-run must not add an hour to its day twice: the watermark row is
+            // locked, and an hour another run aggregated meanwhile is skipped.
+            let current = lock_watermark(self, &mut tx).await?;
+            if current > hour {
+                drop(tx);
+                from = current;
+                continue;
+            }
             for row in &rows {
                 let means = phases.get(&row.check_id).copied().unwrap_or_default();
                 sqlx::query(
@@ -320,7 +329,7 @@ impl PgStore {
 async fn set_watermark(store: &PgStore, conn: &mut sqlx::PgConnection, value: i64) -> Result<(), PgError> {
     sqlx::query(
         "INSERT INTO store_meta (key, value) VALUES ($1, $2)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+         ON CONFLICT (key) DO UPDATE SET value = GREATEST(store_meta.value, excluded.value)",
     )
     .bind(WATERMARK_KEY)
     .bind(value)
@@ -328,4 +337,19 @@ async fn set_watermark(store: &PgStore, conn: &mut sqlx::PgConnection, value: i6
     .await
     .map_err(store.query_error("write aggregation watermark"))?;
     Ok(())
+}
+
+/// Locks the watermark row (creating it) until the transaction ends; returns its value.
+async fn lock_watermark(store: &PgStore, conn: &mut sqlx::PgConnection) -> Result<i64, PgError> {
+    sqlx::query("INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+        .bind(WATERMARK_KEY)
+        .bind(i64::MIN)
+        .execute(&mut *conn)
+        .await
+        .map_err(store.query_error("create aggregation watermark"))?;
+    sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1 FOR UPDATE")
+        .bind(WATERMARK_KEY)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(store.query_error("lock aggregation watermark"))
 }

@@ -53,7 +53,7 @@ fn parse_status(text: &str) -> Option<IncidentStatus> {
 /// A check's row with its open incident, silence (`$1` is now) and outbox counts, each
 /// an indexed lookup: `incidents_open`, the `silences` key, `notifications_pending` and
 /// `notifications_dead`.
-const SUMMARY_SELECT: &str = "SELECT c.name, c.check_group, c.target, c.origin, c.active, c.state, c.since,
+pub(crate) const SUMMARY_SELECT: &str = "SELECT c.name, c.check_group, c.target, c.origin, c.active, c.state, c.since,
         c.last_result_at, c.last_outcome, c.last_reason, c.last_error, c.last_duration_ms,
         (SELECT i.id FROM incidents i WHERE i.check_name = c.name AND i.ended_at IS NULL) AS open_incident,
         (SELECT s.until FROM silences s WHERE s.check_name = c.name AND s.until > $1) AS silenced_until,
@@ -61,8 +61,8 @@ const SUMMARY_SELECT: &str = "SELECT c.name, c.check_group, c.target, c.origin, 
         (SELECT COUNT(*) FROM notifications n WHERE n.check_name = c.name AND n.state = 'dead') AS dead
  FROM checks c";
 
-const GROUP_COUNTS_SQL: &str = "SELECT check_group, state, COUNT(*) AS n FROM checks
- WHERE active = 1 GROUP BY check_group, state ORDER BY check_group";
+pub(crate) const GROUP_COUNTS_SQL: &str = "SELECT check_group, state, COUNT(*) AS n FROM checks
+ WHERE active = 1 GROUP BY check_group, state ORDER BY check_group NULLS FIRST";
 
 const UPDATE_COLUMNS: &str = "SELECT id, incident_id, at, status, message FROM incident_updates";
 
@@ -75,7 +75,7 @@ const IDS_PER_QUERY: usize = 500;
 
 /// The check page's statement: filters as SQL (enum values as literals, so that the
 /// partial index on API checks applies), `$1` now, then the bound values in order.
-fn check_page_sql(page: &CheckPage) -> (String, Vec<String>) {
+pub(crate) fn check_page_sql(page: &CheckPage) -> (String, Vec<String>) {
     let mut sql = format!("{SUMMARY_SELECT} WHERE 1 = 1");
     let mut binds = Vec::new();
     if let Some(after) = &page.after {
@@ -99,7 +99,7 @@ fn check_page_sql(page: &CheckPage) -> (String, Vec<String>) {
     (sql, binds)
 }
 
-fn outbox_page_sql(page: &OutboxPage) -> String {
+pub(crate) fn outbox_page_sql(page: &OutboxPage) -> String {
     let mut sql = format!("{NOTIFICATION_COLUMNS} WHERE id < $1");
     if page.check.is_some() {
         sql.push_str(" AND check_name = $2");
@@ -122,7 +122,7 @@ fn outbox_page_sql(page: &OutboxPage) -> String {
 /// 2,160 hourly ones. Daily rows are read for days in `[$2, $4)`; when the window ends
 /// before the watermark inside a day, `$4` is that day's start and the day is read from
 /// its hours. `$5` is a day in milliseconds, `$7` the window's end (`$3`, `$6` unused).
-fn daily_uptimes_sql() -> String {
+pub(crate) fn daily_uptimes_sql() -> String {
     String::from(
         "WITH wanted AS MATERIALIZED (SELECT id, name FROM check_ids WHERE name = ANY($8)),
          src AS (

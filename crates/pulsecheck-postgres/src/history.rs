@@ -13,7 +13,8 @@ use crate::read::limit_i64;
 use crate::store::PgStore;
 use crate::time::{from_ms, to_ms, us_to_ms};
 
-const RESULT_PAGE_SQL: &str = "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
+pub(crate) const RESULT_PAGE_SQL: &str =
+    "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
         r.phases, r.ip, r.http_version, r.http_version_text,
         r.redirects, r.cert_days_left
  FROM check_ids c JOIN results r ON r.check_id = c.id
@@ -21,15 +22,18 @@ const RESULT_PAGE_SQL: &str = "SELECT r.started_at, r.kind, r.error, r.http_stat
  ORDER BY r.started_at DESC LIMIT $3";
 
 // Two statements so that each uses its index: by check, or by id for all checks.
-const SPANS_OF_CHECK_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
+pub(crate) const SPANS_OF_CHECK_SQL: &str =
+    "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
              FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
              WHERE i.check_name = $1 AND i.id < $2
              ORDER BY i.started_at DESC, i.id DESC LIMIT $3";
-const SPANS_OF_ALL_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
+pub(crate) const SPANS_OF_ALL_SQL: &str =
+    "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
              FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
              WHERE $1 IS NULL AND i.id < $2
              ORDER BY i.id DESC LIMIT $3";
-const SPAN_BY_ID_SQL: &str = "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
+pub(crate) const SPAN_BY_ID_SQL: &str =
+    "SELECT i.id, i.check_name, i.started_at, i.ended_at, i.acknowledged_at, t.cause
              FROM incidents i LEFT JOIN transitions t ON t.id = i.opened_by
              WHERE i.id = $1";
 

@@ -61,19 +61,19 @@ struct HourSums {
     phases: PhaseSums,
 }
 
-const RAW_SERIES_SQL: &str = "SELECT r.started_at, r.kind & 3 AS outcome, r.duration_us, r.phases
+pub(crate) const RAW_SERIES_SQL: &str = "SELECT r.started_at, r.kind & 3 AS outcome, r.duration_us, r.phases
  FROM check_ids k JOIN results r ON r.check_id = k.id
  WHERE k.name = $1 AND r.started_at >= GREATEST($2, $4) AND r.started_at < $3 AND r.kind & 3 <> 2
  ORDER BY r.started_at";
 
-const HOURLY_SERIES_SQL: &str = "SELECT h.hour, h.count, h.up_count, h.mean_us,
+pub(crate) const HOURLY_SERIES_SQL: &str = "SELECT h.hour, h.count, h.up_count, h.mean_us,
         h.dns_us, h.connect_us, h.tls_us, h.ttfb_us, h.transfer_us
  FROM check_ids k JOIN hourly h ON h.check_id = k.id
  WHERE k.name = $1 AND h.hour >= $2 AND h.hour < LEAST($3, $4)
  ORDER BY h.hour";
 
 /// Hourly rows of a window with how many up results of each hour are still raw.
-const PERCENTILE_HOURS_SQL: &str = "SELECT h.hour, h.up_count, h.mean_us, h.p50_us, h.p95_us, h.p99_us,
+pub(crate) const PERCENTILE_HOURS_SQL: &str = "SELECT h.hour, h.up_count, h.mean_us, h.p50_us, h.p95_us, h.p99_us,
         (SELECT COUNT(*) FROM results r
           WHERE r.check_id = h.check_id AND r.started_at >= h.hour AND r.started_at < h.hour + $5
             AND r.kind & 3 = 0) AS raw_up
@@ -81,7 +81,7 @@ const PERCENTILE_HOURS_SQL: &str = "SELECT h.hour, h.up_count, h.mean_us, h.p50_
  WHERE k.name = $1 AND h.hour >= $2 AND h.hour < LEAST($3, $4)
  ORDER BY h.hour";
 
-const UP_DURATIONS_SQL: &str = "SELECT r.started_at, r.duration_us
+pub(crate) const UP_DURATIONS_SQL: &str = "SELECT r.started_at, r.duration_us
  FROM check_ids k JOIN results r ON r.check_id = k.id
  WHERE k.name = $1 AND r.started_at >= $2 AND r.started_at < $3 AND r.kind & 3 = 0";
 

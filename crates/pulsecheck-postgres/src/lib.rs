@@ -9,7 +9,18 @@
 //! `migrations/0001_initial.sql` mirrors the final shape of SQLite's schema: timestamps
 //! are BIGINT unix milliseconds, durations BIGINT microseconds, JSON is TEXT, results
 //! and aggregates carry a check's number and are clustered on (check, time), and the
-//! small integer codes of results are SQLite's (`codes.rs`).
+//! small integer codes of results are SQLite's (`codes.rs`). Names sort by bytes
+//! (`COLLATE "C"`), as in SQLite, whatever the server's locale, so pages come in the
+//! same order from both backends.
+//!
+//! # Writes
+//! A batch is one transaction. Consecutive runs are written with one statement for
+//! their states and one for their results (UNNEST of arrays), so a batch of a thousand
+//! runs is a handful of round trips; transitions, incidents and notifications are
+//! written per row. Errors of a server that is unreachable, restarting or shutting down
+//! (and pool timeouts, serialization failures, deadlocks) are transient: the core writer
+//! retries them for ever. A bad URL, a failed login or a missing database is not, and
+//! its message says what to fix.
 //!
 //! # Time
 //! Expiries of members, leases and outbox claims are computed and compared with the
@@ -32,7 +43,18 @@
 //! the claimant settles a row (`delivered`, `retry_at`, `dead`): a late settle by a node
 //! whose claim was taken over is ignored. Delivery is therefore at least once, and every
 //! attempt carries the idempotency key stored in the row. No network I/O happens in the
-//! claim's transaction: the caller sends after `due` returned.
+//! claim's transaction: the caller sends after `due` returned. A row this node already
+//! claims is handed out again by its next `due` (its claim renewed): the delivery worker
+//! skips rows it has in flight, as with SQLite. The claim TTL must exceed a delivery's
+//! timeout, or a slow delivery may be taken over and sent twice (with one key).
+//!
+//! # Housekeeping
+//! Compaction is SQLite's: complete hours are folded into hourly and daily rows, then
+//! raw results, hourly, daily and delivered notifications are deleted in tiers. The
+//! watermark row is locked while an hour is added to its day, so two runs at once (a
+//! node that lost the housekeeping lease mid-run) count each hour once. There is no
+//! size budget: `Housekeeping::set_max_size` is a no-op, as PostgreSQL's disk is its
+//! operator's to manage; the retention tiers bound every table that grows.
 
 #![forbid(unsafe_code)]
 
@@ -44,6 +66,7 @@ mod error;
 mod history;
 mod latency;
 mod outbox;
+mod plans;
 mod read;
 mod storage;
 mod store;

@@ -37,24 +37,7 @@ impl PgStore {
     pub async fn claim_due(&self, now: jiff::Timestamp, limit: usize) -> Result<Vec<Notification>, PgError> {
         // The head of a queue is its lowest pending id, whatever its next_attempt_at or
         // claim: a head that waits holds back the rest of its queue (order per check).
-        let sql = format!(
-            "WITH heads AS (
-                 SELECT DISTINCT ON (check_name, channel) id FROM notifications
-                 WHERE state = 'pending' ORDER BY check_name, channel, id),
-             due AS (
-                 SELECT n.id FROM notifications n JOIN heads h ON h.id = n.id
-                 WHERE n.state = 'pending' AND n.next_attempt_at <= $1
-                   AND (n.claimed_by IS NULL OR n.claimed_by = $2 OR n.claim_expires_at <= {DB_NOW})
-                 ORDER BY n.id LIMIT $3
-                 FOR UPDATE OF n SKIP LOCKED)
-             UPDATE notifications SET claimed_by = $2, claim_expires_at = {DB_NOW} + $4
-             FROM due WHERE notifications.id = due.id
-             RETURNING notifications.id, notifications.check_name, notifications.channel,
-                       notifications.idempotency_key, notifications.kind, notifications.event,
-                       notifications.transition_id, notifications.state, notifications.attempts,
-                       notifications.created_at, notifications.next_attempt_at,
-                       notifications.delivered_at, notifications.last_error"
-        );
+        let sql = claim_sql();
         let rows = sqlx::query(&sql)
             .bind(to_ms(now))
             .bind(&self.inner.node)
@@ -85,19 +68,11 @@ impl PgStore {
     /// The earliest time a head becomes due for this node: its `next_attempt_at`, or
     /// the end of another node's live claim on it.
     pub async fn next_due_notification(&self) -> Result<Option<jiff::Timestamp>, PgError> {
-        let next: Option<i64> = sqlx::query_scalar(&format!(
-            "WITH heads AS (
-                 SELECT DISTINCT ON (check_name, channel) next_attempt_at, claimed_by, claim_expires_at
-                 FROM notifications WHERE state = 'pending' ORDER BY check_name, channel, id)
-             SELECT MIN(CASE WHEN claimed_by IS NOT NULL AND claimed_by <> $1 AND claim_expires_at > {DB_NOW}
-                             THEN GREATEST(next_attempt_at, claim_expires_at)
-                             ELSE next_attempt_at END)
-             FROM heads"
-        ))
-        .bind(&self.inner.node)
-        .fetch_one(&self.inner.pool)
-        .await
-        .map_err(self.query_error("read next due notification"))?;
+        let next: Option<i64> = sqlx::query_scalar(&next_due_sql())
+            .bind(&self.inner.node)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(self.query_error("read next due notification"))?;
         Ok(next.map(from_ms))
     }
 
@@ -218,4 +193,40 @@ impl Outbox for PgStore {
         let channel = channel.to_owned();
         Box::pin(async move { Ok(self.retry_channel_at(&channel, now).await?) })
     }
+}
+
+/// Claims due heads: `$1` now (the caller's clock, as `next_attempt_at` is), `$2` this
+/// node, `$3` the limit, `$4` the claim TTL in ms.
+pub(crate) fn claim_sql() -> String {
+    format!(
+        "WITH heads AS (
+             SELECT DISTINCT ON (check_name, channel) id FROM notifications
+             WHERE state = 'pending' ORDER BY check_name, channel, id),
+         due AS (
+             SELECT n.id FROM notifications n JOIN heads h ON h.id = n.id
+             WHERE n.state = 'pending' AND n.next_attempt_at <= $1
+               AND (n.claimed_by IS NULL OR n.claimed_by = $2 OR n.claim_expires_at <= {DB_NOW})
+             ORDER BY n.id LIMIT $3
+             FOR UPDATE OF n SKIP LOCKED)
+         UPDATE notifications SET claimed_by = $2, claim_expires_at = {DB_NOW} + $4
+         FROM due WHERE notifications.id = due.id
+         RETURNING notifications.id, notifications.check_name, notifications.channel,
+                   notifications.idempotency_key, notifications.kind, notifications.event,
+                   notifications.transition_id, notifications.state, notifications.attempts,
+                   notifications.created_at, notifications.next_attempt_at,
+                   notifications.delivered_at, notifications.last_error"
+    )
+}
+
+/// The earliest time a head becomes due for node `$1`.
+pub(crate) fn next_due_sql() -> String {
+    format!(
+        "WITH heads AS (
+                 SELECT DISTINCT ON (check_name, channel) next_attempt_at, claimed_by, claim_expires_at
+                 FROM notifications WHERE state = 'pending' ORDER BY check_name, channel, id)
+             SELECT MIN(CASE WHEN claimed_by IS NOT NULL AND claimed_by <> $1 AND claim_expires_at > {DB_NOW}
+                             THEN GREATEST(next_attempt_at, claim_expires_at)
+                             ELSE next_attempt_at END)
+             FROM heads"
+    )
 }

@@ -33,16 +33,7 @@ impl TestPostgres {
     /// Starts a server; `Ok(None)` when PostgreSQL is not installed and `CI` is unset.
     pub fn start() -> Result<Option<TestPostgres>, String> {
         let Some(bin) = find_bin() else {
-            return if std::env::var_os("CI").is_some() {
-                Err(
-                    "PostgreSQL is not installed (initdb and pg_ctl are neither on PATH nor in \
-                     /usr/lib/postgresql/*/bin); CI is set, so the test fails instead of skipping: \
-                     install Debian's postgresql package (.ci/run does)"
-                        .into(),
-                )
-            } else {
-                Ok(None)
-            };
+            return not_installed(std::env::var_os("CI").is_some()).map(|()| None);
         };
         let as_postgres = rustix::process::geteuid().is_root();
         let dir = tempfile::Builder::new()
@@ -114,6 +105,11 @@ impl TestPostgres {
     /// `pg_ctl restart -m fast` on the same port: every client loses its connection.
     pub fn restart(&self) -> Result<(), String> {
         self.stop()?;
+        self.pg_ctl_start()
+    }
+
+    /// Starts the server again after [`TestPostgres::stop`], on the same port.
+    pub fn start_again(&self) -> Result<(), String> {
         self.pg_ctl_start()
     }
 
@@ -218,6 +214,20 @@ pub async fn shared_database() -> Result<Option<String>, String> {
 /// What a test prints when it skips.
 pub const SKIPPED: &str = "skipped: PostgreSQL not installed";
 
+/// Without PostgreSQL: a skip (`Ok`), or under CI an error that says what to install.
+fn not_installed(ci: bool) -> Result<(), String> {
+    if ci {
+        Err(
+            "PostgreSQL is not installed (initdb and pg_ctl are neither on PATH nor in \
+             /usr/lib/postgresql/*/bin); CI is set, so the test fails instead of skipping: \
+             install Debian's postgresql package (.ci/run does)"
+                .into(),
+        )
+    } else {
+        Ok(())
+    }
+}
+
 /// initdb and pg_ctl's directory: on PATH, else the newest /usr/lib/postgresql/*/bin.
 fn find_bin() -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
@@ -266,5 +276,26 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_server_skips_locally_and_fails_under_ci() {
+        assert_eq!(super::not_installed(false), Ok(()));
+        let error = super::not_installed(true).unwrap_err();
+        assert!(error.contains("install Debian's postgresql package"), "{error}");
+    }
+
+    #[test]
+    fn finds_initdb_and_pg_ctl_together() {
+        if let Some(bin) = super::find_bin() {
+            assert!(
+                bin.join("initdb").is_file() && bin.join("pg_ctl").is_file(),
+                "{}",
+                bin.display()
+            );
+        }
     }
 }

@@ -25,9 +25,9 @@ use crate::time::{to_ms, DAY_MS};
 pub(crate) const WATERMARK_KEY: &str = "hourly_aggregated_through";
 
 /// Parameters bound before the check names' array: the watermark and a day.
-const FIXED_PARAMS: usize = 2;
+pub(crate) const FIXED_PARAMS: usize = 2;
 /// Parameters bound per window ([`WindowBounds`]).
-const WINDOW_PARAMS: usize = 6;
+pub(crate) const WINDOW_PARAMS: usize = 6;
 
 /// Where a window's parts start and end, all in unix ms. With `end = min(until,
 /// watermark)`: raw results in `[max(since, watermark), until)`; the hours of the first
@@ -69,7 +69,7 @@ impl WindowBounds {
 /// Per check: `pos`, then per window five `"runs up"` texts (NULL when empty): raw, first
 /// partial day, whole days, the oldest hour's day, last partial day. Each is a sum over
 /// one key range; the sums are added up in Rust. `$3` is the array of check names.
-fn uptimes_sql(windows: usize) -> String {
+pub(crate) fn uptimes_sql(windows: usize) -> String {
     // The oldest hourly row once per check, not once per window.
     let mut sql = String::from(
         "WITH ids AS MATERIALIZED (

@@ -362,6 +362,26 @@ impl PgStore {
 
     async fn insert_result_probing(&self, conn: &mut PgConnection, rows: &ResultRows, i: usize) -> Result<(), PgError> {
         let first = rows.started_at[i];
+        // The same result already stored: a batch retried after its commit was lost with
+        // the connection (the commit may have happened). Stored once, not moved on.
+        let same: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM results WHERE check_id = $1 AND started_at = $2
+                              AND kind & ~$3 = $4 AND duration_us = $5 AND queue_us = $6
+                              AND error IS NOT DISTINCT FROM $7)",
+        )
+        .bind(rows.check_id[i])
+        .bind(first)
+        .bind(codes::KEEP_BIT as i32)
+        .bind(rows.kind[i])
+        .bind(rows.duration_us[i])
+        .bind(rows.queue_us[i])
+        .bind(&rows.error[i])
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(self.query_error("compare a result with the stored one"))?;
+        if same {
+            return Ok(());
+        }
         for probe in 1..=MAX_KEY_PROBES {
             let done = sqlx::query(
                 "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases,
@@ -404,6 +424,21 @@ impl PgStore {
         let cause = serde_json::to_string(&transition.cause)
             .map_err(|e| self.corrupt("encode transition cause", e.to_string()))?;
         let at = to_ms(transition.at);
+        // Already stored (a retried batch whose commit was lost with the connection):
+        // the same id, so derived notification keys match and nothing is sent twice.
+        let stored: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM transitions WHERE check_name = $1 AND at = $2 AND from_state = $3 AND to_state = $4",
+        )
+        .bind(check)
+        .bind(at)
+        .bind(transition.from.as_str())
+        .bind(transition.to.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(self.query_error("look up a stored transition"))?;
+        if let Some(id) = stored {
+            return Ok(id);
+        }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO transitions (check_name, from_state, to_state, at, cause)
              VALUES ($1, $2, $3, $4, $5) RETURNING id",

@@ -38,6 +38,15 @@ pub struct Opened {
 pub async fn open(args: &DatabaseArgs) -> Result<Opened, Exit> {
     let (configured, intervals) = match &args.config {
         Some(path) => match crate::config_file::load_or_report(path) {
+            Ok(loaded) if args.db.is_none() && loaded.config.store.url.is_some() => {
+                // Reads of a shared PostgreSQL store go through a node's API for now.
+                eprintln!(
+                    "error: {} keeps its results in PostgreSQL (store.url); this command reads SQLite files \
+                     only: use a serve node's API (/api/v1/checks, /api/v1/incidents) or pass --db PATH",
+                    path.display()
+                );
+                return Err(Exit::BadInput);
+            }
             Ok(loaded) => (
                 loaded.config.store.path,
                 loaded

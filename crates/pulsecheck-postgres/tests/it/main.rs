@@ -3,5 +3,9 @@
 //! Every test starts PostgreSQL itself; without it installed they print why and pass,
 //! unless CI is set.
 
+mod cluster;
 mod common;
 mod open;
+mod plans;
+mod suite;
+mod throughput;

@@ -47,6 +47,12 @@ async fn location_hides_the_password_and_errors_say_what_to_fix() {
     assert!(error.to_string().contains("create the database"), "{error}");
     assert!(!error.is_transient(), "{error}");
 
+    // An unknown user: permanent, and the message says what to check.
+    let stranger = url.replacen("postgres@", "nobody@", 1);
+    let error = PgStore::connect(&stranger, options("a")).await.unwrap_err();
+    assert!(error.to_string().contains("check the user and password"), "{error}");
+    assert!(!error.is_transient(), "{error}");
+
     // Nothing listens on port 1: refused, transient (the writer retries for ever).
     let mut refused = options("a");
     refused.acquire_timeout = std::time::Duration::from_secs(2);

@@ -1,4 +1,5 @@
-//! Fixtures shared by the tests: databases on the shared test server, stores on them.
+//! Fixtures shared by the tests: fixed timestamps, results, transitions and alerts (as
+//! in pulsecheck-store's tests), databases on the shared test server, stores on them.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -43,5 +44,124 @@ where
     while !condition().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+use pulsecheck_core::outbox::{AlertEvent, AlertKind, CauseResult};
+use pulsecheck_core::state::{CheckState, State, Transition};
+use pulsecheck_core::storage::{CheckMeta, RunRecord, WriteEvent};
+use pulsecheck_core::{CheckResult, Outcome, ProbeKind, Reason};
+
+/// 2026-01-01T00:00:00Z plus `seconds`.
+pub fn ts(seconds: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_767_225_600 + seconds).unwrap()
+}
+
+pub fn result(check: &str, outcome: Outcome, at: jiff::Timestamp, duration_ms: u64) -> CheckResult {
+    let mut r = CheckResult::new(&format!("https://{check}.example"), None, ProbeKind::Http, outcome);
+    r.started_at = at;
+    r.duration_ms = Duration::from_millis(duration_ms);
+    r.queue_ms = Duration::from_micros(250);
+    r.timings.dns_ms = Some(Duration::from_micros(1_500));
+    r.timings.connect_ms = Some(Duration::from_millis(2));
+    r.timings.ttfb_ms = Some(Duration::from_millis(duration_ms / 2));
+    if outcome == Outcome::Down {
+        r.reason = Some(Reason::Timeout);
+        r.error = Some("no answer within 5 s".into());
+    } else {
+        r.http_status = Some(200);
+    }
+    r
+}
+
+pub fn cause(outcome: Outcome, at: jiff::Timestamp) -> CauseResult {
+    CauseResult {
+        at,
+        outcome,
+        reason: (outcome == Outcome::Down).then_some(Reason::Timeout),
+        error: None,
+        duration_ms: 12.5,
+    }
+}
+
+pub fn state(state: State, since: Option<jiff::Timestamp>, streak: Vec<CauseResult>) -> CheckState {
+    CheckState { state, since, streak }
+}
+
+pub fn alert(check: &str, key: &str, kind: AlertKind, at: jiff::Timestamp) -> AlertEvent {
+    let (from, to) = match kind {
+        AlertKind::Resolved => ("down", "up"),
+        _ => ("up", "down"),
+    };
+    AlertEvent {
+        idempotency_key: key.to_owned(),
+        kind,
+        check: check.to_owned(),
+        group: Some("web".into()),
+        target: format!("https://{check}.example"),
+        from: from.into(),
+        to: to.into(),
+        at,
+        reason: (kind != AlertKind::Resolved).then_some(Reason::Timeout),
+        error: None,
+        cause: vec![cause(Outcome::Down, at)],
+    }
+}
+
+/// A run of `check` at `at` that caused a transition, with one notification per
+/// channel, keyed `{check}:{to}:{seconds}:{channel}`.
+pub fn transition(check: &str, from: State, to: State, at: jiff::Timestamp, channels: &[&str]) -> WriteEvent {
+    let outcome = if to == State::Down { Outcome::Down } else { Outcome::Up };
+    let kind = if to == State::Down {
+        AlertKind::Down
+    } else {
+        AlertKind::Resolved
+    };
+    let streak = vec![cause(outcome, at)];
+    WriteEvent::Run(Box::new(RunRecord {
+        check: check.to_owned(),
+        fence: None,
+        result: result(check, outcome, at, 12),
+        transition: Some(Transition {
+            from,
+            to,
+            at,
+            cause: streak.clone(),
+        }),
+        state: state(to, Some(at), streak),
+        notifications: channels
+            .iter()
+            .map(|channel| {
+                let key = format!("{check}:{to}:{}:{channel}", at.as_second() - ts(0).as_second());
+                (channel.to_string(), alert(check, &key, kind, at))
+            })
+            .collect(),
+    }))
+}
+
+pub fn result_event(check: &str, outcome: Outcome, at: jiff::Timestamp, duration_ms: u64) -> WriteEvent {
+    let s = if outcome == Outcome::Up { State::Up } else { State::Down };
+    WriteEvent::Run(Box::new(RunRecord {
+        check: check.to_owned(),
+        fence: None,
+        result: result(check, outcome, at, duration_ms),
+        state: state(s, Some(ts(0)), vec![cause(outcome, at)]),
+        transition: None,
+        notifications: Vec::new(),
+    }))
+}
+
+pub fn register(names: &[&str]) -> WriteEvent {
+    WriteEvent::RegisterChecks {
+        checks: names
+            .iter()
+            .map(|name| CheckMeta {
+                name: name.to_string(),
+                group: Some("web".into()),
+                target: format!("https://{name}.example"),
+                origin: Default::default(),
+            })
+            .collect(),
+        retire_others: false,
     }
 }
