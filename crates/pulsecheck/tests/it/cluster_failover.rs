@@ -413,13 +413,25 @@ async fn nodes_reconnect_after_a_postgresql_restart_and_lose_no_notification() {
         pool.close().await;
         target.set_status(status);
         let began = Instant::now();
-        tokio::task::spawn_blocking(|| server().unwrap().unwrap().restart())
+        tokio::task::spawn_blocking(|| server().unwrap().unwrap().stop())
             .await
             .unwrap()
-            .expect("PostgreSQL restarts");
+            .expect("PostgreSQL stops");
+        // Down for a round of every check (their runs wait in the writers), less than the TTL.
+        let probed = target.received().len();
+        eventually(
+            Duration::from_secs(30),
+            "every check probed while PostgreSQL is down",
+            || async { (target.received().len() >= probed + names.len()).then_some(()) },
+        )
+        .await;
+        tokio::task::spawn_blocking(|| server().unwrap().unwrap().start_again())
+            .await
+            .unwrap()
+            .expect("PostgreSQL starts again");
         let restarted = Instant::now();
         let restarted_ms = unix_ms();
-        eprintln!("PostgreSQL restart took {:?}", restarted - began);
+        eprintln!("PostgreSQL was down for {:?}", restarted - began);
         windows.push(began..restarted + Duration::from_secs(5));
         pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
