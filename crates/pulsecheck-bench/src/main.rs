@@ -38,11 +38,20 @@
 //!   the page's bytes, the daemon's CPU share and schedule lag. Goals (issue 11): page
 //!   p99 < 100 ms and < 300 KB, API list p99 < 50 ms, lag p99 < 50 ms.
 //!
+//! * `cluster`: two `pulsecheck serve --store postgres://…` nodes on one throwaway
+//!   PostgreSQL (initdb and pg_ctl, as the tests start it) with the `serve` scenario's
+//!   checks (`--serve-checks`, every 6 s) for `--serve-seconds`: CPU of each node and of
+//!   PostgreSQL (from /proc), schedule lag p99 (from /metrics), results per second,
+//!   database growth per hour, then SIGKILL of one node and the time until the other
+//!   holds every check; and how many checks per minute one PostgreSQL core carries at
+//!   the measured CPU per result, with what limits first (issue 10).
+//!
 //! Usage: `cargo build --release --workspace && target/release/pulsecheck-bench [SCENARIO...]`
 //! (`pulsecheck-bench fast mixed blackhole serve` runs everything).
 //! The exit code is 0 even when goals are missed (it is a measurement); it is
 //! non-zero only when the benchmark itself failed. MB are 10^6 bytes.
 
+mod cluster;
 mod measure;
 mod probe;
 mod proc;
@@ -163,6 +172,15 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                     web::RATE,
                     web::WINDOW.as_secs(),
                 ),
+                None if *scenario == Scenario::Cluster => println!(
+                    "{:<11} RUST_LOG=warn {}  (and node-2 alike; {} checks every {}, lease TTL {} s; SIGKILL of node-2 after {} s)",
+                    Scenario::Cluster.name(),
+                    cluster::command_line(&pulsecheck, &dir.0, "node-1", "postgres://postgres@127.0.0.1:PORT/bench").join(" "),
+                    cli.serve_checks,
+                    serve::INTERVAL,
+                    cluster::LEASE_TTL.as_secs(),
+                    cli.serve_seconds,
+                ),
                 None if *scenario == Scenario::Probe => println!(
                     "{:<11} /probe of `{} serve` vs prometheus-blackbox-exporter at {:?} concurrent scrapes, then /metrics with 10,000 checks",
                     Scenario::Probe.name(),
@@ -198,6 +216,23 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             } else {
                 println!();
                 for line in web::report(&run) {
+                    println!("{line}");
+                }
+            }
+            scan_header_printed = false;
+            continue;
+        }
+        if *scenario == Scenario::Cluster {
+            let seconds = Duration::from_secs(cli.serve_seconds);
+            let run = cluster::run(&pulsecheck, &sim.ready.http, &dir.0, cli.serve_checks, seconds)
+                .context("scenario cluster")?;
+            if cli.json {
+                let url = "postgres://postgres@127.0.0.1:PORT/bench";
+                let commands = ["node-1", "node-2"].map(|n| cluster::command_line(&pulsecheck, &dir.0, n, url));
+                println!("{}", cluster::json(&run, &commands));
+            } else {
+                println!();
+                for line in cluster::report(&run) {
                     println!("{line}");
                 }
             }

@@ -26,6 +26,10 @@ pub enum Scenario {
     /// hourly aggregates, while monitoring 100,000 checks per minute (not in the default
     /// set).
     Web,
+    /// Two `serve` nodes on one throwaway PostgreSQL, 10,000 checks every 6 s for
+    /// `--serve-seconds`, then SIGKILL of one: CPU of each and of PostgreSQL, lag, write
+    /// throughput, growth, takeover time and a capacity estimate (not in the default set).
+    Cluster,
 }
 
 /// The default set: the quick `scan` scenarios. `serve` takes minutes, so it
@@ -102,6 +106,7 @@ impl Scenario {
             Scenario::Serve => "serve",
             Scenario::Probe => "probe",
             Scenario::Web => "web",
+            Scenario::Cluster => "cluster",
         }
     }
 
@@ -154,7 +159,7 @@ impl Scenario {
                     ..Goals::default()
                 },
             ),
-            Scenario::Serve | Scenario::Probe | Scenario::Web => return None,
+            Scenario::Serve | Scenario::Probe | Scenario::Web | Scenario::Cluster => return None,
         };
         let mut targets = Vec::with_capacity(kinds.len());
         let mut expect = Vec::with_capacity(kinds.len());

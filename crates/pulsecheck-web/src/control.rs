@@ -43,4 +43,38 @@ pub trait Control: Send + Sync + 'static {
         check: &'a str,
         span_started: jiff::Timestamp,
     ) -> BoxFuture<'a, Result<(), ControlError>>;
+
+    /// This node's membership and leases when it is one node of a cluster on a shared
+    /// store; `None` for a single node, which owns every check.
+    fn cluster(&self) -> Option<ClusterView> {
+        None
+    }
+}
+
+/// One node's view of the cluster it belongs to, for `GET /api/v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterView {
+    /// This node's id (a new one per process start).
+    pub node: String,
+    /// This node's location label, if it has one.
+    pub location: Option<String>,
+    /// How long leases and memberships last without renewal, in milliseconds.
+    pub lease_ttl_ms: u64,
+    /// The live members at this node's last successful heartbeat, by node id (empty
+    /// while this node is cut off from the store).
+    pub members: Vec<ClusterMember>,
+    /// The leases this node holds, by key, with the fencing epoch it holds each under.
+    pub leases: Vec<HeldLease>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterMember {
+    pub node: String,
+    pub location: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HeldLease {
+    pub key: String,
+    pub epoch: i64,
 }

@@ -3,6 +3,7 @@
 //! concern; every error has the shape of [`error::ApiError`].
 
 pub mod checks;
+pub mod cluster;
 pub mod error;
 pub mod extract;
 pub mod history;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/incidents/{id}/acknowledge", post(incidents::acknowledge))
         .route("/outbox", get(outbox::list))
         .route("/outbox/{id}/redeliver", post(outbox::redeliver))
+        .route("/cluster", get(cluster::get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))

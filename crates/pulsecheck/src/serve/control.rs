@@ -10,10 +10,11 @@ use std::sync::Arc;
 use pulsecheck_config::{CheckConfig, MonitorConfig};
 use pulsecheck_core::monitor::Policy;
 use pulsecheck_core::outbox::BoxFuture;
+use pulsecheck_core::ownership::Owned;
 use pulsecheck_core::storage::{Console, Origin};
 use pulsecheck_core::CheckResult;
-use pulsecheck_web::control::{Control, ControlError};
-use tokio::sync::{mpsc, oneshot};
+use pulsecheck_web::control::{ClusterMember, ClusterView, Control, ControlError, HeldLease};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// One request from the API to the serve loop.
 pub enum Command {
@@ -45,6 +46,44 @@ pub enum Command {
 /// [`Control`] over a channel to the serve loop.
 pub struct DaemonControl {
     pub commands: mpsc::Sender<Command>,
+    /// On a shared store: this node's leases as its ownership loop publishes them.
+    pub cluster: Option<ClusterSource>,
+}
+
+/// What `GET /api/v1/cluster` reads: the ownership loop's publications.
+pub struct ClusterSource {
+    pub owned: watch::Receiver<Arc<Owned>>,
+    pub location: Option<String>,
+    pub ttl: std::time::Duration,
+}
+
+impl ClusterSource {
+    fn view(&self) -> ClusterView {
+        let owned = self.owned.borrow().clone();
+        let mut leases: Vec<HeldLease> = owned
+            .leases
+            .iter()
+            .map(|(key, epoch)| HeldLease {
+                key: key.clone(),
+                epoch: *epoch,
+            })
+            .collect();
+        leases.sort_by(|a, b| a.key.cmp(&b.key));
+        ClusterView {
+            node: owned.node.clone(),
+            location: self.location.clone(),
+            lease_ttl_ms: u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX),
+            members: owned
+                .members
+                .iter()
+                .map(|m| ClusterMember {
+                    node: m.node.clone(),
+                    location: m.location.clone(),
+                })
+                .collect(),
+            leases,
+        }
+    }
 }
 
 impl DaemonControl {
@@ -106,6 +145,10 @@ impl Control for DaemonControl {
             span_started,
             reply,
         }))
+    }
+
+    fn cluster(&self) -> Option<ClusterView> {
+        self.cluster.as_ref().map(ClusterSource::view)
     }
 }
 

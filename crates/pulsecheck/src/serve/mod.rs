@@ -334,6 +334,14 @@ async fn serve(args: ServeArgs) -> Exit {
         let state = pulsecheck_web::AppState::new(engine.clone(), active_tx.subscribe(), live.clone(), health);
         let state = backend.attach(state).with_control(Arc::new(DaemonControl {
             commands: commands_tx.clone(),
+            cluster: ownership
+                .clone()
+                .zip(node.as_ref())
+                .map(|(owned, node)| control::ClusterSource {
+                    owned,
+                    location: node.member.location.clone(),
+                    ttl: node.ttl,
+                }),
         }));
         web::start(
             listener,

@@ -5,6 +5,8 @@ mod api;
 mod browser;
 mod cli;
 mod cluster;
+mod cluster_failover;
+mod cluster_nodes;
 mod daemon;
 mod demo;
 mod payload;
