@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 pub use console::{Console, Origin};
 pub use history::History;
-pub use housekeeping::{CompactReport, Housekeeping, Retention};
+pub use housekeeping::{CompactReport, Cutoffs, Housekeeping, Retention};
 
 use crate::outbox::{AlertEvent, BoxFuture, MemoryOutbox, Outbox};
 use crate::state::{CheckState, Transition};

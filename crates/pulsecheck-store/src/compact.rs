@@ -62,8 +62,8 @@ impl Store {
         let mut report = CompactReport::default();
         let aggregated_through = self.aggregate(now, &mut report).await?;
 
-        if retention.raw_up_hours > 0 {
-            let cutoff = (now - i64::from(retention.raw_up_hours) * HOUR_MS).min(aggregated_through);
+        let cutoffs = retention.cutoffs(now, aggregated_through);
+        if let Some(cutoff) = cutoffs.up_results {
             report.results_deleted += self
                 .delete_per_check(
                     "delete old up results",
@@ -72,8 +72,7 @@ impl Store {
                 )
                 .await?;
         }
-        if retention.raw_days > 0 {
-            let cutoff = (now - i64::from(retention.raw_days) * DAY_MS).min(aggregated_through);
+        if let Some(cutoff) = cutoffs.results {
             report.results_deleted += self
                 .delete_per_check(
                     "delete old results",
@@ -82,8 +81,7 @@ impl Store {
                 )
                 .await?;
         }
-        if retention.hourly_days > 0 {
-            let cutoff = now - i64::from(retention.hourly_days) * DAY_MS;
+        if let Some(cutoff) = cutoffs.hourly {
             report.hourly_deleted = self
                 .delete_per_check(
                     "delete old hourly aggregates",
@@ -93,14 +91,7 @@ impl Store {
                 .await?;
             report.notifications_deleted = self.delete_delivered_notifications(cutoff).await?;
         }
-        // Uptime reads whole days from daily rows (see uptime.rs), so a day's row stays
-        // at least as long as its hours.
-        let daily_days = match (retention.daily_days, retention.hourly_days) {
-            (0, _) | (_, 0) => 0,
-            (daily, hourly) => daily.max(hourly),
-        };
-        if daily_days > 0 {
-            let cutoff = now - i64::from(daily_days) * DAY_MS;
+        if let Some(cutoff) = cutoffs.daily {
             report.daily_deleted = self
                 .delete_per_check(
                     "delete old daily aggregates",

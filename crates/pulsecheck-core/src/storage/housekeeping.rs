@@ -52,6 +52,42 @@ impl Default for Retention {
     }
 }
 
+/// What one compaction deletes: rows strictly before each cutoff (unix milliseconds);
+/// `None` keeps that tier forever.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Up and cancelled results that caused no transition.
+    pub up_results: Option<i64>,
+    /// Every raw result.
+    pub results: Option<i64>,
+    /// Hourly aggregates, and delivered notifications.
+    pub hourly: Option<i64>,
+    /// Daily aggregates.
+    pub daily: Option<i64>,
+}
+
+impl Retention {
+    /// The cutoffs at `now_ms`, for a store whose hours are aggregated up to
+    /// `aggregated_through_ms`: a raw result is never deleted before its hour was
+    /// aggregated, and a daily row lives at least as long as its hours (uptime reads
+    /// whole days from daily rows). Every backend prunes by these, so the tiers mean the
+    /// same on all of them.
+    pub fn cutoffs(&self, now_ms: i64, aggregated_through_ms: i64) -> Cutoffs {
+        use crate::storage::encoding::{DAY_MS, HOUR_MS};
+        let before = |units: u32, unit_ms: i64| (units > 0).then(|| now_ms - i64::from(units) * unit_ms);
+        let daily_days = match (self.daily_days, self.hourly_days) {
+            (0, _) | (_, 0) => 0,
+            (daily, hourly) => daily.max(hourly),
+        };
+        Cutoffs {
+            up_results: before(self.raw_up_hours, HOUR_MS).map(|c| c.min(aggregated_through_ms)),
+            results: before(self.raw_days, DAY_MS).map(|c| c.min(aggregated_through_ms)),
+            hourly: before(self.hourly_days, DAY_MS),
+            daily: before(daily_days, DAY_MS),
+        }
+    }
+}
+
 /// What one compaction run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct CompactReport {
@@ -90,4 +126,37 @@ pub trait Housekeeping: Send + Sync + 'static {
 
     /// Closes the connections, after the writer finished.
     fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::encoding::{DAY_MS, HOUR_MS};
+
+    #[test]
+    fn cutoffs_never_pass_the_aggregated_hours_and_keep_days_as_long_as_hours() {
+        let now = 1_000 * DAY_MS;
+        let cutoffs = Retention::default().cutoffs(now, now - 3 * DAY_MS);
+        assert_eq!(
+            cutoffs.up_results,
+            Some(now - 3 * DAY_MS),
+            "48 h, but only aggregated hours"
+        );
+        assert_eq!(cutoffs.results, Some(now - 7 * DAY_MS));
+        assert_eq!(cutoffs.hourly, Some(now - 90 * DAY_MS));
+        assert_eq!(cutoffs.daily, Some(now - 400 * DAY_MS));
+
+        let cutoffs = Retention::default().cutoffs(now, now);
+        assert_eq!(cutoffs.up_results, Some(now - 48 * HOUR_MS));
+
+        let long_hours = Retention {
+            hourly_days: 500,
+            daily_days: 30,
+            ..Retention::default()
+        };
+        assert_eq!(long_hours.cutoffs(now, now).daily, Some(now - 500 * DAY_MS));
+
+        let forever = Retention::new(0, 0);
+        assert_eq!(forever.cutoffs(now, now), Cutoffs::default());
+    }
 }
