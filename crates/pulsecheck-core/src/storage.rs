@@ -8,6 +8,7 @@
 //! [`Outbox`] through which deliveries are claimed and settled. Reads of the past
 //! (results, down spans, uptime) are the separate [`History`] trait.
 
+pub mod aggregate;
 pub mod console;
 pub mod encoding;
 pub mod history;
