@@ -1,7 +1,8 @@
 //! `cluster:` and `store.url`: several `serve` nodes on one shared PostgreSQL store.
 //! Each node registers under `node` (default: the host name), optionally with a
 //! `location`, and holds its checks by leases that last `lease_ttl`, renewed every
-//! third of it. SQLite is one node's file, so `cluster:` needs a PostgreSQL store.
+//! third of it. A node claims a notification for `claim_ttl` while it delivers it.
+//! SQLite is one node's file, so `cluster:` needs a PostgreSQL store.
 
 use std::time::Duration;
 
@@ -16,6 +17,14 @@ pub const MIN_LEASE_TTL: Duration = Duration::from_secs(3);
 /// Longer leases leave a dead node's checks unwatched for too long.
 pub const MAX_LEASE_TTL: Duration = Duration::from_secs(600);
 const MAX_NODE_CHARS: usize = 100;
+/// The default claim on a notification: a dead node's deliveries move after it.
+pub const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(120);
+/// A claim shorter than this would lapse under a delivery on a loaded store.
+pub const MIN_CLAIM_TTL: Duration = Duration::from_secs(5);
+pub const MAX_CLAIM_TTL: Duration = Duration::from_secs(3600);
+/// How much longer than a channel's timeout a claim lasts at least: room for the claim
+/// and settle queries on a loaded store.
+pub const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 
 /// The `cluster:` section.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +35,19 @@ pub struct ClusterConfig {
     pub location: Option<String>,
     /// How long a lease and a membership last without renewal.
     pub lease_ttl: Duration,
+    /// How long a node holds a notification it is delivering before another node may
+    /// take it over; `None`: [`claim_ttl`] decides from the channels' timeouts.
+    pub claim_ttl: Option<Duration>,
+}
+
+/// The claim on a notification being delivered: `configured`, else the default, made
+/// longer than twice the longest channel `timeout` so a slow but live delivery is never
+/// taken over.
+pub fn claim_ttl(configured: Option<Duration>, channel_timeouts: impl IntoIterator<Item = Duration>) -> Duration {
+    configured.unwrap_or_else(|| {
+        let longest = channel_timeouts.into_iter().max().unwrap_or_default();
+        DEFAULT_CLAIM_TTL.max(longest * 2)
+    })
 }
 
 impl ClusterConfig {
@@ -77,6 +99,7 @@ pub(crate) fn cluster(
     v: &mut Validator<'_>,
     raw: Option<&Spanned<RawCluster>>,
     store: Option<&Spanned<RawStore>>,
+    channels: &[pulsecheck_core::channel::ChannelSpec],
 ) -> Option<ClusterConfig> {
     let raw = raw?;
     if let Some(path) = store.and_then(|s| s.value.path.as_ref()) {
@@ -127,9 +150,41 @@ pub(crate) fn cluster(
         Some(ttl) => ttl.value.0,
         None => DEFAULT_LEASE_TTL,
     };
+    let claim_ttl = r.claim_ttl.as_ref().and_then(|ttl| {
+        let value = ttl.value.0;
+        if !(MIN_CLAIM_TTL..=MAX_CLAIM_TTL).contains(&value) {
+            v.error(
+                ttl.loc,
+                format!("claim_ttl {value:?} is out of range"),
+                Some(format!(
+                    "use {}s to {}s; a dead node's deliveries move to another node after it",
+                    MIN_CLAIM_TTL.as_secs(),
+                    MAX_CLAIM_TTL.as_secs()
+                )),
+            );
+            return None;
+        }
+        if let Some(slow) = channels.iter().find(|c| c.timeout + CLAIM_MARGIN > value) {
+            v.error(
+                ttl.loc,
+                format!(
+                    "claim_ttl {value:?} is too short for channel {} (timeout {:?})",
+                    slow.name, slow.timeout
+                ),
+                Some(format!(
+                    "make claim_ttl at least the longest channel timeout plus {}s, or the claim lapses \
+                     while the node still delivers and another node sends it again",
+                    CLAIM_MARGIN.as_secs()
+                )),
+            );
+            return None;
+        }
+        Some(value)
+    });
     Some(ClusterConfig {
         node,
         location,
         lease_ttl,
+        claim_ttl,
     })
 }

@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use api_check::{validate_api_check, CheckDefaults, FieldError};
-pub use cluster::{is_postgres_url, ClusterConfig, DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
+pub use cluster::{is_postgres_url, ClusterConfig, DEFAULT_CLAIM_TTL, DEFAULT_LEASE_TTL, MIN_LEASE_TTL};
 pub use pulsecheck_core::maintenance::{MaintenanceWindow, Recurrence};
 pub use tree::Format;
 pub use web::{ApiToken, ProbeModule, Prober, ServerConfig, DEFAULT_LISTEN};
@@ -84,6 +84,16 @@ pub struct MonitorConfig {
 }
 
 impl MonitorConfig {
+    /// How long a node holds a notification it delivers on a shared store:
+    /// `cluster.claim_ttl`, else the default stretched to twice the longest channel
+    /// timeout.
+    pub fn claim_ttl(&self) -> std::time::Duration {
+        cluster::claim_ttl(
+            self.cluster.as_ref().and_then(|c| c.claim_ttl),
+            self.channels.iter().map(|c| c.timeout),
+        )
+    }
+
     pub fn check(&self, name: &str) -> Option<&CheckConfig> {
         self.checks.iter().find(|c| c.name == name)
     }

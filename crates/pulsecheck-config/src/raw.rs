@@ -206,6 +206,7 @@ pub(crate) struct RawCluster {
     pub node: Option<Spanned<String>>,
     pub location: Option<Spanned<String>>,
     pub lease_ttl: Option<Spanned<Dur>>,
+    pub claim_ttl: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Default, DeriveDeserialize)]

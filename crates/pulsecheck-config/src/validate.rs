@@ -127,6 +127,7 @@ pub(crate) fn validate(
     let checks = checks(&mut v, raw, &names);
     super::quorum::needs_cluster(&mut v, raw);
     let maintenance = maintenance(&mut v, raw.maintenance.as_deref().unwrap_or_default(), &names);
+    let cluster = super::cluster::cluster(&mut v, raw.cluster.as_ref(), raw.store.as_ref(), &channels);
     let config = MonitorConfig {
         checks,
         channels,
@@ -136,7 +137,7 @@ pub(crate) fn validate(
         delivery: delivery(&mut v, raw.delivery.as_ref()),
         server: super::web::server(&mut v, raw.server.as_ref()),
         modules: super::web::modules(&mut v, raw.modules.as_ref()),
-        cluster: super::cluster::cluster(&mut v, raw.cluster.as_ref(), raw.store.as_ref()),
+        cluster,
         source: source.to_owned(),
         check_defaults: super::api_check::CheckDefaults(tree.get("defaults").cloned().map(std::sync::Arc::new)),
     };

@@ -1051,6 +1051,35 @@ fn store_and_cluster_mistakes_are_reported_at_their_place() {
     assert!(errors[0].message.contains("unknown key 'nodes'"), "{}", render(&errors));
 }
 
+#[test]
+fn the_claim_ttl_outlasts_every_channel_timeout() {
+    let hook = "channels:\n  hook:\n    type: webhook\n    url: http://127.0.0.1:9/\n    timeout: 40s\n";
+    let store = "store:\n  url: postgres://h/db\n";
+    // Unset: two minutes, or twice the longest channel timeout when that is longer.
+    let minutes = std::time::Duration::from_secs;
+    assert_eq!(load_ok(&format!("{store}cluster: {{}}\n")).claim_ttl(), minutes(120));
+    assert_eq!(load_ok(&format!("{store}{hook}")).claim_ttl(), minutes(120));
+    let slow = hook.replace("40s", "90s");
+    assert_eq!(load_ok(&format!("{store}{slow}")).claim_ttl(), minutes(180));
+    // Set: taken as it is, when it outlasts the timeouts.
+    let set = load_ok(&format!("{store}{hook}cluster:\n  claim_ttl: 45s\n"));
+    assert_eq!(set.claim_ttl(), minutes(45));
+
+    let errors = load_yaml(&format!("{store}{hook}cluster:\n  claim_ttl: 30s\n")).unwrap_err();
+    assert_eq!(
+        positions(&errors),
+        ["9:14: claim_ttl 30s is too short for channel hook (timeout 40s)"]
+    );
+    assert!(
+        errors[0].hint.as_deref().unwrap().contains("plus 5s"),
+        "{}",
+        render(&errors)
+    );
+    let errors = load_yaml(&format!("{store}cluster:\n  claim_ttl: 2s\n")).unwrap_err();
+    assert_eq!(positions(&errors), ["4:14: claim_ttl 2s is out of range"]);
+    assert!(errors[0].hint.as_deref().unwrap().contains("5s to 3600s"));
+}
+
 // ---------------------------------------------------------------------------------------
 // Location quorum
 

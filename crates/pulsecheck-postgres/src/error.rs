@@ -92,7 +92,7 @@ pub(crate) fn connect_hint(error: &sqlx::Error) -> &'static str {
             _ => "",
         },
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => {
-            " (is the server running and listening on that host and port? retrying)"
+            " (is the server running and listening on that host and port?)"
         }
         sqlx::Error::Configuration(_) => " (fix the store URL)",
         _ => "",

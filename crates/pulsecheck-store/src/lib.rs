@@ -45,8 +45,6 @@ pub use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, R
 pub use pulsecheck_core::storage::housekeeping::{CompactReport, Housekeeping, Retention};
 pub use pulsecheck_core::storage::{CheckMeta, Console, Origin, RunRecord, WriteEvent};
 pub use pulsecheck_core::writer::{WriterConfig, WriterHandle, WriterStats};
-pub use read::{
-    CheckStatus, DailyAggregate, HourlyAggregate, Incident, NotificationFilter, StoredResult, StoredTransition,
-};
+pub use read::{DailyAggregate, HourlyAggregate, Incident, NotificationFilter, StoredResult, StoredTransition};
 pub use storage::spawn_writer;
 pub use store::{Store, StoreOptions};

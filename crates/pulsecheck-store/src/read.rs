@@ -16,27 +16,6 @@ use crate::error::StoreError;
 use crate::store::Store;
 use pulsecheck_core::storage::encoding::{from_ms, us_to_ms};
 
-/// One check as `pulsecheck status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CheckStatus {
-    pub name: String,
-    pub group: Option<String>,
-    pub target: String,
-    /// False once a reload removed the check from the config.
-    pub active: bool,
-    pub state: State,
-    pub since: Option<jiff::Timestamp>,
-    pub last_result_at: Option<jiff::Timestamp>,
-    pub last_outcome: Option<Outcome>,
-    pub last_reason: Option<Reason>,
-    pub last_error: Option<String>,
-    pub last_duration_ms: Option<f64>,
-    /// Start of the open incident, when the check is down.
-    pub open_incident_since: Option<jiff::Timestamp>,
-    pub pending_notifications: u64,
-    pub dead_notifications: u64,
-}
-
 /// Which outbox rows [`Store::notifications`] returns; every field narrows the set.
 #[derive(Clone, Debug, Default)]
 pub struct NotificationFilter {
@@ -128,52 +107,6 @@ impl Store {
             );
         }
         Ok(states)
-    }
-
-    /// Every known check with its state, latest result, open incident and outbox
-    /// counts, ordered by name.
-    pub async fn status(&self) -> Result<Vec<CheckStatus>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.name, c.check_group, c.target, c.active, c.state, c.since,
-                    c.last_result_at, c.last_outcome, c.last_reason, c.last_error, c.last_duration_ms,
-                    (SELECT MIN(i.started_at) FROM incidents i
-                      WHERE i.check_name = c.name AND i.ended_at IS NULL) AS open_incident_since,
-                    (SELECT COUNT(*) FROM notifications n
-                      WHERE n.check_name = c.name AND n.state = 'pending') AS pending,
-                    (SELECT COUNT(*) FROM notifications n
-                      WHERE n.check_name = c.name AND n.state = 'dead') AS dead
-             FROM checks c
-             ORDER BY c.name",
-        )
-        .fetch_all(&self.inner.read)
-        .await
-        .map_err(self.query_error("read status"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(CheckStatus {
-                    name: self.get(row, "name")?,
-                    group: self.get(row, "check_group")?,
-                    target: self.get(row, "target")?,
-                    active: self.get::<i64>(row, "active")? != 0,
-                    state: self.state_col(row, "state")?,
-                    since: self.get::<Option<i64>>(row, "since")?.map(from_ms),
-                    last_result_at: self.get::<Option<i64>>(row, "last_result_at")?.map(from_ms),
-                    last_outcome: self
-                        .get::<Option<String>>(row, "last_outcome")?
-                        .map(|s| self.outcome(&s))
-                        .transpose()?,
-                    last_reason: self
-                        .get::<Option<String>>(row, "last_reason")?
-                        .map(|s| self.reason(&s))
-                        .transpose()?,
-                    last_error: self.get(row, "last_error")?,
-                    last_duration_ms: self.get(row, "last_duration_ms")?,
-                    open_incident_since: self.get::<Option<i64>>(row, "open_incident_since")?.map(from_ms),
-                    pending_notifications: self.get::<i64>(row, "pending")?.max(0) as u64,
-                    dead_notifications: self.get::<i64>(row, "dead")?.max(0) as u64,
-                })
-            })
-            .collect()
     }
 
     /// Outbox rows matching `filter`, oldest first, with their delivery records.

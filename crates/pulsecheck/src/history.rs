@@ -2,8 +2,8 @@
 //! reasons and phase times, and its uptime over 24 hours, 7 days and 30 days; a table
 //! or JSON, a page at a time.
 
-use pulsecheck_core::storage::history::{History, RecordedResult, ResultPage};
-use pulsecheck_store::Store;
+use crate::database::Reader;
+use pulsecheck_core::storage::history::{RecordedResult, ResultPage};
 use serde::Serialize;
 
 use crate::cli::HistoryArgs;
@@ -31,14 +31,15 @@ pub fn run(args: HistoryArgs) -> Exit {
     )
 }
 
-async fn report(store: &Store, args: &HistoryArgs, now: jiff::Timestamp) -> Result<Report, Exit> {
-    let target = crate::database::known_check(store, &args.check).await?;
+async fn report(reader: &Reader, args: &HistoryArgs, now: jiff::Timestamp) -> Result<Report, Exit> {
+    let target = crate::database::known_check(reader, &args.check).await?;
     let internal = |e: String| {
         eprintln!("error: {e}");
         Exit::Internal
     };
     let limit = args.limit.max(1);
-    let results = store
+    let results = reader
+        .history
         .recent_results(
             &args.check,
             ResultPage {
@@ -48,7 +49,9 @@ async fn report(store: &Store, args: &HistoryArgs, now: jiff::Timestamp) -> Resu
         )
         .await
         .map_err(|e| internal(e.to_string()))?;
-    let uptime = uptime::windows(store, &args.check, now).await.map_err(internal)?;
+    let uptime = uptime::windows(reader.history.as_ref(), &args.check, now)
+        .await
+        .map_err(internal)?;
     let next_before = (results.len() == limit)
         .then(|| results.last().map(|r| r.started_at))
         .flatten();

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use pulsecheck_core::storage::history::{DownSpan, History, SpanPage};
-use pulsecheck_store::Store;
+use crate::database::Reader;
+use pulsecheck_core::storage::history::{DownSpan, SpanPage};
 use serde::Serialize;
 
 use crate::cli::IncidentsArgs;
@@ -41,9 +41,9 @@ pub fn run(args: IncidentsArgs) -> Exit {
     )
 }
 
-async fn report(store: &Store, args: &IncidentsArgs, now: jiff::Timestamp) -> Result<Report, Exit> {
+async fn report(reader: &Reader, args: &IncidentsArgs, now: jiff::Timestamp) -> Result<Report, Exit> {
     if let Some(check) = &args.check {
-        crate::database::known_check(store, check).await?;
+        crate::database::known_check(reader, check).await?;
     }
     let internal = |e: String| {
         eprintln!("error: {e}");
@@ -55,14 +55,20 @@ async fn report(store: &Store, args: &IncidentsArgs, now: jiff::Timestamp) -> Re
         before_id: args.before_id,
         limit,
     };
-    let spans = store.down_spans(&page).await.map_err(|e| internal(e.to_string()))?;
+    let spans = reader
+        .history
+        .down_spans(&page)
+        .await
+        .map_err(|e| internal(e.to_string()))?;
     let mut checks: Vec<String> = spans.iter().map(|s| s.check.clone()).collect();
     checks.extend(args.check.clone());
     checks.sort();
     checks.dedup();
     let mut uptimes = BTreeMap::new();
     for check in checks {
-        let windows = uptime::windows(store, &check, now).await.map_err(internal)?;
+        let windows = uptime::windows(reader.history.as_ref(), &check, now)
+            .await
+            .map_err(internal)?;
         uptimes.insert(check, windows);
     }
     let next_before_id = (spans.len() == limit).then(|| spans.last().map(|s| s.id)).flatten();

@@ -8,11 +8,12 @@ use std::io::{self, IsTerminal, Write};
 use std::time::Duration;
 
 use pulsecheck_core::state::State;
+use pulsecheck_core::storage::console::CheckSummary;
 use pulsecheck_core::storage::history::{History, ResultPage};
-use pulsecheck_store::{CheckStatus, Store};
 use serde::Serialize;
 
 use crate::cli::{ColorChoice, StatusArgs, StatusFormat};
+use crate::database::Reader;
 use crate::exit::Exit;
 use crate::output::cut;
 use crate::when;
@@ -25,7 +26,7 @@ pub const STALE_GRACE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckReport {
     #[serde(flatten)]
-    pub status: CheckStatus,
+    pub status: CheckSummary,
     /// From the config (`--config`), else the gap between the last two stored results;
     /// `None` until a check has two.
     pub interval_s: Option<f64>,
@@ -65,8 +66,8 @@ pub fn run(args: StatusArgs) -> Exit {
     let now = jiff::Timestamp::now();
     let reports = runtime.block_on(async {
         let opened = crate::database::open(&args.database).await?;
-        let reports = reports(&opened.store, &opened.intervals, now).await;
-        opened.store.close().await;
+        let reports = reports(&opened.reader, &opened.intervals, now).await;
+        opened.reader.close().await;
         reports.map_err(|e| {
             eprintln!("error: {e}");
             Exit::Internal
@@ -108,16 +109,16 @@ pub fn run(args: StatusArgs) -> Exit {
 
 /// Every check's report: intervals from the config, else estimated from the store.
 pub async fn reports(
-    store: &Store,
+    reader: &Reader,
     intervals: &HashMap<String, Duration>,
     now: jiff::Timestamp,
 ) -> Result<Vec<CheckReport>, String> {
-    let rows = store.status().await.map_err(|e| e.to_string())?;
+    let rows = reader.checks().await?;
     let mut reports = Vec::with_capacity(rows.len());
     for status in rows {
         let interval = match intervals.get(&status.name) {
             Some(interval) => Some(*interval),
-            None if status.active => estimated_interval(store, &status.name).await?,
+            None if status.active => estimated_interval(reader.history.as_ref(), &status.name).await?,
             None => None,
         };
         reports.push(report(status, interval, now));
@@ -140,7 +141,7 @@ async fn estimated_interval(history: &dyn History, check: &str) -> Result<Option
     })
 }
 
-pub fn report(status: CheckStatus, interval: Option<Duration>, now: jiff::Timestamp) -> CheckReport {
+pub fn report(status: CheckSummary, interval: Option<Duration>, now: jiff::Timestamp) -> CheckReport {
     let next_run_at = status
         .last_result_at
         .zip(interval)
@@ -331,11 +332,12 @@ mod tests {
         jiff::Timestamp::from_second(1_767_225_600 + seconds).unwrap()
     }
 
-    fn status(name: &str, state: State, last: Option<i64>) -> CheckStatus {
-        CheckStatus {
+    fn status(name: &str, state: State, last: Option<i64>) -> CheckSummary {
+        CheckSummary {
             name: name.into(),
             group: None,
             target: format!("https://{name}.test"),
+            origin: Default::default(),
             active: true,
             state,
             since: Some(ts(0)),
@@ -350,7 +352,8 @@ mod tests {
             last_reason: None,
             last_error: (state == State::Down).then(|| "connection refused".into()),
             last_duration_ms: last.map(|_| 12.0),
-            open_incident_since: None,
+            open_incident: None,
+            silenced_until: None,
             pending_notifications: 0,
             dead_notifications: 0,
         }

@@ -227,7 +227,7 @@ async fn dead_letters_stay_visible_and_unblock_the_next() {
     assert_eq!(dead[0].last_error.as_deref(), Some("410 Gone"));
     assert_eq!(dead[0].event.check, "api");
 
-    let status = store.status().await.unwrap();
+    let status = status(&store).await;
     let api = status.iter().find(|s| s.name == "api").unwrap();
     assert_eq!(api.dead_notifications, 1);
     assert_eq!(api.pending_notifications, 4);
@@ -316,7 +316,7 @@ async fn incidents_open_on_down_and_close_on_up_and_status_shows_them() {
     assert_eq!(incidents[0].started_at, ts(100));
     assert_eq!(incidents[0].ended_at, None);
 
-    let status = store.status().await.unwrap();
+    let status = status(&store).await;
     assert_eq!(
         status.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["api", "db"]
@@ -332,9 +332,9 @@ async fn incidents_open_on_down_and_close_on_up_and_status_shows_them() {
     assert_eq!(api.last_error.as_deref(), Some("no answer within 5 s"));
     assert_eq!(api.last_duration_ms, Some(12.0), "the run that caused the transition");
     assert_eq!(api.last_result_at, Some(ts(100)));
-    assert_eq!(api.open_incident_since, Some(ts(100)));
+    assert_eq!(api.open_incident, Some(incidents[0].id));
     assert_eq!(api.pending_notifications, 1);
-    assert_eq!(status[1].open_incident_since, None);
+    assert_eq!(status[1].open_incident, None);
     assert_eq!(status[1].last_outcome, Some(Outcome::Up));
 
     store
@@ -350,7 +350,7 @@ async fn incidents_open_on_down_and_close_on_up_and_status_shows_them() {
     assert_eq!(incidents[0].ended_at, Some(ts(160)));
     assert_eq!(incidents[0].opened_by, transitions[0].id);
     assert_eq!(incidents[0].closed_by, Some(transitions[1].id));
-    assert_eq!(store.status().await.unwrap()[0].open_incident_since, None);
+    assert_eq!(crate::common::status(&store).await[0].open_incident, None);
 
     let history = store.results("api", 10).await.unwrap();
     assert_eq!(
@@ -379,7 +379,7 @@ async fn register_checks_updates_metadata_and_retires_the_rest() {
         retire_others: true,
     };
     store.write(&[reload], ts(1)).await.unwrap();
-    let status = store.status().await.unwrap();
+    let status = status(&store).await;
     let active: Vec<(&str, bool)> = status.iter().map(|s| (s.name.as_str(), s.active)).collect();
     assert_eq!(active, [("a", false), ("b", true), ("c", false)]);
     assert_eq!(status[1].target, "tcp://b.example:22");

@@ -136,6 +136,7 @@ impl Backend {
             StoreLocation::Postgres(url) => {
                 let options = PgOptions {
                     node: node.to_owned(),
+                    claim_ttl: config.claim_ttl(),
                     ..PgOptions::default()
                 };
                 let store = Arc::new(PgStore::connect(url, options).await.map_err(|e| e.to_string())?);

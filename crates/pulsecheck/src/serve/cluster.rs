@@ -124,6 +124,7 @@ mod tests {
             node: Some("eu-1".into()),
             location: Some("eu".into()),
             lease_ttl: Duration::from_secs(9),
+            claim_ttl: None,
         };
         let (a, b) = (Node::new(Some(&config)), Node::new(Some(&config)));
         assert!(a.member.node.starts_with("eu-1-") && a.member.node.len() == "eu-1-".len() + 8);

@@ -294,6 +294,7 @@ async fn serve(args: ServeArgs) -> Exit {
             location = node.member.location.as_deref().unwrap_or("-"),
             store = %location.display(),
             lease_ttl = ?node.ttl,
+            claim_ttl = ?config.claim_ttl(),
             checks = config.checks.len(),
             channels = config.channels.len(),
             "pulsecheck serve started as a cluster node; it runs the checks whose lease it holds"

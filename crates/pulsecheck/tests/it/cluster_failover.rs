@@ -15,7 +15,7 @@ use rustix::process::Signal;
 
 use crate::cluster_nodes::{
     checks, config, database, holders, in_state, live_leases, outbox, result_times, serial, server, settled,
-    transitions_to, unix_ms, views, Hook, Node, TTL,
+    transitions_to, unix_ms, views, Hook, Node, CLAIM_TTL, TTL,
 };
 use crate::daemon::eventually;
 
@@ -31,7 +31,7 @@ fn with_housekeeping(names: &[String]) -> Vec<String> {
 
 /// A webhook channel `hook` whose requests name the sending node in `x-node`.
 fn hook_channel(url: &str, node: &str) -> String {
-    format!("  hook:\n    type: webhook\n    url: {url}\n    headers:\n      x-node: {node}\n")
+    format!("  hook:\n    type: webhook\n    url: {url}\n    timeout: 3s\n    headers:\n      x-node: {node}\n")
 }
 
 /// Checks judged on one result, with alerts to `hook`.
@@ -349,17 +349,15 @@ async fn each_notification_is_delivered_once_cluster_wide_and_survives_a_node_ki
     let in_flight = hook.in_flight(busy);
     hook.set_delay(Duration::ZERO);
     let killed = Instant::now();
-    // Its claims would lapse after the claim TTL (2 minutes); the test moves their
-    // expiry to now instead of waiting, so the survivors' claim query takes them over
-    // through its expired-claim branch.
-    let lapsed =
-        sqlx::query("UPDATE notifications SET claim_expires_at = 0 WHERE claimed_by = $1 AND state = 'pending'")
+    // Its claims lapse after the claim TTL; the survivors' claim query then takes them
+    // over through its expired-claim branch.
+    let lapsed: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE claimed_by = $1 AND state = 'pending'")
             .bind(&victim_id)
-            .execute(&pool)
+            .fetch_one(&pool)
             .await
-            .unwrap()
-            .rows_affected();
-    eprintln!("{victim_id} held {lapsed} claims when it died");
+            .unwrap();
+    eprintln!("{victim_id} held {lapsed} claims when it died (claim TTL {CLAIM_TTL:?})");
     settle_deliveries(&pool, &hook, &names, "down", Duration::from_secs(90)).await;
     let counts = hook.counts();
     let rows = outbox(&pool).await;

@@ -25,6 +25,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
 
 /// The lease TTL of every test node: short, so takeovers are quick.
 pub const TTL: Duration = Duration::from_secs(3);
+/// How long a node holds a notification it delivers: short, so a dead node's claims
+/// move quickly, and longer than the tests' channel timeouts (3 s) plus the margin.
+pub const CLAIM_TTL: Duration = Duration::from_secs(8);
 
 /// One PostgreSQL server for the cluster tests of this binary, which run one at a time
 /// ([`serial`]) so that one of them may restart it.
@@ -223,8 +226,10 @@ pub fn config(node: &str, defaults: &str, checks: &str, channels: &str) -> Strin
         format!("channels:\n{channels}")
     };
     format!(
-        "server:\n  listen: 127.0.0.1:0\ncluster:\n  node: {node}\n  lease_ttl: {}s\ndefaults:\n{defaults}checks:\n{checks}{channels}",
-        TTL.as_secs()
+        "server:\n  listen: 127.0.0.1:0\ncluster:\n  node: {node}\n  lease_ttl: {}s\n  claim_ttl: {}s\n\
+         defaults:\n{defaults}checks:\n{checks}{channels}",
+        TTL.as_secs(),
+        CLAIM_TTL.as_secs()
     )
 }
 

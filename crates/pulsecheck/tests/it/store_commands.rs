@@ -1,5 +1,5 @@
-//! `status`, `history` and `incidents`: the real binary reading a real SQLite file that
-//! the store wrote, with results stamped relative to now.
+//! `status`, `history` and `incidents`: the real binary reading a real SQLite file (and a
+//! real PostgreSQL database) that the store wrote, with results stamped relative to now.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -403,4 +403,110 @@ fn the_quick_start_and_the_example_config_agree_on_the_database() {
             "{example}: store.path should default to {path}, as the README's commands use"
         );
     }
+}
+
+/// The ongoing spans' `duration_s` grows with the time of the read; everything else in
+/// a report is the store's.
+fn without_durations(mut report: Value) -> Value {
+    if let Some(incidents) = report["incidents"].as_array_mut() {
+        for incident in incidents {
+            incident["duration_s"] = Value::Null;
+        }
+    }
+    report
+}
+
+/// The same history written to an SQLite file and to PostgreSQL (started by the test):
+/// `status`, `history` and `incidents` print the same JSON from both, whether the
+/// PostgreSQL URL comes from `--store`, `PULSECHECK_STORE` or the config's `store.url`.
+/// Skipped without PostgreSQL unless `CI` is set.
+#[tokio::test]
+async fn the_store_commands_read_postgresql_as_they_read_sqlite() {
+    let Some(url) = crate::cluster::database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = vec![register(&["api", "db", "web"])];
+    for i in 0..6 {
+        let outcome = if i % 3 == 0 { Outcome::Down } else { Outcome::Up };
+        let to = match i % 3 {
+            0 => Some(State::Down),
+            1 => Some(State::Up),
+            _ => None,
+        };
+        events.push(run("api", outcome, ago(3_600 - i * 60), to));
+    }
+    events.push(run("db", Outcome::Down, ago(900), Some(State::Down)));
+    events.push(run("db", Outcome::Down, ago(30), None));
+    events.push(run("web", Outcome::Up, ago(20), Some(State::Up)));
+    let db = dir.path().join("p.db");
+    database(&db, events.clone()).await;
+    let store = pulsecheck_postgres::PgStore::connect(&url, Default::default())
+        .await
+        .unwrap();
+    store.write(&events, jiff::Timestamp::now()).await.unwrap();
+    store.close().await;
+
+    let config = dir.path().join("pg.yaml");
+    std::fs::write(
+        &config,
+        "store:\n  url: ${PULSECHECK_TEST_STORE_URL}\nchecks:\n  - name: api\n    target: https://api.test/health\n    \
+         interval: 60s\n  - name: db\n    target: https://db.test/health\n    interval: 30s\n  - name: web\n    \
+         target: https://web.test/health\n    interval: 30s\n",
+    )
+    .unwrap();
+    let url_path = PathBuf::from(&url);
+    for command in [
+        &["status", "--format", "json"][..],
+        &["history", "api", "--format", "json"],
+        &["incidents", "--format", "json"],
+        &["incidents", "db", "--format", "json"],
+    ] {
+        let parse = |output: &Output| -> Vec<Value> {
+            let (out, err) = text(output);
+            assert!(
+                matches!(output.status.code(), Some(0 | 1 | 4)),
+                "{command:?}: exit {:?}\n{out}{err}",
+                output.status.code()
+            );
+            let stream = serde_json::Deserializer::from_str(&out).into_iter::<Value>();
+            stream.map(|v| without_durations(v.unwrap())).collect()
+        };
+        let from_sqlite = parse(&pulsecheck(&[command, &["--db", &db_arg(&db)]].concat(), &[]).await);
+        assert!(!from_sqlite.is_empty(), "{command:?}");
+        let by_flag = parse(&pulsecheck(&[command, &["--store", &url]].concat(), &[]).await);
+        assert_eq!(by_flag, from_sqlite, "{command:?} with --store");
+        let by_env = parse(&pulsecheck(command, &[("PULSECHECK_STORE", &url_path)]).await);
+        assert_eq!(by_env, from_sqlite, "{command:?} with PULSECHECK_STORE");
+        let config_arg = ["--config", config.to_str().unwrap()];
+        let by_config = parse(
+            &pulsecheck(
+                &[command, &config_arg[..]].concat(),
+                &[("PULSECHECK_TEST_STORE_URL", &url_path)],
+            )
+            .await,
+        );
+        // The config's intervals replace the estimated ones; the rest is the same.
+        assert_eq!(by_config.len(), from_sqlite.len(), "{command:?} with store.url");
+        if command[0] != "status" {
+            assert_eq!(by_config, from_sqlite, "{command:?} with store.url");
+        }
+    }
+
+    // A check the database does not have: the same clear error, naming the database
+    // without its password.
+    let output = pulsecheck(&["history", "apii", "--store", &url], &[]).await;
+    let (_, err) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no check named 'apii'") && err.contains("it has api, db, web"),
+        "{err}"
+    );
+    assert!(err.contains("postgres"), "{err}");
+
+    // A server that is not there: exit 3 and a message that names it.
+    let output = pulsecheck(&["status", "--store", "postgres://nobody@127.0.0.1:9/none"], &[]).await;
+    let (_, err) = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(err.contains("127.0.0.1:9"), "{err}");
 }
