@@ -23,6 +23,9 @@ use crate::daemon::listening;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
 
+/// Every test node's API token (from the environment, as a deployment keeps it).
+pub const TOKEN: &str = "cluster-test-token-0123456789";
+
 /// The lease TTL of every test node: short, so takeovers are quick.
 pub const TTL: Duration = Duration::from_secs(3);
 /// How long a node holds a notification it delivers: short, so a dead node's claims
@@ -84,6 +87,7 @@ impl Node {
         let child = Command::new(BIN)
             .args(["serve", path.to_str().unwrap(), "--store", url])
             .env("RUST_LOG", "info")
+            .env("PULSECHECK_CLUSTER_TEST_TOKEN", TOKEN)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -135,6 +139,7 @@ impl Node {
     pub async fn cluster(&self) -> Option<View> {
         let response = client()
             .get(format!("http://{}/api/v1/cluster", self.addr))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .ok()?;
@@ -149,6 +154,7 @@ impl Node {
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let page = client()
             .get(format!("http://{}/metrics", self.addr))
+            .bearer_auth(TOKEN)
             .send()
             .await
             .ok()?
@@ -158,10 +164,29 @@ impl Node {
         page.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
+
+    /// How many checks the node runs, by `/metrics`.
+    pub async fn owned(&self) -> Option<u64> {
+        self.metric("pulsecheck_cluster_owned_checks").await.map(|v| v as u64)
+    }
+
+    /// `POST /api/v1/checks/NAME/run`: the status and the body.
+    pub async fn run_now(&self, check: &str) -> (u16, Value) {
+        let response = client()
+            .post(format!("http://{}/api/v1/checks/{check}/run", self.addr))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
 }
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
+        .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
@@ -218,7 +243,7 @@ pub fn settled(views: &[View], keys: &[String], members: usize) -> bool {
 }
 
 /// A cluster node's config: `checks` (YAML list items) and `channels` (YAML map items,
-/// may be empty) on a listener at a free port.
+/// may be empty) on a listener at a free port that takes [`TOKEN`].
 pub fn config(node: &str, defaults: &str, checks: &str, channels: &str) -> String {
     let channels = if channels.is_empty() {
         String::new()
@@ -226,7 +251,8 @@ pub fn config(node: &str, defaults: &str, checks: &str, channels: &str) -> Strin
         format!("channels:\n{channels}")
     };
     format!(
-        "server:\n  listen: 127.0.0.1:0\ncluster:\n  node: {node}\n  lease_ttl: {}s\n  claim_ttl: {}s\n\
+        "server:\n  listen: 127.0.0.1:0\n  tokens: [\"${{PULSECHECK_CLUSTER_TEST_TOKEN}}\"]\n\
+         cluster:\n  node: {node}\n  lease_ttl: {}s\n  claim_ttl: {}s\n\
          defaults:\n{defaults}checks:\n{checks}{channels}",
         TTL.as_secs(),
         CLAIM_TTL.as_secs()
