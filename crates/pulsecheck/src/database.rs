@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use pulsecheck_core::storage::console::{CheckFilter, CheckPage, CheckSummary};
+use pulsecheck_core::storage::console::{CheckPage, CheckSummary};
 use pulsecheck_core::storage::{Console, History, Housekeeping};
 use pulsecheck_postgres::{PgOptions, PgStore};
 use pulsecheck_store::Store;
@@ -63,14 +63,7 @@ impl Reader {
         const PAGE: usize = 1_000;
         let mut checks: Vec<CheckSummary> = Vec::new();
         loop {
-            let page = CheckPage {
-                filter: CheckFilter {
-                    include_retired: true,
-                    ..CheckFilter::default()
-                },
-                after: checks.last().map(|c| c.name.clone()),
-                limit: PAGE,
-            };
+            let page = CheckPage::including_retired(checks.last().map(|c| c.name.clone()), PAGE);
             let rows = self.console.check_page(&page).await.map_err(|e| e.to_string())?;
             let last_page = rows.len() < PAGE;
             checks.extend(rows);
@@ -176,14 +169,7 @@ pub async fn known_check(reader: &Reader, name: &str) -> Result<String, Exit> {
         return Ok(check.target);
     }
     const SHOWN: usize = 20;
-    let page = CheckPage {
-        filter: CheckFilter {
-            include_retired: true,
-            ..CheckFilter::default()
-        },
-        after: None,
-        limit: SHOWN + 1,
-    };
+    let page = CheckPage::including_retired(None, SHOWN + 1);
     let checks = reader
         .console
         .check_page(&page)

@@ -41,6 +41,20 @@ pub struct CheckPage {
     pub limit: usize,
 }
 
+impl CheckPage {
+    /// Every check, retired ones included: the page of at most `limit` after `after`.
+    pub fn including_retired(after: Option<String>, limit: usize) -> CheckPage {
+        CheckPage {
+            filter: CheckFilter {
+                include_retired: true,
+                ..CheckFilter::default()
+            },
+            after,
+            limit,
+        }
+    }
+}
+
 /// One check with its state and latest result, as the list and the check page show it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CheckSummary {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pulsecheck_core::outbox::{AlertEvent, AlertKind, DeliveryState};
 use pulsecheck_core::state::State;
-use pulsecheck_core::storage::console::{CheckFilter, CheckPage, Console};
+use pulsecheck_core::storage::console::{CheckPage, Console};
 use pulsecheck_sim::receiver::Receiver;
 use pulsecheck_sim::{SimConfig, SimHandle};
 use pulsecheck_store::{NotificationFilter, Store};
@@ -95,15 +95,10 @@ async fn states(db: &Path) -> HashMap<String, (State, bool)> {
     let Ok(store) = Store::open_existing(db).await else {
         return HashMap::new();
     };
-    let page = CheckPage {
-        filter: CheckFilter {
-            include_retired: true,
-            ..CheckFilter::default()
-        },
-        after: None,
-        limit: 10_000,
-    };
-    let rows = store.check_page(&page).await.unwrap_or_default();
+    let rows = store
+        .check_page(&CheckPage::including_retired(None, 10_000))
+        .await
+        .unwrap_or_default();
     store.close().await;
     rows.into_iter().map(|r| (r.name, (r.state, r.active))).collect()
 }

@@ -144,14 +144,9 @@ pub async fn side_sql(path: &Path, sql: &str) {
 /// Every check the store knows, retired ones included, ordered by name, as `pulsecheck
 /// status` and the API read them.
 pub async fn status(store: &Store) -> Vec<pulsecheck_core::storage::console::CheckSummary> {
-    use pulsecheck_core::storage::console::{CheckFilter, CheckPage, Console};
-    let page = CheckPage {
-        filter: CheckFilter {
-            include_retired: true,
-            ..CheckFilter::default()
-        },
-        after: None,
-        limit: 10_000,
-    };
-    store.check_page(&page).await.unwrap()
+    use pulsecheck_core::storage::console::{CheckPage, Console};
+    store
+        .check_page(&CheckPage::including_retired(None, 10_000))
+        .await
+        .unwrap()
 }
