@@ -10,7 +10,33 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::{connect_hint, PgError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The embedded schema migrations. sqlx's own lock is a session advisory lock, which a
+/// pooler in transaction mode (PgBouncer) hands to whichever server connection comes
+/// next; [`migrate`] takes a transaction-scoped lock instead.
+static MIGRATOR: sqlx::migrate::Migrator = {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.locking = false;
+    migrator
+};
+
+/// The key of the transaction-scoped advisory lock that serialises nodes migrating at
+/// once ("pulsecheck" in ASCII, 8 bytes).
+const MIGRATION_LOCK: i64 = 0x7075_6c73_6563_6865;
+
+/// Brings the schema up to date in one transaction that holds a transaction-scoped lock:
+/// nodes starting together migrate one after the other, a failed migration leaves
+/// nothing behind, and the lock ends with the transaction, so no session outlives it
+/// (each migration runs in a savepoint of this transaction).
+async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    MIGRATOR.run(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
 
 /// "Now" by the database's clock, in unix milliseconds: every expiry of a member, a
 /// lease or a claim is computed and compared with it, never with a node's clock.
@@ -82,7 +108,7 @@ impl PgStore {
                 hint: connect_hint(&source),
                 source,
             })?;
-        MIGRATOR.run(&pool).await.map_err(|source| PgError::Migrate {
+        migrate(&pool).await.map_err(|source| PgError::Migrate {
             location: location.clone(),
             source,
         })?;

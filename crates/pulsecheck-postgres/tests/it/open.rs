@@ -27,6 +27,13 @@ async fn two_nodes_migrate_one_database_at_once() {
     assert_eq!(applied, 2, "each migration (0001, 0002) is applied once");
     // A third start finds the schema current.
     store(&url, "c").await;
+    // The migration lock ended with its transaction: no session keeps an advisory lock
+    // (a pooler in transaction mode would hand a session lock to another client).
+    let advisory: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(advisory, 0);
 }
 
 #[tokio::test]
