@@ -29,10 +29,13 @@ async fn two_nodes_migrate_one_database_at_once() {
     store(&url, "c").await;
     // The migration lock ended with its transaction: no session keeps an advisory lock
     // (a pooler in transaction mode would hand a session lock to another client).
-    let advisory: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'")
-        .fetch_one(a.pool())
-        .await
-        .unwrap();
+    let advisory: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_locks
+         WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(a.pool())
+    .await
+    .unwrap();
     assert_eq!(advisory, 0);
 }
 
