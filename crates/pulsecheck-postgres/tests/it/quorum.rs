@@ -37,6 +37,7 @@ fn located(check: &str, location: &str, from: Option<State>, to: State, at: i64)
         run.quorum = Some(Located {
             location: location.into(),
             quorum: quorum(),
+            reminder: None,
         });
         if let Some(from) = from {
             run.transition = Some(Transition {
@@ -150,7 +151,15 @@ async fn one_location_down_is_no_quorum_two_are_and_the_alert_is_written_once() 
         "one location of three is no quorum"
     );
     assert!(notifications(&eu, "api").await.is_empty());
-    assert_eq!(us.take_rechecks("us", &["api".into()]).await.unwrap(), ["api"]);
+    let taken = us.take_rechecks("us", &["api".into()]).await.unwrap();
+    assert_eq!(
+        taken
+            .iter()
+            .map(|r| (r.check.as_str(), r.requested_at))
+            .collect::<Vec<_>>(),
+        [("api", ts(0))],
+        "stamped with the failing write's time"
+    );
     assert!(
         us.take_rechecks("us", &["api".into()]).await.unwrap().is_empty(),
         "served once"
