@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 
+use pulsecheck_core::monitor::acknowledgement_covers;
 use pulsecheck_core::outbox::AlertKind;
 use pulsecheck_core::outbox::BoxFuture;
 use pulsecheck_core::quorum::{Located, Recheck, RecheckWakeups};
@@ -269,6 +270,19 @@ impl PgStore {
         };
         let at = run.result.started_at;
         if !terms.due(since.map(from_ms), last_alert.map(from_ms), at) {
+            return Ok(last_alert);
+        }
+        // An acknowledgement made through another node's API is in the store before it
+        // is in this node's policy: the open incident's counts too, by the same rule.
+        let acknowledged_span: Option<i64> = sqlx::query_scalar(
+            "SELECT started_at FROM incidents
+             WHERE check_name = $1 AND ended_at IS NULL AND acknowledged_at IS NOT NULL",
+        )
+        .bind(&run.check)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(self.query_error("look up the acknowledgement of a quorum check's incident"))?;
+        if acknowledgement_covers(acknowledged_span.map(from_ms), since.map(from_ms)) {
             return Ok(last_alert);
         }
         let mut reminded = 0;

@@ -126,10 +126,8 @@ pub fn spawn(
             };
             for recheck in taken {
                 // Across nodes' clocks: a figure for the log, not a measurement to act on.
-                let waited_ms = jiff::Timestamp::now()
-                    .duration_since(recheck.requested_at)
-                    .as_millis()
-                    .max(0);
+                let waited = jiff::Timestamp::now().duration_since(recheck.requested_at);
+                let waited_ms = i64::try_from(waited.as_millis()).unwrap_or(i64::MAX).max(0);
                 tracing::info!(
                     check = %recheck.check,
                     location = %location,

@@ -108,6 +108,18 @@ fn expect(list: &[(&str, &str, bool)]) -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// `(woken_by, waited_ms)` of each second opinion a node's log records.
+fn second_opinions(log: &str) -> Vec<(String, i64)> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let rest = line.split(&format!(" {name}=")).nth(1)?;
+        Some(rest.split(' ').next()?.trim_matches('"').to_owned())
+    };
+    log.lines()
+        .filter(|l| l.contains("second opinion: re-checking now"))
+        .filter_map(|l| Some((field(l, "woken_by")?, field(l, "waited_ms")?.parse().ok()?)))
+        .collect()
+}
+
 #[tokio::test]
 async fn two_locations_down_declare_down_one_does_not() {
     let Some(url) = database().await else {
@@ -184,14 +196,24 @@ async fn two_locations_down_declare_down_one_does_not() {
         .split("<tr>")
         .any(|row| row.contains("<td>us</td>") && row.contains("disagrees")));
 
-    // eu's failure asked us and ap for a second opinion, which they ran at once.
-    eventually(Duration::from_secs(60), "a second opinion from us or ap", || async {
-        nodes[1..]
-            .iter()
-            .any(|n| n.log_text().contains("second opinion: re-checking now"))
-            .then_some(())
+    // eu's failure asked us and ap for a second opinion, which they ran at once, woken
+    // by the store's announcement (LISTEN/NOTIFY) rather than the one-second poll.
+    let waits = eventually(Duration::from_secs(60), "a second opinion from us or ap", || async {
+        let waits: Vec<(String, i64)> = nodes[1..].iter().flat_map(|n| second_opinions(&n.log_text())).collect();
+        waits.iter().any(|(by, _)| by == "notify").then_some(waits)
     })
     .await;
+    let mut announced: Vec<i64> = waits
+        .iter()
+        .filter(|(by, _)| by == "notify")
+        .map(|(_, ms)| *ms)
+        .collect();
+    announced.sort_unstable();
+    eprintln!(
+        "second opinions: {} woken by NOTIFY, {} by the poll; request written → re-check started: {announced:?} ms",
+        announced.len(),
+        waits.len() - announced.len()
+    );
     // Nobody ever declared `once` down: no transition to down in any log.
     let all = logs(&nodes);
     assert!(
