@@ -140,7 +140,21 @@ impl PgStore {
             None => (current, since),
         };
         let last_alert = match decided {
-            Some(to) => self.write_flip(conn, run, located, current, to, down, now).await?,
+            Some(to) => {
+                let alerts = self.write_flip(conn, run, current, to, now).await?;
+                tracing::info!(
+                    check,
+                    location = %located.location,
+                    from = %current,
+                    to = %to,
+                    down,
+                    min_down = located.quorum.min_down,
+                    notifications = alerts,
+                    "quorum changed the check's state"
+                );
+                // Reminders count from the down alert; a muted one leaves the first due.
+                (to == State::Down && alerts > 0).then(|| to_ms(at))
+            }
             None if current == State::Down => self.write_reminder(conn, run, located, since, last_alert, now).await?,
             None => last_alert,
         };
@@ -201,18 +215,15 @@ impl PgStore {
     }
 
     /// Writes the check-level transition the tally decided, with the run's candidate
-    /// notifications for its direction; returns the check's new `last_alert_at`.
-    #[allow(clippy::too_many_arguments)]
+    /// notifications for its direction; returns how many it wrote.
     async fn write_flip(
         &self,
         conn: &mut PgConnection,
         run: &RunRecord,
-        located: &Located,
         from: State,
         to: State,
-        down: usize,
         now: i64,
-    ) -> Result<Option<i64>, PgError> {
+    ) -> Result<usize, PgError> {
         let check = run.check.as_str();
         let at = run.result.started_at;
         let cause = run
@@ -226,31 +237,21 @@ impl PgStore {
             (State::Down, State::Up) => Some(AlertKind::Resolved),
             _ => None,
         };
-        let mut alerted = false;
+        let mut written = 0;
         for (channel, event) in &run.notifications {
             if Some(event.kind) != wanted {
                 continue;
             }
-            // The alert is about the check, not the location that tipped it.
+            // The alert is about the check, not the location that tipped it (after a
+            // reload that lowered `min_down`, that location may even be up).
             let mut event = event.clone();
             event.from = from.as_str().to_owned();
             event.to = to.as_str().to_owned();
             event.at = at;
             self.insert_notification(conn, channel, &event, Some(id), now).await?;
-            alerted = true;
+            written += 1;
         }
-        tracing::info!(
-            check,
-            location = %located.location,
-            from = %from,
-            to = %to,
-            down,
-            min_down = located.quorum.min_down,
-            notifications = run.notifications.iter().filter(|(_, e)| Some(e.kind) == wanted).count(),
-            "quorum changed the check's state"
-        );
-        // Reminders count from the down alert; a muted one leaves the first reminder due.
-        Ok((to == State::Down && alerted).then(|| to_ms(at)))
+        Ok(written)
     }
 
     /// While the check stays down: writes the run's reminder candidates when the run's
