@@ -16,14 +16,12 @@
 use std::collections::HashMap;
 
 use pulsecheck_core::monitor::acknowledgement_covers;
-use pulsecheck_core::outbox::AlertKind;
-use pulsecheck_core::outbox::BoxFuture;
+use pulsecheck_core::outbox::{AlertKind, BoxFuture};
 use pulsecheck_core::quorum::{Located, Recheck, RecheckWakeups};
 use pulsecheck_core::state::{CheckState, State, Transition};
 use pulsecheck_core::storage::console::LocationView;
 use pulsecheck_core::storage::encoding::{duration_ms, from_ms, to_ms};
-use pulsecheck_core::storage::RunRecord;
-use pulsecheck_core::storage::StorageError;
+use pulsecheck_core::storage::{RunRecord, StorageError};
 use pulsecheck_core::Outcome;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgConnection;
