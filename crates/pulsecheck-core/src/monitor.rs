@@ -17,7 +17,7 @@ use crate::live::LiveChecks;
 use crate::maintenance::MaintenanceWindow;
 use crate::outbox::{AlertEvent, AlertKind, CauseResult};
 use crate::ownership::{lease_key, Owned};
-use crate::quorum::{Located, Quorum};
+use crate::quorum::{Located, Quorum, ReminderTerms};
 use crate::scheduler::Run;
 use crate::state::{self, CheckState, State, Thresholds, Transition};
 use crate::storage::{RunRecord, WriteEvent};
@@ -86,10 +86,7 @@ impl Policy {
     /// keep milliseconds, so the comparison is in milliseconds; an acknowledgement of an
     /// older span does not cover a newer one.
     pub fn acknowledged(&self, check: &str, since: Option<jiff::Timestamp>) -> bool {
-        match (self.acknowledged.get(check), since) {
-            (Some(acked), Some(since)) => acked.as_millisecond() >= since.as_millisecond(),
-            _ => false,
-        }
+        acknowledgement_covers(self.acknowledged.get(check).copied(), since)
     }
 
     pub fn check(&self, name: &str) -> Option<&MonitoredCheck> {
@@ -105,6 +102,26 @@ impl Policy {
 
     fn muted(&self, check: &MonitoredCheck, at: jiff::Timestamp) -> bool {
         self.maintenance_for(check, at).is_some() || self.silenced_until(&check.name, at).is_some()
+    }
+}
+
+/// Whether an acknowledgement of the down span that started at `acknowledged` covers the
+/// span that started at `since`. Stores keep milliseconds, so the comparison is in
+/// milliseconds; an acknowledgement of an older span does not cover a newer one.
+pub fn acknowledgement_covers(acknowledged: Option<jiff::Timestamp>, since: Option<jiff::Timestamp>) -> bool {
+    match (acknowledged, since) {
+        (Some(acked), Some(since)) => acked.as_millisecond() >= since.as_millisecond(),
+        _ => false,
+    }
+}
+
+/// Whether a check still down, last alerted at `last_alert`, reminds at `now`: `every`
+/// after the last alert, or at once when nothing was sent for this span (its down alert
+/// was muted).
+pub fn reminder_due(last_alert: Option<jiff::Timestamp>, now: jiff::Timestamp, every: Duration) -> bool {
+    match last_alert {
+        Some(last) => now.duration_since(last) >= jiff::SignedDuration::try_from(every).unwrap_or_default(),
+        None => true,
     }
 }
 
@@ -199,6 +216,7 @@ impl Monitor {
                     Some(Located {
                         location,
                         quorum: quorum.clone(),
+                        reminder: reminder_terms(&policy, check, run.result.started_at),
                     })
                 });
                 if check.quorum.is_some() && located.is_none() {
@@ -221,12 +239,11 @@ impl Monitor {
         let (next, transition) = state::step(&previous, cause, check.thresholds);
         let notifications = match (&transition, &located) {
             (Some(transition), None) => self.on_transition(&policy, check, transition),
-            // The check-level alert this change would cause if it flips the tally; the
-            // store keeps it only then. Reminders need the check-level state, which only
-            // the store knows, so a quorum check has none.
-            (Some(transition), Some(located)) => located_notifications(&policy, check, transition, located),
-            (None, Some(_)) => Vec::new(),
             (None, None) => self.reminders(&policy, check, &next),
+            // Only the store knows the check-level state; it picks from these.
+            (_, Some(located)) => {
+                located_candidates(&policy, check, &next, transition.as_ref(), located, result.started_at)
+            }
         };
         if let Some(live) = &self.live {
             live.record(&check.name, check.group.as_deref(), &result, next.state);
@@ -321,11 +338,7 @@ impl Monitor {
             return Vec::new();
         }
         let now = self.clock.now();
-        let due = match self.last_alert.get(&check.name) {
-            Some(last) => now.duration_since(*last) >= jiff::SignedDuration::try_from(every).unwrap_or_default(),
-            None => true,
-        };
-        if !due || policy.muted(check, now) {
+        if !reminder_due(self.last_alert.get(&check.name).copied(), now, every) || policy.muted(check, now) {
             return Vec::new();
         }
         self.last_alert.insert(check.name.clone(), now);
@@ -339,30 +352,66 @@ impl Monitor {
     }
 }
 
-/// The would-be check-level notifications of a location's transition: a location going
-/// down may take the check down, one coming back up may resolve it.
-fn located_notifications(
+/// The reminder terms a run of a quorum check at `at` carries: `None` without a
+/// reminder interval or while the check is muted.
+fn reminder_terms(policy: &Policy, check: &MonitoredCheck, at: jiff::Timestamp) -> Option<ReminderTerms> {
+    let every = check.reminder?;
+    if policy.muted(check, at) {
+        return None;
+    }
+    Some(ReminderTerms {
+        every,
+        acknowledged: policy.acknowledged.get(&check.name).copied(),
+    })
+}
+
+/// The check-level notifications a run of a quorum check may cause, for the store to
+/// pick from once it has tallied the locations (see [`Located`]): down, resolved (only
+/// from an up location, the only one that can resolve), and a reminder. Every run
+/// carries them, not only a location's transition, because the tally can also cross
+/// `min_down` when a reload changed the quorum. `at` is the run's start: the time the
+/// store judges by. None while the check is muted.
+fn located_candidates(
     policy: &Policy,
     check: &MonitoredCheck,
-    transition: &Transition,
+    location_state: &CheckState,
+    transition: Option<&Transition>,
     located: &Located,
+    at: jiff::Timestamp,
 ) -> Vec<(String, AlertEvent)> {
-    let kind = match (transition.from, transition.to) {
-        (_, State::Down) => AlertKind::Down,
-        (State::Down, State::Up) => AlertKind::Resolved,
-        _ => return Vec::new(),
-    };
-    tracing::info!(
-        check = %check.name,
-        location = %located.location,
-        from = %transition.from,
-        to = %transition.to,
-        "location state changed"
-    );
-    if policy.muted(check, transition.at) {
+    if let Some(transition) = transition {
+        tracing::info!(
+            check = %check.name,
+            location = %located.location,
+            from = %transition.from,
+            to = %transition.to,
+            "location state changed"
+        );
+    }
+    if policy.muted(check, at) {
         return Vec::new();
     }
-    events(check, kind, transition)
+    // The location's own change when there is one (its cause is what tipped it), else its
+    // standing streak; the store sets from, to and at to the check's.
+    let basis = transition.cloned().unwrap_or_else(|| Transition {
+        from: location_state.state,
+        to: location_state.state,
+        at,
+        cause: location_state.streak.clone(),
+    });
+    let mut candidates = events(check, AlertKind::Down, &basis);
+    if location_state.state == State::Up {
+        candidates.extend(events(check, AlertKind::Resolved, &basis));
+    }
+    if located.reminder.is_some() {
+        let reminder = Transition {
+            from: State::Down,
+            to: State::Down,
+            ..basis
+        };
+        candidates.extend(events(check, AlertKind::Reminder, &reminder));
+    }
+    candidates
 }
 
 /// One event per channel of the check. The idempotency key is left empty: the store
@@ -764,7 +813,7 @@ mod tests {
         };
         let api = MonitoredCheck {
             quorum: Some(quorum.clone()),
-            ..check("api", None)
+            ..check("api", Some(10 * MINUTE))
         };
         let h = Harness::new(Policy::new(vec![api], Vec::new()));
         let up_at_eu = CheckState {
@@ -788,36 +837,88 @@ mod tests {
             first.fence.as_ref().map(|f| (f.key.as_str(), f.epoch)),
             Some(("api@eu", 3))
         );
+        let terms = ReminderTerms {
+            every: 10 * MINUTE,
+            acknowledged: None,
+        };
         assert_eq!(
             first.quorum,
             Some(Located {
                 location: "eu".into(),
-                quorum
+                quorum,
+                reminder: Some(terms.clone()),
             })
         );
         assert!(first.transition.is_none(), "adopted up; the threshold is 2");
-        assert!(first.notifications.is_empty());
+        // Every run carries candidates, since a reload can make the tally flip without
+        // a change here: up → resolved is only offered by an up location.
+        let candidates = |record: &RunRecord| {
+            let mut kinds: Vec<AlertKind> = kinds(record).into_iter().map(|(_, kind)| kind).collect();
+            kinds.dedup();
+            kinds
+        };
+        assert_eq!(
+            candidates(&first),
+            [AlertKind::Down, AlertKind::Resolved, AlertKind::Reminder],
+            "one failure of two: the location is still up"
+        );
         let down = monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
         assert_eq!(
             down.transition.as_ref().map(|t| (t.from, t.to)),
             Some((State::Up, State::Down))
         );
         assert_eq!(
-            kinds(&down),
+            &kinds(&down)[..2],
             [
                 ("ops".to_owned(), AlertKind::Down),
                 ("pager".to_owned(), AlertKind::Down)
             ]
         );
+        let reminder = &down.notifications[2].1;
+        assert_eq!(
+            (reminder.kind, reminder.from.as_str(), reminder.at),
+            (AlertKind::Reminder, "down", down.result.started_at),
+            "a reminder is stamped with the run's start, which the store judges by"
+        );
+        assert_eq!(
+            candidates(&down),
+            [AlertKind::Down, AlertKind::Reminder],
+            "a down location cannot resolve the check"
+        );
         let up = monitor.handle(run(&h.clock, "api", Outcome::Up)).unwrap();
-        assert_eq!(kinds(&up)[0].1, AlertKind::Resolved);
-        // Long down at this location: still no reminders, the check-level state is the store's.
-        monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
-        monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
-        assert!(monitor
-            .handle(run(&h.clock, "api", Outcome::Down))
-            .unwrap()
-            .notifications
-            .is_empty());
+        assert_eq!(
+            candidates(&up),
+            [AlertKind::Down, AlertKind::Resolved, AlertKind::Reminder]
+        );
+
+        // Silenced: no candidates and no reminder terms; the acknowledgement is passed on.
+        let until = start() + jiff::SignedDuration::from_hours(1);
+        let span = start() - jiff::SignedDuration::from_mins(5);
+        h.policy.send_replace(Arc::new(
+            Policy::new(
+                vec![MonitoredCheck {
+                    quorum: Some(Quorum {
+                        locations: vec!["eu".into(), "us".into(), "ap".into()],
+                        min_down: 2,
+                    }),
+                    ..check("api", Some(10 * MINUTE))
+                }],
+                Vec::new(),
+            )
+            .with_silences(HashMap::from([("api".to_owned(), until)]))
+            .with_acknowledged(HashMap::from([("api".to_owned(), span)])),
+        ));
+        let silenced = monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        assert!(silenced.notifications.is_empty());
+        assert_eq!(silenced.quorum.and_then(|l| l.reminder), None);
+        tokio::time::advance(2 * 60 * MINUTE).await;
+        let after = monitor.handle(run(&h.clock, "api", Outcome::Down)).unwrap();
+        assert_eq!(
+            after.quorum.and_then(|l| l.reminder),
+            Some(ReminderTerms {
+                acknowledged: Some(span),
+                ..terms
+            })
+        );
     }
 }

@@ -4,8 +4,13 @@
 //! Each location's owner judges its own results with the check's thresholds (a state
 //! per location); the shared store tallies the locations' states in the write
 //! transaction that changes one of them and decides the check-level state, so that one
-//! check-level change is written (and alerted) once, whichever node wrote it.
+//! check-level change is written (and alerted) once, whichever node wrote it. The same
+//! transaction decides the check-level reminders, so a check that stays down reminds
+//! once per interval however many locations and nodes write its results.
 
+use std::time::Duration;
+
+use crate::monitor::{acknowledgement_covers, reminder_due};
 use crate::outbox::BoxFuture;
 use crate::state::State;
 use crate::storage::StorageError;
@@ -19,7 +24,30 @@ pub trait SecondOpinions: Send + Sync + 'static {
         &'a self,
         location: &'a str,
         checks: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>>;
+    ) -> BoxFuture<'a, Result<Vec<Recheck>, StorageError>>;
+
+    /// Wake-ups for requests written for `location`, pushed by the store as they
+    /// commit; `Ok(None)` when the store cannot push (then polling is all there is).
+    fn subscribe<'a>(
+        &'a self,
+        location: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn RecheckWakeups>>, StorageError>>;
+}
+
+/// A subscription to second-opinion wake-ups (see [`SecondOpinions::subscribe`]).
+pub trait RecheckWakeups: Send {
+    /// Returns when requests for the subscribed location may be waiting: one was
+    /// written, or the subscription was interrupted and may have missed some. An
+    /// error ends the subscription; subscribe again.
+    fn next(&mut self) -> BoxFuture<'_, Result<(), StorageError>>;
+}
+
+/// A second-opinion request taken by the location that is to run it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recheck {
+    pub check: String,
+    /// When the failing location's write asked for it (that node's clock).
+    pub requested_at: jiff::Timestamp,
 }
 
 /// `quorum: {locations: [...], min_down: N}` of a check.
@@ -55,11 +83,43 @@ impl Quorum {
     }
 }
 
-/// What a run of a quorum check carries to the store: where it ran and the quorum.
+/// What a run of a quorum check carries to the store: where it ran, the quorum, and
+/// the reminder terms of the writing node's policy.
+///
+/// The run's notifications are candidates the store picks from by kind: `Down` for a
+/// tally that takes the check down, `Resolved` for one that brings it back up (only
+/// attached when the location is up, since only then can the tally resolve), and
+/// `Reminder` when `reminder` is set and one is due. Every candidate is absent while
+/// the check is muted (maintenance window, silence) at the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located {
     pub location: String,
     pub quorum: Quorum,
+    /// `None`: the check has no reminders, or they are muted at this run.
+    pub reminder: Option<ReminderTerms>,
+}
+
+/// The reminder rules of a quorum check as the writing node's policy has them; the
+/// store applies them to the check-level state it holds locked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReminderTerms {
+    pub every: Duration,
+    /// The start of the down span an operator acknowledged, if any.
+    pub acknowledged: Option<jiff::Timestamp>,
+}
+
+impl ReminderTerms {
+    /// Whether the check-level down span that started at `since`, last alerted at
+    /// `last_alert` (`None`: never, e.g. its down alert was muted), reminds at `at`.
+    /// The same rules as a plain check's reminders in the monitor.
+    pub fn due(
+        &self,
+        since: Option<jiff::Timestamp>,
+        last_alert: Option<jiff::Timestamp>,
+        at: jiff::Timestamp,
+    ) -> bool {
+        !acknowledgement_covers(self.acknowledged, since) && reminder_due(last_alert, at, self.every)
+    }
 }
 
 #[cfg(test)]
@@ -92,5 +152,26 @@ mod tests {
             "an unknown location does not resolve"
         );
         assert_eq!(q.decide(State::Unknown, 1, State::Down), None);
+    }
+
+    #[test]
+    fn reminder_terms_follow_the_interval_and_the_acknowledgement() {
+        let at = |minutes: i64| jiff::Timestamp::from_second(1_767_225_600 + minutes * 60).unwrap();
+        let terms = ReminderTerms {
+            every: Duration::from_secs(600),
+            acknowledged: None,
+        };
+        assert!(terms.due(Some(at(0)), None, at(1)), "never alerted: due at once");
+        assert!(!terms.due(Some(at(0)), Some(at(0)), at(9)));
+        assert!(terms.due(Some(at(0)), Some(at(0)), at(10)));
+        let acked = ReminderTerms {
+            acknowledged: Some(at(0)),
+            ..terms.clone()
+        };
+        assert!(
+            !acked.due(Some(at(0)), Some(at(0)), at(30)),
+            "this span is acknowledged"
+        );
+        assert!(acked.due(Some(at(20)), Some(at(20)), at(30)), "a later span is not");
     }
 }

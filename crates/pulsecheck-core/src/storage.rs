@@ -55,9 +55,11 @@ pub struct RunRecord {
     /// a check-level transition (with `notifications`) only when the tally flips the
     /// check. `None` for a plain check.
     pub quorum: Option<crate::quorum::Located>,
-    /// `(channel, event)`: for the transition when there is one, else reminders. An
-    /// empty idempotency key is filled by the store: `{check}:{transition id}:{channel}`
-    /// for a transition, `{check}:{kind}:{at ms}:{channel}` otherwise.
+    /// `(channel, event)`: for the transition when there is one, else reminders; for a
+    /// quorum run, the candidates the store picks from once it has tallied (see
+    /// [`crate::quorum::Located`]). An empty idempotency key is filled by the store:
+    /// `{check}:{transition id}:{channel}` for a transition, `{check}:{kind}:{at
+    /// ms}:{channel}` otherwise.
     pub notifications: Vec<(String, AlertEvent)>,
 }
 

@@ -76,4 +76,5 @@ mod uptime;
 mod write;
 
 pub use error::PgError;
+pub use quorum::{RecheckListener, RECHECK_CHANNEL};
 pub use store::{PgOptions, PgStore};

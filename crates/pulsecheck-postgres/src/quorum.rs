@@ -5,21 +5,66 @@
 //! location's state and counts the locations down, so runs from several nodes tally one
 //! after the other and exactly one of them sees the count cross `min_down`: that one
 //! writes the check-level transition, incident and notifications, as a plain check
-//! would. The others write their location's state and result only.
+//! would. The others write their location's state and result only. While the check
+//! stays down, the same locked row decides its reminders (`last_alert_at`), so the check
+//! reminds once per interval however many locations and nodes write.
+//!
+//! A second-opinion request is announced with `NOTIFY` on [`RECHECK_CHANNEL`] (payload:
+//! the location asked) in the transaction that writes it, so nodes listening there run
+//! the re-check as soon as it commits; polling stays as the fallback.
 
 use std::collections::HashMap;
 
-use pulsecheck_core::outbox::AlertKind;
-use pulsecheck_core::quorum::Located;
+use pulsecheck_core::monitor::acknowledgement_covers;
+use pulsecheck_core::outbox::{AlertKind, BoxFuture};
+use pulsecheck_core::quorum::{Located, Recheck, RecheckWakeups};
 use pulsecheck_core::state::{CheckState, State, Transition};
 use pulsecheck_core::storage::console::LocationView;
 use pulsecheck_core::storage::encoding::{duration_ms, from_ms, to_ms};
-use pulsecheck_core::storage::RunRecord;
+use pulsecheck_core::storage::{RunRecord, StorageError};
 use pulsecheck_core::Outcome;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgConnection;
 
 use crate::error::PgError;
 use crate::store::PgStore;
+
+/// The `LISTEN`/`NOTIFY` channel of second-opinion requests; the payload is the
+/// location asked to re-check.
+pub const RECHECK_CHANNEL: &str = "pulsecheck_rechecks";
+
+/// How long the listener waits for its connection before the attempt fails (and the
+/// node polls until it subscribes again).
+const LISTENER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A `LISTEN` on [`RECHECK_CHANNEL`] for one location (see [`PgStore::listen_rechecks`]).
+pub struct RecheckListener {
+    listener: PgListener,
+    location: String,
+    store: PgStore,
+}
+
+impl RecheckListener {
+    /// Returns when a request for this location was announced, or when the connection
+    /// was lost and re-established (announcements in between are lost: take now). An
+    /// error means it could not reconnect.
+    pub async fn next(&mut self) -> Result<(), PgError> {
+        loop {
+            match self.listener.try_recv().await {
+                Ok(Some(announced)) if announced.payload() == self.location => return Ok(()),
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(self.store.query_error("wait for second-opinion requests")(e)),
+            }
+        }
+    }
+}
+
+impl RecheckWakeups for RecheckListener {
+    fn next(&mut self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move { Ok(RecheckListener::next(self).await?) })
+    }
+}
 
 impl PgStore {
     /// Writes one run of a quorum check after its result row: the location's state,
@@ -42,8 +87,8 @@ impl PgStore {
             .await
             .map_err(self.query_error("register a quorum check"))?;
         // Serializes every location's write of this check, whichever node makes it.
-        let (current, since): (String, Option<i64>) =
-            sqlx::query_as("SELECT state, since FROM checks WHERE name = $1 FOR UPDATE")
+        let (current, since, last_alert): (String, Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT state, since, last_alert_at FROM checks WHERE name = $1 FOR UPDATE")
                 .bind(check)
                 .fetch_one(&mut *conn)
                 .await
@@ -92,11 +137,30 @@ impl PgStore {
             Some(next) => (next, Some(to_ms(at))),
             None => (current, since),
         };
+        let last_alert = match decided {
+            Some(to) => {
+                let alerts = self.write_flip(conn, run, current, to, now).await?;
+                tracing::info!(
+                    check,
+                    location = %located.location,
+                    from = %current,
+                    to = %to,
+                    down,
+                    min_down = located.quorum.min_down,
+                    notifications = alerts,
+                    "quorum changed the check's state"
+                );
+                // Reminders count from the down alert; a muted one leaves the first due.
+                (to == State::Down && alerts > 0).then(|| to_ms(at))
+            }
+            None if current == State::Down => self.write_reminder(conn, run, located, since, last_alert, now).await?,
+            None => last_alert,
+        };
         // The latest result of any location is the check's latest result.
         sqlx::query(
             "UPDATE checks SET state = $2, since = $3, streak = CASE WHEN $4 THEN $5 ELSE streak END,
                     last_result_at = $6, last_outcome = $7, last_reason = $8, last_error = $9,
-                    last_duration_ms = $10, updated_at = $11
+                    last_duration_ms = $10, updated_at = $11, last_alert_at = $12
              WHERE name = $1",
         )
         .bind(check)
@@ -110,48 +174,10 @@ impl PgStore {
         .bind(r.error.as_deref())
         .bind(duration_ms(r.duration_ms))
         .bind(now)
+        .bind(last_alert)
         .execute(&mut *conn)
         .await
         .map_err(self.query_error("update a quorum check's state"))?;
-
-        if let Some(to) = decided {
-            let cause = run
-                .transition
-                .as_ref()
-                .map_or_else(|| run.state.streak.clone(), |t| t.cause.clone());
-            let transition = Transition {
-                from: current,
-                to,
-                at,
-                cause,
-            };
-            let id = self.insert_transition(conn, check, &transition).await?;
-            let wanted = match (current, to) {
-                (_, State::Down) => Some(AlertKind::Down),
-                (State::Down, State::Up) => Some(AlertKind::Resolved),
-                _ => None,
-            };
-            tracing::info!(
-                check,
-                location = %located.location,
-                from = %current,
-                to = %to,
-                down,
-                min_down = located.quorum.min_down,
-                "quorum changed the check's state"
-            );
-            for (channel, event) in &run.notifications {
-                if Some(event.kind) != wanted {
-                    continue;
-                }
-                // The alert is about the check, not the location that tipped it.
-                let mut event = event.clone();
-                event.from = current.as_str().to_owned();
-                event.to = to.as_str().to_owned();
-                event.at = at;
-                self.insert_notification(conn, channel, &event, Some(id), now).await?;
-            }
-        }
 
         // A second opinion: the first failure here, while the check is not down, asks
         // the other locations to re-check now. The key bounds it to one pending request
@@ -166,13 +192,19 @@ impl PgStore {
                 .map(String::as_str)
                 .filter(|l| *l != located.location)
                 .collect();
+            // Announced on commit (NOTIFY is transactional), only for new requests: a
+            // pending one was announced when it was written.
             sqlx::query(
-                "INSERT INTO recheck_requests (location, check_name, requested_at)
-                 SELECT unnest($1::text[]), $2, $3 ON CONFLICT (location, check_name) DO NOTHING",
+                "WITH added AS (
+                     INSERT INTO recheck_requests (location, check_name, requested_at)
+                     SELECT unnest($1::text[]), $2, $3 ON CONFLICT (location, check_name) DO NOTHING
+                     RETURNING location)
+                 SELECT pg_notify($4, location) FROM added",
             )
             .bind(&others)
             .bind(check)
             .bind(now)
+            .bind(RECHECK_CHANNEL)
             .execute(&mut *conn)
             .await
             .map_err(self.query_error("request a second opinion"))?;
@@ -180,14 +212,102 @@ impl PgStore {
         Ok(())
     }
 
+    /// Writes the check-level transition the tally decided, with the run's candidate
+    /// notifications for its direction; returns how many it wrote.
+    async fn write_flip(
+        &self,
+        conn: &mut PgConnection,
+        run: &RunRecord,
+        from: State,
+        to: State,
+        now: i64,
+    ) -> Result<usize, PgError> {
+        let check = run.check.as_str();
+        let at = run.result.started_at;
+        let cause = run
+            .transition
+            .as_ref()
+            .map_or_else(|| run.state.streak.clone(), |t| t.cause.clone());
+        let transition = Transition { from, to, at, cause };
+        let id = self.insert_transition(conn, check, &transition).await?;
+        let wanted = match (from, to) {
+            (_, State::Down) => Some(AlertKind::Down),
+            (State::Down, State::Up) => Some(AlertKind::Resolved),
+            _ => None,
+        };
+        let mut written = 0;
+        for (channel, event) in &run.notifications {
+            if Some(event.kind) != wanted {
+                continue;
+            }
+            // The alert is about the check, not the location that tipped it (after a
+            // reload that lowered `min_down`, that location may even be up).
+            let mut event = event.clone();
+            event.from = from.as_str().to_owned();
+            event.to = to.as_str().to_owned();
+            event.at = at;
+            self.insert_notification(conn, channel, &event, Some(id), now).await?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// While the check stays down: writes the run's reminder candidates when the run's
+    /// terms say one is due (the same rules as a plain check's). Returns the check's new
+    /// `last_alert_at`.
+    async fn write_reminder(
+        &self,
+        conn: &mut PgConnection,
+        run: &RunRecord,
+        located: &Located,
+        since: Option<i64>,
+        last_alert: Option<i64>,
+        now: i64,
+    ) -> Result<Option<i64>, PgError> {
+        let Some(terms) = &located.reminder else {
+            return Ok(last_alert);
+        };
+        let at = run.result.started_at;
+        if !terms.due(since.map(from_ms), last_alert.map(from_ms), at) {
+            return Ok(last_alert);
+        }
+        // An acknowledgement made through another node's API is in the store before it
+        // is in this node's policy: the open incident's counts too, by the same rule.
+        let acknowledged_span: Option<i64> = sqlx::query_scalar(
+            "SELECT started_at FROM incidents
+             WHERE check_name = $1 AND ended_at IS NULL AND acknowledged_at IS NOT NULL",
+        )
+        .bind(&run.check)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(self.query_error("look up the acknowledgement of a quorum check's incident"))?;
+        if acknowledgement_covers(acknowledged_span.map(from_ms), since.map(from_ms)) {
+            return Ok(last_alert);
+        }
+        let mut reminded = 0;
+        for (channel, event) in &run.notifications {
+            if event.kind == AlertKind::Reminder {
+                // Keyed by the check, kind and `at`: the same on a retried batch.
+                self.insert_notification(conn, channel, event, None, now).await?;
+                reminded += 1;
+            }
+        }
+        if reminded == 0 {
+            return Ok(last_alert);
+        }
+        tracing::info!(check = %run.check, location = %located.location, channels = reminded, "quorum check still down: reminder");
+        Ok(Some(to_ms(at)))
+    }
+
     /// Takes the second-opinion requests for `location` among `checks` (the quorum
     /// checks this node holds there): each is deleted and returned once, to be run now.
-    pub async fn take_rechecks(&self, location: &str, checks: &[String]) -> Result<Vec<String>, PgError> {
+    pub async fn take_rechecks(&self, location: &str, checks: &[String]) -> Result<Vec<Recheck>, PgError> {
         if checks.is_empty() {
             return Ok(Vec::new());
         }
-        let mut taken: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM recheck_requests WHERE location = $1 AND check_name = ANY($2) RETURNING check_name",
+        let mut taken: Vec<(String, i64)> = sqlx::query_as(
+            "DELETE FROM recheck_requests WHERE location = $1 AND check_name = ANY($2)
+             RETURNING check_name, requested_at",
         )
         .bind(location)
         .bind(checks)
@@ -195,7 +315,38 @@ impl PgStore {
         .await
         .map_err(self.query_error("take second-opinion requests"))?;
         taken.sort();
-        Ok(taken)
+        Ok(taken
+            .into_iter()
+            .map(|(check, requested_at)| Recheck {
+                check,
+                requested_at: from_ms(requested_at),
+            })
+            .collect())
+    }
+
+    /// Listens for second-opinion requests written for `location`, on a connection of
+    /// its own (not one of the pool's, which it would hold for good).
+    pub async fn listen_rechecks(&self, location: &str) -> Result<RecheckListener, PgError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(LISTENER_CONNECT_TIMEOUT)
+            // The listener keeps its connection; the pool only reconnects it.
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(self.inner.connect.clone());
+        let mut listener = PgListener::connect_with(&pool)
+            .await
+            .map_err(self.query_error("connect the second-opinion listener"))?;
+        listener
+            .listen(RECHECK_CHANNEL)
+            .await
+            .map_err(self.query_error("listen for second-opinion requests"))?;
+        Ok(RecheckListener {
+            listener,
+            location: location.to_owned(),
+            store: self.clone(),
+        })
     }
 
     /// Every pending second-opinion request, `(check, location)`, sorted.

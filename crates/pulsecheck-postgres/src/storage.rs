@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use pulsecheck_core::outbox::{BoxFuture, Outbox};
-use pulsecheck_core::quorum::SecondOpinions;
+use pulsecheck_core::quorum::{Recheck, RecheckWakeups, SecondOpinions};
 use pulsecheck_core::state::CheckState;
 use pulsecheck_core::storage::{CompactReport, Housekeeping, Retention, Storage, StorageError, WriteEvent};
 
@@ -39,8 +39,18 @@ impl SecondOpinions for PgStore {
         &'a self,
         location: &'a str,
         checks: &'a [String],
-    ) -> BoxFuture<'a, Result<Vec<String>, StorageError>> {
+    ) -> BoxFuture<'a, Result<Vec<Recheck>, StorageError>> {
         Box::pin(async move { Ok(PgStore::take_rechecks(self, location, checks).await?) })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        location: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn RecheckWakeups>>, StorageError>> {
+        Box::pin(async move {
+            let listener = PgStore::listen_rechecks(self, location).await?;
+            Ok(Some(Box::new(listener) as Box<dyn RecheckWakeups>))
+        })
     }
 }
 

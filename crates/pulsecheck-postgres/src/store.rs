@@ -76,6 +76,8 @@ pub struct PgStore {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) pool: PgPool,
+    /// How the pool connects, for connections kept outside it (the LISTEN of rechecks).
+    pub(crate) connect: PgConnectOptions,
     pub(crate) location: String,
     pub(crate) node: String,
     pub(crate) claim_ttl: Duration,
@@ -101,7 +103,7 @@ impl PgStore {
             .acquire_timeout(options.acquire_timeout)
             // A connection that died with a server restart is replaced, not handed out.
             .test_before_acquire(true)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(|source| PgError::Connect {
                 location: location.clone(),
@@ -115,6 +117,7 @@ impl PgStore {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
+                connect,
                 location,
                 node: options.node,
                 claim_ttl: options.claim_ttl,

@@ -24,7 +24,18 @@ async fn two_nodes_migrate_one_database_at_once() {
         .fetch_one(b.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 2, "each migration (0001, 0002) is applied once");
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "sql"))
+        })
+        .count();
+    assert_eq!(
+        applied,
+        i64::try_from(migrations).unwrap(),
+        "each migration is applied once"
+    );
     // A third start finds the schema current.
     store(&url, "c").await;
     // The migration lock ended with its transaction: no session keeps an advisory lock

@@ -362,6 +362,7 @@ async fn serve(args: ServeArgs) -> Exit {
         node.as_ref().and_then(|n| n.member.location.clone()),
     ) {
         second_opinion::spawn(
+            second_opinion::POLL,
             store,
             location,
             ownership,

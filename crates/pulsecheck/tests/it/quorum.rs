@@ -3,7 +3,9 @@
 //! DNS (started with that location), so that `down-eu-us.pulsecheck.test` is down from
 //! eu and us only and `down-eu.pulsecheck.test` from eu only. With `min_down: 2` the
 //! first check is declared down and the second is not, though eu sees it down and asks
-//! the others for a second opinion. Skipped without PostgreSQL unless `CI` is set.
+//! the others for a second opinion, which they run at once, woken by NOTIFY. While
+//! `twice` stays down the cluster reminds once per interval. Skipped without PostgreSQL
+//! unless `CI` is set.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -18,6 +20,8 @@ use crate::daemon::{eventually, listening};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
 const LOCATIONS: [&str; 3] = ["eu", "us", "ap"];
+/// Twice the checks' interval (4 s): three nodes write `twice` about six times per reminder.
+const REMINDER: Duration = Duration::from_secs(4);
 
 /// One node: its process (killed by this test's handle on drop), log and base URL.
 struct Node {
@@ -29,13 +33,16 @@ struct Node {
 async fn start_node(dir: &Path, location: &str, port: u16, dns: std::net::SocketAddr, store: &str) -> Node {
     let mut text = format!(
         "server:\n  listen: 127.0.0.1:0\n  tokens: [\"${{PULSECHECK_CLUSTER_TEST_TOKEN}}\"]\n\
-         cluster:\n  node: {location}\n  location: {location}\n  lease_ttl: {}s\nchecks:\n",
+         cluster:\n  node: {location}\n  location: {location}\n  lease_ttl: {}s\n\
+         channels:\n  hook:\n    type: webhook\n    url: http://127.0.0.1:9/never\nchecks:\n",
         TTL.as_secs()
     );
     for (name, host) in [("twice", "down-eu-us"), ("once", "down-eu")] {
         text.push_str(&format!(
             "  - name: {name}\n    target: http://{host}.pulsecheck.test:{port}/ok\n    interval: 2s\n    \
-             timeout: 1s\n    quorum: {{locations: [eu, us, ap], min_down: 2}}\n"
+             timeout: 1s\n    quorum: {{locations: [eu, us, ap], min_down: 2}}\n    channels: [hook]\n    \
+             reminder: {}s\n",
+            REMINDER.as_secs()
         ));
     }
     let config = dir.join(format!("{location}.yaml"));
@@ -105,6 +112,18 @@ fn states(body: &Value) -> (String, Vec<(String, String, bool)>) {
 fn expect(list: &[(&str, &str, bool)]) -> Vec<(String, String, bool)> {
     list.iter()
         .map(|(l, s, d)| (l.to_string(), s.to_string(), *d))
+        .collect()
+}
+
+/// `(woken_by, waited_ms)` of each second opinion a node's log records.
+fn second_opinions(log: &str) -> Vec<(String, i64)> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let rest = line.split(&format!(" {name}=")).nth(1)?;
+        Some(rest.split(' ').next()?.trim_matches('"').to_owned())
+    };
+    log.lines()
+        .filter(|l| l.contains("second opinion: re-checking now"))
+        .filter_map(|l| Some((field(l, "woken_by")?, field(l, "waited_ms")?.parse().ok()?)))
         .collect()
 }
 
@@ -184,14 +203,57 @@ async fn two_locations_down_declare_down_one_does_not() {
         .split("<tr>")
         .any(|row| row.contains("<td>us</td>") && row.contains("disagrees")));
 
-    // eu's failure asked us and ap for a second opinion, which they ran at once.
-    eventually(Duration::from_secs(60), "a second opinion from us or ap", || async {
-        nodes[1..]
-            .iter()
-            .any(|n| n.log_text().contains("second opinion: re-checking now"))
-            .then_some(())
+    // eu's failure asked us and ap for a second opinion, which they ran at once, woken
+    // by the store's announcement (LISTEN/NOTIFY) rather than the one-second poll.
+    let waits = eventually(Duration::from_secs(60), "a second opinion from us or ap", || async {
+        let waits: Vec<(String, i64)> = nodes[1..].iter().flat_map(|n| second_opinions(&n.log_text())).collect();
+        waits.iter().any(|(by, _)| by == "notify").then_some(waits)
     })
     .await;
+    let mut announced: Vec<i64> = waits
+        .iter()
+        .filter(|(by, _)| by == "notify")
+        .map(|(_, ms)| *ms)
+        .collect();
+    announced.sort_unstable();
+    eprintln!(
+        "second opinions: {} woken by NOTIFY, {} by the poll; request written → re-check started: {announced:?} ms",
+        announced.len(),
+        waits.len() - announced.len()
+    );
+    // `twice` stays down: the cluster reminds once per interval, not once per node or
+    // location (the three nodes write it every 2 s, the reminder is every 4 s).
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let reminders = eventually(Duration::from_secs(90), "three reminders of twice", || async {
+        let events: Vec<String> = sqlx::query_scalar(
+            "SELECT event FROM notifications WHERE check_name = 'twice' AND kind = 'reminder' ORDER BY id",
+        )
+        .fetch_all(&db)
+        .await
+        .ok()?;
+        let at: Vec<jiff::Timestamp> = events
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok()?["at"].as_str()?.parse().ok())
+            .collect();
+        (at.len() >= 3).then_some(at)
+    })
+    .await;
+    // In milliseconds, as the store keeps and compares them.
+    for pair in reminders.windows(2) {
+        let gap = pair[1].as_millisecond() - pair[0].as_millisecond();
+        assert!(
+            gap >= i64::try_from(REMINDER.as_millis()).unwrap(),
+            "reminders {reminders:?}"
+        );
+    }
+    let downs: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM notifications WHERE check_name = 'twice' AND kind = 'down'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(downs, 1, "one down alert for the check, one channel");
+    db.close().await;
+
     // Nobody ever declared `once` down: no transition to down in any log.
     let all = logs(&nodes);
     assert!(
