@@ -5,6 +5,7 @@
 //! start and on each reload, and after each API change).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use pulsecheck_config::{CheckConfig, MonitorConfig};
@@ -40,6 +41,13 @@ pub enum Command {
         check: String,
         span_started: jiff::Timestamp,
         reply: oneshot::Sender<()>,
+    },
+    /// What the store holds of the operators' changes, read by [`super::operated_sync`]
+    /// on a shared store: another node's API may have changed it.
+    Refresh {
+        snapshot: Box<OperatedSnapshot>,
+        /// [`Operated::changes`] when the read began.
+        seen: u64,
     },
 }
 
@@ -163,35 +171,40 @@ pub struct Operated {
     invalid: BTreeMap<String, serde_json::Value>,
     silences: HashMap<String, jiff::Timestamp>,
     acknowledged: HashMap<String, jiff::Timestamp>,
+    /// Counts this node's own API changes (see [`super::operated_sync`]).
+    pub changes: Arc<AtomicU64>,
 }
 
-impl Operated {
-    /// Loads API checks, silences and the acknowledgements of the open incidents of the
-    /// `down` checks from the store, and validates the checks against `file`.
-    pub async fn load(
-        console: &dyn Console,
-        file: &MonitorConfig,
-        down: impl Iterator<Item = &str>,
-    ) -> Result<Operated, String> {
+/// The operators' changes as the store holds them: API checks, silences in force, and
+/// the acknowledged open incidents of the checks asked about.
+#[derive(Debug, Default, PartialEq)]
+pub struct OperatedSnapshot {
+    pub definitions: BTreeMap<String, serde_json::Value>,
+    pub silences: HashMap<String, jiff::Timestamp>,
+    /// Check → start of its acknowledged open incident.
+    pub acknowledged: HashMap<String, jiff::Timestamp>,
+}
+
+impl OperatedSnapshot {
+    /// Reads the snapshot; acknowledgements only of `down` (only a check that is down
+    /// has an open incident, and it is its newest).
+    pub async fn read(console: &dyn Console, down: impl Iterator<Item = &str>) -> Result<OperatedSnapshot, String> {
         let now = jiff::Timestamp::now();
-        let mut operated = Operated::default();
-        let definitions = console
+        let mut snapshot = OperatedSnapshot::default();
+        for stored in console
             .api_checks()
             .await
-            .map_err(|e| format!("cannot read the checks created through the API: {e}"))?;
-        for stored in definitions {
-            operated.invalid.insert(stored.name, stored.definition);
+            .map_err(|e| format!("cannot read the checks created through the API: {e}"))?
+        {
+            snapshot.definitions.insert(stored.name, stored.definition);
         }
-        operated.revalidate(file);
         for silence in console
             .silences(now)
             .await
             .map_err(|e| format!("cannot read the silences: {e}"))?
         {
-            operated.silences.insert(silence.check, silence.until);
+            snapshot.silences.insert(silence.check, silence.until);
         }
-        // Acknowledged incidents still open: their reminders stay stopped. Only a check
-        // that is down has an open incident, and it is its newest.
         for check in down {
             let page = pulsecheck_core::storage::history::SpanPage {
                 check: Some(check.to_owned()),
@@ -204,11 +217,70 @@ impl Operated {
                 .map_err(|e| format!("cannot read the incidents of {check}: {e}"))?;
             if let Some(incident) = newest.first() {
                 if incident.span.ended_at.is_none() && incident.acknowledged_at.is_some() {
-                    operated.acknowledged.insert(check.to_owned(), incident.span.started_at);
+                    snapshot.acknowledged.insert(check.to_owned(), incident.span.started_at);
                 }
             }
         }
+        Ok(snapshot)
+    }
+}
+
+/// What [`Operated::refresh`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    /// The set of API checks differs: the config must be applied again.
+    pub checks: bool,
+    /// Silences or acknowledgements differ: the monitor's policy must be sent again.
+    pub policy: bool,
+}
+
+impl Operated {
+    /// Loads API checks, silences and the acknowledgements of the open incidents of the
+    /// `down` checks from the store, and validates the checks against `file`.
+    pub async fn load(
+        console: &dyn Console,
+        file: &MonitorConfig,
+        down: impl Iterator<Item = &str>,
+    ) -> Result<Operated, String> {
+        let snapshot = OperatedSnapshot::read(console, down).await?;
+        let mut operated = Operated {
+            invalid: snapshot.definitions,
+            silences: snapshot.silences,
+            acknowledged: snapshot.acknowledged,
+            ..Operated::default()
+        };
+        operated.revalidate(file);
         Ok(operated)
+    }
+
+    /// Takes the store's view (another node's API may have changed it): its API checks
+    /// and silences replace this node's, its acknowledgements are added (they only stop
+    /// reminders of the span they name, so an old one is harmless).
+    pub fn refresh(&mut self, snapshot: OperatedSnapshot, file: &MonitorConfig) -> Refreshed {
+        let mut refreshed = Refreshed::default();
+        let current: BTreeMap<&String, &serde_json::Value> = self
+            .checks
+            .iter()
+            .map(|(name, (_, json))| (name, json))
+            .chain(self.invalid.iter())
+            .collect();
+        let stored: BTreeMap<&String, &serde_json::Value> = snapshot.definitions.iter().collect();
+        if current != stored {
+            self.checks.clear();
+            self.invalid = snapshot.definitions;
+            self.revalidate(file);
+            refreshed.checks = true;
+        }
+        if self.silences != snapshot.silences {
+            self.silences = snapshot.silences;
+            refreshed.policy = true;
+        }
+        for (check, span_started) in snapshot.acknowledged {
+            if self.acknowledged.insert(check, span_started) != Some(span_started) {
+                refreshed.policy = true;
+            }
+        }
+        refreshed
     }
 
     /// Validates every API definition again against `file` (after a reload): those that
@@ -248,17 +320,25 @@ impl Operated {
         }
     }
 
+    /// Notes an API change made on this node.
+    fn changed(&self) {
+        self.changes.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     pub fn put(&mut self, check: CheckConfig, definition: serde_json::Value) {
+        self.changed();
         self.invalid.remove(&check.name);
         self.checks.insert(check.name.clone(), (check, definition));
     }
 
     pub fn delete(&mut self, name: &str) {
+        self.changed();
         self.checks.remove(name);
         self.invalid.remove(name);
     }
 
     pub fn silence(&mut self, check: String, until: Option<jiff::Timestamp>) {
+        self.changed();
         match until {
             Some(until) => self.silences.insert(check, until),
             None => self.silences.remove(&check),
@@ -266,6 +346,7 @@ impl Operated {
     }
 
     pub fn acknowledge(&mut self, check: String, span_started: jiff::Timestamp) {
+        self.changed();
         self.acknowledged.insert(check, span_started);
     }
 
@@ -289,5 +370,76 @@ impl Operated {
                 .with_silences(self.silences.clone())
                 .with_acknowledged(self.acknowledged.clone()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> MonitorConfig {
+        let text = "server:\n  listen: 127.0.0.1:0\n  allow: [127.0.0.1]\nchecks:\n  - name: file-check\n    \
+                    target: http://127.0.0.1:9/\n";
+        pulsecheck_config::load_str(text, std::path::Path::new("p.yaml"), &|_| None).unwrap()
+    }
+
+    fn ts(second: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_767_225_600 + second).unwrap()
+    }
+
+    #[test]
+    fn a_refresh_takes_the_stores_checks_and_silences_and_adds_its_acknowledgements() {
+        let file = file();
+        let mut operated = Operated::default();
+        operated.acknowledge("db".into(), ts(0));
+        let api = serde_json::json!({"name": "api", "target": "http://127.0.0.1:9/api"});
+        let mut snapshot = OperatedSnapshot::default();
+        snapshot.definitions.insert("api".into(), api.clone());
+        snapshot.silences.insert("api".into(), ts(3_600));
+        snapshot.acknowledged.insert("web".into(), ts(10));
+        let refreshed = operated.refresh(snapshot, &file);
+        assert_eq!(
+            refreshed,
+            Refreshed {
+                checks: true,
+                policy: true
+            }
+        );
+        let names: Vec<String> = operated.effective(&file).checks.into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["file-check", "api"]);
+        assert_eq!(operated.silences.get("api"), Some(&ts(3_600)));
+        assert_eq!(
+            operated.acknowledged.len(),
+            2,
+            "the store's acknowledgement is added to this node's"
+        );
+
+        // The same view again changes nothing.
+        let mut same = OperatedSnapshot::default();
+        same.definitions.insert("api".into(), api);
+        same.silences.insert("api".into(), ts(3_600));
+        same.acknowledged.insert("web".into(), ts(10));
+        assert_eq!(operated.refresh(same, &file), Refreshed::default());
+
+        // Deleted and unsilenced through another node: gone here too.
+        assert_eq!(
+            operated.refresh(OperatedSnapshot::default(), &file),
+            Refreshed {
+                checks: true,
+                policy: true
+            }
+        );
+        assert_eq!(operated.effective(&file).checks.len(), 1);
+        assert!(operated.silences.is_empty());
+    }
+
+    #[test]
+    fn every_api_change_on_this_node_is_counted() {
+        let mut operated = Operated::default();
+        operated.silence("a".into(), Some(ts(1)));
+        operated.silence("a".into(), None);
+        operated.acknowledge("a".into(), ts(0));
+        operated.delete("a");
+        assert_eq!(operated.changes.load(std::sync::atomic::Ordering::Acquire), 4);
     }
 }

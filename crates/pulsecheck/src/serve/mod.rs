@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod cluster;
 pub mod control;
+mod operated_sync;
 pub mod runner;
 mod second_opinion;
 pub mod stats;
@@ -354,6 +355,18 @@ async fn serve(args: ServeArgs) -> Exit {
             shutdown.clone(),
         );
     }
+    // Another node's API changes (checks, silences, acknowledgements) reach this one.
+    if let (Some(ownership), Some(node)) = (ownership.clone(), node.as_ref()) {
+        background.spawn(operated_sync::run(
+            backend.console.clone(),
+            active_tx.subscribe(),
+            ownership,
+            operated.changes.clone(),
+            commands_tx.clone(),
+            node.ttl / 3,
+            delivery_cancel.clone(),
+        ));
+    }
     // Quorum checks held at this node's location re-check at once when another
     // location asks (through the run-now path below).
     if let (Some(store), Some(ownership), Some(location)) = (
@@ -569,6 +582,25 @@ impl Applied<'_> {
                 self.config(operated.effective(file), operated, scheduler).await;
                 tracing::info!(check = %name, "API check deleted");
                 let _ = reply.send(());
+            }
+            Command::Refresh { snapshot, seen } => {
+                if operated.changes.load(std::sync::atomic::Ordering::Acquire) != seen {
+                    // Read while this node applied an API change: maybe older than it.
+                    return;
+                }
+                let refreshed = operated.refresh(*snapshot, file);
+                if refreshed.checks {
+                    let report = self.config(operated.effective(file), operated, scheduler).await;
+                    tracing::info!(
+                        started = ?report.started,
+                        stopped = ?report.stopped,
+                        changed = ?report.changed,
+                        "checks created through another node's API applied"
+                    );
+                } else if refreshed.policy {
+                    let active = self.active.borrow().clone();
+                    self.policy.send_replace(operated.policy(&active));
+                }
             }
             Command::Silence { check, until, reply } => {
                 operated.silence(check, until);

@@ -103,3 +103,81 @@ async fn two_nodes_share_the_checks_and_one_takes_over_when_the_other_is_killed(
     assert_eq!(status, 200, "{body}");
     b.stop().await;
 }
+
+/// A check created through one node's API runs on whichever node holds its lease, and
+/// one deleted through another node's API stops there: every node reads the operators'
+/// changes from the store.
+#[tokio::test]
+async fn checks_created_through_one_nodes_api_run_on_the_node_that_holds_them() {
+    let _serial = serial().await;
+    let Some((url, pool)) = crate::cluster_nodes::database("api_checks").await else {
+        return;
+    };
+    const CHECKS: usize = 12;
+    let sim = pulsecheck_sim::start(SimConfig::default()).await.unwrap();
+    let http = sim.info.http[0];
+    let text = |node: &str| {
+        config(node, "  interval: 1s\n  timeout: 500ms\n", "", "")
+            .replace(
+                "  listen: 127.0.0.1:0\n",
+                &format!("  listen: 127.0.0.1:0\n  allow: [\"{http}\"]\n"),
+            )
+            .replace("checks:\n", "checks: []\n")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = Node::start(dir.path(), "a", &url, &text("a"), &[]).await;
+    let b = Node::start(dir.path(), "b", &url, &text("b"), &[]).await;
+    eventually(Duration::from_secs(60), "two members", || async {
+        let members = (
+            a.metric("pulsecheck_cluster_members").await?,
+            b.metric("pulsecheck_cluster_members").await?,
+        );
+        (members == (2.0, 2.0)).then_some(())
+    })
+    .await;
+
+    // Created through a only.
+    for i in 0..CHECKS {
+        let (status, body) = a
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/checks/api-{i:02}"),
+                Some(serde_json::json!({"target": format!("http://{http}/ok"), "interval": "1s"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (on_a, on_b) = eventually(Duration::from_secs(60), "both nodes run a share", || async {
+        let (x, y) = (a.owned().await?, b.owned().await?);
+        (x + y == CHECKS as u64 && x > 0 && y > 0).then_some((x, y))
+    })
+    .await;
+    eprintln!("checks created through a: a runs {on_a}, b runs {on_b}");
+    // Every one of them has results, whichever node runs it.
+    eventually(Duration::from_secs(60), "results of every API check", || async {
+        let ran: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT r.check_id) FROM results r JOIN check_ids c ON c.id = r.check_id
+             WHERE c.name LIKE 'api-%'",
+        )
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        (ran == CHECKS as i64).then_some(())
+    })
+    .await;
+
+    // Deleted through b: neither node runs them any more.
+    for i in 0..CHECKS / 2 {
+        let (status, body) = b
+            .call(reqwest::Method::DELETE, &format!("/api/v1/checks/api-{i:02}"), None)
+            .await;
+        assert!(matches!(status, 200 | 204), "{status} {body}");
+    }
+    eventually(Duration::from_secs(60), "half of the checks left", || async {
+        let (x, y) = (a.owned().await?, b.owned().await?);
+        (x + y == (CHECKS / 2) as u64).then_some(())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -172,12 +172,19 @@ impl Node {
 
     /// `POST /api/v1/checks/NAME/run`: the status and the body.
     pub async fn run_now(&self, check: &str) -> (u16, Value) {
-        let response = client()
-            .post(format!("http://{}/api/v1/checks/{check}/run", self.addr))
-            .bearer_auth(TOKEN)
-            .send()
+        self.call(reqwest::Method::POST, &format!("/api/v1/checks/{check}/run"), None)
             .await
-            .unwrap();
+    }
+
+    /// A call of the node's API at `path`, with the token: the status and the body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = client()
+            .request(method, format!("http://{}{path}", self.addr))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
