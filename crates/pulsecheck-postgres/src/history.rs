@@ -53,7 +53,7 @@ impl PgStore {
 
     fn recorded_result(&self, check: &str, row: &PgRow) -> Result<RecordedResult, PgError> {
         let started_at: i64 = self.get(row, "started_at")?;
-        let kind = i64::from(self.get::<i32>(row, "kind")?);
+        let kind = i64::from(self.get::<i16>(row, "kind")?);
         let (outcome, probe, reason) =
             codes::parse_kind(kind).ok_or_else(|| self.corrupt("decode result kind", format!("code {kind}")))?;
         let phases = match self.get::<Option<Vec<u8>>>(row, "phases")? {
@@ -80,7 +80,7 @@ impl PgStore {
                 .ok_or_else(|| self.corrupt("decode probe", format!("code {probe}")))?
                 .to_owned(),
             http_status: self
-                .get::<Option<i32>>(row, "http_status")?
+                .get::<Option<i16>>(row, "http_status")?
                 .and_then(|s| u16::try_from(s).ok()),
             duration_ms: us_to_ms(self.get(row, "duration_us")?),
             queue_ms: us_to_ms(self.get(row, "queue_us")?),
@@ -92,8 +92,8 @@ impl PgStore {
             rtt_ms: phases[5],
             ip,
             http_version,
-            redirects: u32::try_from(self.get::<i32>(row, "redirects")?).unwrap_or(0),
-            cert_days_left: self.get(row, "cert_days_left")?,
+            redirects: u32::try_from(self.get::<i16>(row, "redirects")?).unwrap_or(0),
+            cert_days_left: self.get::<Option<i32>>(row, "cert_days_left")?.map(i64::from),
         })
     }
 

@@ -54,6 +54,12 @@ pub(crate) const PERCENTILE_HOURS_SQL: &str = "SELECT h.hour, h.up_count, h.mean
  WHERE k.name = $1 AND h.hour >= $2 AND h.hour < LEAST($3, $4)
  ORDER BY h.hour";
 
+/// The phases of the up results of `[$1, $2)`, for the hourly means.
+pub(crate) const HOUR_PHASES_SQL: &str = "SELECT r.check_id, r.phases
+ FROM check_ids c CROSS JOIN results r
+ WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2
+   AND r.kind & 3 = 0 AND r.phases IS NOT NULL";
+
 pub(crate) const UP_DURATIONS_SQL: &str = "SELECT r.started_at, r.duration_us
  FROM check_ids k JOIN results r ON r.check_id = k.id
  WHERE k.name = $1 AND r.started_at >= $2 AND r.started_at < $3 AND r.kind & 3 = 0";
@@ -66,18 +72,17 @@ impl PgStore {
         &self,
         hour: i64,
     ) -> Result<HashMap<i64, [Option<i64>; MEAN_PHASES]>, PgError> {
-        let sql = "SELECT r.check_id, r.phases
-             FROM check_ids c CROSS JOIN results r
-             WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2
-               AND r.kind & 3 = 0 AND r.phases IS NOT NULL";
         let mut sums: HashMap<i64, PhaseSums> = HashMap::new();
-        let mut rows = sqlx::query(sql).bind(hour).bind(hour + HOUR_MS).fetch(&self.inner.pool);
+        let mut rows = sqlx::query(HOUR_PHASES_SQL)
+            .bind(hour)
+            .bind(hour + HOUR_MS)
+            .fetch(&self.inner.pool);
         while let Some(row) = rows
             .try_next()
             .await
             .map_err(self.query_error("read phases of an hour"))?
         {
-            let check_id: i64 = self.get(&row, "check_id")?;
+            let check_id = i64::from(self.get::<i32>(&row, "check_id")?);
             // A malformed blob (only corruption makes one) leaves its run out of the means.
             if let Some(phases) = row_phases(self, &row)? {
                 sums.entry(check_id).or_default().add(&phases);

@@ -154,6 +154,22 @@ impl PgStore {
             .ok_or_else(|| self.corrupt("look up a check number", format!("check {name} has none")))
     }
 
+    /// A check's number as `results.check_id` (INTEGER) holds it. check_ids stops
+    /// numbering there, so only a database changed by hand has a larger one: an error
+    /// that says so, never a wrapped number that would file results under another check.
+    fn results_check_id(&self, ids: &HashMap<String, i64>, name: &str) -> Result<i32, PgError> {
+        let id = self.check_id(ids, name)?;
+        i32::try_from(id).map_err(|_| {
+            self.corrupt(
+                "number a result",
+                format!(
+                    "check {name} has number {id}, beyond the {} that results.check_id holds",
+                    i32::MAX
+                ),
+            )
+        })
+    }
+
     async fn register_checks(
         &self,
         conn: &mut PgConnection,
@@ -243,7 +259,7 @@ impl PgStore {
             sqlx::query("UPDATE results SET kind = kind | $3 WHERE check_id = $1 AND started_at = ANY($2)")
                 .bind(id)
                 .bind(&causes)
-                .bind(codes::KEEP_BIT as i32)
+                .bind(codes::KEEP_BIT as i16)
                 .execute(&mut *conn)
                 .await
                 .map_err(self.query_error("keep a transition's cause"))?;
@@ -337,9 +353,9 @@ impl PgStore {
         runs: &[&RunRecord],
     ) -> Result<(), PgError> {
         let mut rows = ResultRows::default();
-        let mut taken: HashSet<(i64, i64)> = HashSet::with_capacity(runs.len());
+        let mut taken: HashSet<(i32, i64)> = HashSet::with_capacity(runs.len());
         for run in runs {
-            let id = self.check_id(ids, &run.check)?;
+            let id = self.results_check_id(ids, &run.check)?;
             let mut started_at = to_ms(run.result.started_at);
             // Within the batch, a duplicate key moves on here; against stored rows, below.
             while !taken.insert((id, started_at)) {
@@ -352,14 +368,14 @@ impl PgStore {
                 run.quorum.as_ref().map(|q| q.location.clone()),
             );
         }
-        let inserted: Vec<(i64, i64)> = rows
+        let inserted: Vec<(i32, i64)> = rows
             .bind(sqlx::query_as(
                 "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases,
                                       ip, http_version, http_version_text, redirects, cert_days_left, error,
                                       location)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::int[], $5::bigint[],
+                 SELECT * FROM unnest($1::int[], $2::bigint[], $3::smallint[], $4::smallint[], $5::bigint[],
                                       $6::bigint[], $7::bytea[], $8::bytea[], $9::smallint[], $10::text[],
-                                      $11::int[], $12::bigint[], $13::text[], $14::text[])
+                                      $11::smallint[], $12::int[], $13::text[], $14::text[])
                  ON CONFLICT (check_id, started_at) DO NOTHING
                  RETURNING check_id, started_at",
             ))
@@ -369,7 +385,7 @@ impl PgStore {
         if inserted.len() == rows.check_id.len() {
             return Ok(());
         }
-        let inserted: HashSet<(i64, i64)> = inserted.into_iter().collect();
+        let inserted: HashSet<(i32, i64)> = inserted.into_iter().collect();
         for i in 0..rows.check_id.len() {
             if !inserted.contains(&(rows.check_id[i], rows.started_at[i])) {
                 self.insert_result_probing(conn, &rows, i).await?;
@@ -389,7 +405,7 @@ impl PgStore {
         )
         .bind(rows.check_id[i])
         .bind(first)
-        .bind(codes::KEEP_BIT as i32)
+        .bind(codes::KEEP_BIT as i16)
         .bind(rows.kind[i])
         .bind(rows.duration_us[i])
         .bind(rows.queue_us[i])
@@ -541,30 +557,33 @@ impl PgStore {
 /// The columns of a batch of results, one array each, for UNNEST.
 #[derive(Default)]
 struct ResultRows {
-    check_id: Vec<i64>,
+    check_id: Vec<i32>,
     started_at: Vec<i64>,
-    kind: Vec<i32>,
-    http_status: Vec<Option<i32>>,
+    kind: Vec<i16>,
+    http_status: Vec<Option<i16>>,
     duration_us: Vec<i64>,
     queue_us: Vec<i64>,
     phases: Vec<Option<Vec<u8>>>,
     ip: Vec<Option<Vec<u8>>>,
     http_version: Vec<Option<i16>>,
     http_version_text: Vec<Option<String>>,
-    redirects: Vec<i32>,
-    cert_days_left: Vec<Option<i64>>,
+    redirects: Vec<i16>,
+    cert_days_left: Vec<Option<i32>>,
     error: Vec<Option<String>>,
     location: Vec<Option<String>>,
 }
 
 impl ResultRows {
-    fn push(&mut self, check_id: i64, started_at: i64, r: &pulsecheck_core::CheckResult, location: Option<String>) {
+    fn push(&mut self, check_id: i32, started_at: i64, r: &pulsecheck_core::CheckResult, location: Option<String>) {
         let t = &r.timings;
         self.check_id.push(check_id);
         self.started_at.push(started_at);
+        // A kind uses 10 bits.
         self.kind
-            .push(i32::try_from(codes::kind(r.outcome, r.probe, r.reason)).unwrap_or(0));
-        self.http_status.push(r.http_status.map(i32::from));
+            .push(i16::try_from(codes::kind(r.outcome, r.probe, r.reason)).unwrap_or(i16::MAX));
+        // Statuses are 100-999 (hyper's StatusCode); saturate rather than wrap regardless.
+        self.http_status
+            .push(r.http_status.map(|s| i16::try_from(s).unwrap_or(i16::MAX)));
         self.duration_us.push(duration_us(r.duration_ms));
         self.queue_us.push(duration_us(r.queue_ms));
         self.phases.push(codes::encode_phases(&[
@@ -583,8 +602,12 @@ impl ResultRows {
         };
         self.http_version.push(code);
         self.http_version_text.push(text);
-        self.redirects.push(i32::try_from(r.redirects).unwrap_or(i32::MAX));
-        self.cert_days_left.push(r.certificate.as_ref().map(|c| c.days_left));
+        self.redirects.push(i16::try_from(r.redirects).unwrap_or(i16::MAX));
+        self.cert_days_left.push(
+            r.certificate
+                .as_ref()
+                .map(|c| i32::try_from(c.days_left).unwrap_or(if c.days_left < 0 { i32::MIN } else { i32::MAX })),
+        );
         self.error.push(r.error.clone());
         self.location.push(location);
     }
