@@ -11,13 +11,14 @@ use std::sync::atomic::Ordering;
 use pulsecheck_core::cluster::Fence;
 use pulsecheck_core::outbox::AlertEvent;
 use pulsecheck_core::state::{State, Transition};
-use pulsecheck_core::storage::{idempotency_key, RunRecord, WriteEvent};
+use pulsecheck_core::storage::rows;
+use pulsecheck_core::storage::{RunRecord, WriteEvent};
 use sqlx::PgConnection;
 
 use crate::error::PgError;
 use crate::store::{PgStore, DB_NOW};
 use pulsecheck_core::storage::encoding as codes;
-use pulsecheck_core::storage::encoding::{duration_ms, duration_us, to_ms};
+use pulsecheck_core::storage::encoding::{duration_ms, to_ms, EncodedResult};
 
 /// Milliseconds tried after a result's own when its key is taken.
 const MAX_KEY_PROBES: i64 = 1_000;
@@ -524,16 +525,8 @@ impl PgStore {
         transition_id: Option<i64>,
         now: i64,
     ) -> Result<(), PgError> {
-        let keyed;
-        let event = if event.idempotency_key.is_empty() {
-            let mut e = event.clone();
-            e.idempotency_key = idempotency_key(&e, transition_id.and_then(|id| u64::try_from(id).ok()), channel);
-            keyed = e;
-            &keyed
-        } else {
-            event
-        };
-        let json = serde_json::to_string(event).map_err(|e| self.corrupt("encode alert event", e.to_string()))?;
+        let event = rows::keyed_event(event, transition_id, channel);
+        let json = serde_json::to_string(&*event).map_err(|e| self.corrupt("encode alert event", e.to_string()))?;
         sqlx::query(
             "INSERT INTO notifications (check_name, channel, idempotency_key, kind, event, transition_id,
                                         state, attempts, created_at, next_attempt_at)
@@ -574,41 +567,28 @@ struct ResultRows {
 }
 
 impl ResultRows {
+    /// One result, its values narrowed to the compact table's columns (0003): they
+    /// saturate instead of wrapping, and none of them reaches its column's limit
+    /// (a kind has 10 bits, statuses are 100-999, redirects are capped by config).
     fn push(&mut self, check_id: i32, started_at: i64, r: &pulsecheck_core::CheckResult, location: Option<String>) {
-        let t = &r.timings;
+        let e = EncodedResult::of(r);
+        let small = |v: i64| i16::try_from(v).unwrap_or(if v < 0 { i16::MIN } else { i16::MAX });
         self.check_id.push(check_id);
         self.started_at.push(started_at);
-        // A kind uses 10 bits.
-        self.kind
-            .push(i16::try_from(codes::kind(r.outcome, r.probe, r.reason)).unwrap_or(i16::MAX));
-        // Statuses are 100-999 (hyper's StatusCode); saturate rather than wrap regardless.
-        self.http_status
-            .push(r.http_status.map(|s| i16::try_from(s).unwrap_or(i16::MAX)));
-        self.duration_us.push(duration_us(r.duration_ms));
-        self.queue_us.push(duration_us(r.queue_ms));
-        self.phases.push(codes::encode_phases(&[
-            t.dns_ms.map(duration_us),
-            t.connect_ms.map(duration_us),
-            t.tls_ms.map(duration_us),
-            t.ttfb_ms.map(duration_us),
-            t.transfer_ms.map(duration_us),
-            r.rtt_ms.map(duration_us),
-        ]));
-        self.ip.push(r.ip.map(codes::ip_bytes));
-        let (code, text) = match r.http_version.as_deref().map(codes::HttpVersion::encode) {
-            Some(codes::HttpVersion::Code(code)) => (i16::try_from(code).ok(), None),
-            Some(codes::HttpVersion::Text(text)) => (None, Some(text.to_owned())),
-            None => (None, None),
-        };
-        self.http_version.push(code);
-        self.http_version_text.push(text);
-        self.redirects.push(i16::try_from(r.redirects).unwrap_or(i16::MAX));
+        self.kind.push(small(e.kind));
+        self.http_status.push(e.http_status.map(small));
+        self.duration_us.push(e.duration_us);
+        self.queue_us.push(e.queue_us);
+        self.phases.push(e.phases);
+        self.ip.push(e.ip);
+        self.http_version.push(e.http_version.map(small));
+        self.http_version_text.push(e.http_version_text);
+        self.redirects.push(small(e.redirects));
         self.cert_days_left.push(
-            r.certificate
-                .as_ref()
-                .map(|c| i32::try_from(c.days_left).unwrap_or(if c.days_left < 0 { i32::MIN } else { i32::MAX })),
+            e.cert_days_left
+                .map(|d| i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX })),
         );
-        self.error.push(r.error.clone());
+        self.error.push(e.error);
         self.location.push(location);
     }
 

@@ -8,11 +8,11 @@ use std::borrow::Cow;
 
 use crate::outbox::{AlertEvent, CauseResult, DeliveryState};
 use crate::state::{CheckState, State};
+use crate::storage::aggregate::PercentileHour;
 use crate::storage::console::{
     ApiCheck, CheckSummary, DayUptime, GroupCounts, IncidentStatus, IncidentUpdate, LatencyPoint, NotificationRecord,
     Origin, Silence,
 };
-use crate::storage::aggregate::PercentileHour;
 use crate::storage::encoding::{self as codes, from_ms, us_to_ms, Phases};
 use crate::storage::history::{DownSpan, RecordedResult, Uptime};
 use crate::{Outcome, Reason};
@@ -24,33 +24,9 @@ pub trait Columns {
     fn float(&self, column: &'static str) -> Result<Option<f64>, RowError>;
     fn text(&self, column: &'static str) -> Result<Option<String>, RowError>;
     fn bytes(&self, column: &'static str) -> Result<Option<Vec<u8>>, RowError>;
-}
 
-/// A row that could not be read back.
-#[derive(Debug, thiserror::Error)]
-pub enum RowError {
-    /// The driver could not read the column: missing, or of another type.
-    #[error("column {column}: {source}")]
-    Column {
-        column: &'static str,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// A value that no version of pulsecheck writes: the row is corrupt.
-    #[error("{context}: {detail}")]
-    Corrupt { context: &'static str, detail: String },
-}
+    // Typed reads built on the four above.
 
-impl RowError {
-    fn corrupt(context: &'static str, detail: impl Into<String>) -> RowError {
-        RowError::Corrupt {
-            context,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// Typed reads on top of [`Columns`], for the decoders below.
-trait Read: Columns {
     fn required_int(&self, column: &'static str) -> Result<i64, RowError> {
         self.int(column)?
             .ok_or_else(|| RowError::corrupt("read a row", format!("{column} is NULL")))
@@ -85,7 +61,28 @@ trait Read: Columns {
     }
 }
 
-impl<T: Columns + ?Sized> Read for T {}
+/// A row that could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// The driver could not read the column: missing, or of another type.
+    #[error("column {column}: {source}")]
+    Column {
+        column: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A value that no version of pulsecheck writes: the row is corrupt.
+    #[error("{context}: {detail}")]
+    Corrupt { context: &'static str, detail: String },
+}
+
+impl RowError {
+    fn corrupt(context: &'static str, detail: impl Into<String>) -> RowError {
+        RowError::Corrupt {
+            context,
+            detail: detail.into(),
+        }
+    }
+}
 
 /// A count stored as an integer, clamped into `u32`.
 fn small_count(n: i64) -> u32 {
@@ -158,8 +155,8 @@ pub fn recorded_result(row: &(impl Columns + ?Sized), check: &str) -> Result<Rec
     let kind = row.required_int("kind")?;
     let (outcome, probe, reason) =
         codes::parse_kind(kind).ok_or_else(|| RowError::corrupt("decode result kind", format!("code {kind}")))?;
-    let phases = phases(row)?
-        .ok_or_else(|| RowError::corrupt("decode result phases", format!("started at {started_at}")))?;
+    let phases =
+        phases(row)?.ok_or_else(|| RowError::corrupt("decode result phases", format!("started at {started_at}")))?;
     let ip = row
         .bytes("ip")?
         .and_then(|bytes| codes::parse_ip(&bytes).map(|ip| ip.to_string()));
@@ -263,7 +260,9 @@ pub fn check_summary(row: &(impl Columns + ?Sized)) -> Result<CheckSummary, RowE
 }
 
 /// Active checks by `(group, state, count)` rows ordered by group, no group first.
-pub fn group_counts(rows: impl IntoIterator<Item = (Option<String>, String, i64)>) -> Result<Vec<GroupCounts>, RowError> {
+pub fn group_counts(
+    rows: impl IntoIterator<Item = (Option<String>, String, i64)>,
+) -> Result<Vec<GroupCounts>, RowError> {
     let mut out: Vec<GroupCounts> = Vec::new();
     for (group, state, n) in rows {
         if out.last().is_none_or(|last| last.group != group) {
@@ -290,7 +289,8 @@ pub fn day_uptimes(joined: &str) -> Result<Vec<DayUptime>, RowError> {
     let mut days = Vec::new();
     for text in joined.split(',') {
         let mut parts = text.split(' ').map(str::parse::<i64>);
-        let (Some(Ok(day)), Some(Ok(runs)), Some(Ok(up)), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(Ok(day)), Some(Ok(runs)), Some(Ok(up)), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(RowError::corrupt("decode a day's uptime", text));
         };
@@ -504,9 +504,18 @@ mod tests {
             .with("http_status", Value::Int(503));
         let r = recorded_result(&row, "api").unwrap();
         assert_eq!((r.id, r.started_at, r.check.as_str()), (1_000, from_ms(1_000), "api"));
-        assert_eq!((r.outcome, r.reason, r.probe.as_str()), (Outcome::Down, Some(Reason::Status), "http"));
-        assert_eq!((r.duration_ms, r.queue_ms, r.dns_ms, r.ttfb_ms, r.tls_ms), (12.5, 0.25, Some(1.5), Some(0.3), None));
-        assert_eq!((r.ip.as_deref(), r.http_version.as_deref()), (Some("10.0.0.1"), Some("HTTP/2")));
+        assert_eq!(
+            (r.outcome, r.reason, r.probe.as_str()),
+            (Outcome::Down, Some(Reason::Status), "http")
+        );
+        assert_eq!(
+            (r.duration_ms, r.queue_ms, r.dns_ms, r.ttfb_ms, r.tls_ms),
+            (12.5, 0.25, Some(1.5), Some(0.3), None)
+        );
+        assert_eq!(
+            (r.ip.as_deref(), r.http_version.as_deref()),
+            (Some("10.0.0.1"), Some("HTTP/2"))
+        );
         assert_eq!((r.http_status, r.redirects), (Some(503), 1));
 
         let text_version = result_row(0).with("http_version_text", Value::Text("HTTP/0.8"));
@@ -520,13 +529,25 @@ mod tests {
     fn corrupt_rows_are_errors_that_say_what_is_wrong() {
         let unknown_reason = result_row(15 << 6);
         let error = recorded_result(&unknown_reason, "api").unwrap_err();
-        assert!(matches!(error, RowError::Corrupt { context: "decode result kind", .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                RowError::Corrupt {
+                    context: "decode result kind",
+                    ..
+                }
+            ),
+            "{error}"
+        );
         let truncated = result_row(0).with("phases", Value::Bytes(vec![0b11, 0x80]));
         assert!(recorded_result(&truncated, "api").is_err());
         let no_duration = MapRow::default()
             .with("started_at", Value::Int(1))
             .with("kind", Value::Int(0));
-        assert!(recorded_result(&no_duration, "api").unwrap_err().to_string().contains("duration_us"));
+        assert!(recorded_result(&no_duration, "api")
+            .unwrap_err()
+            .to_string()
+            .contains("duration_us"));
         let bad_type = result_row(0).with("error", Value::Int(1));
         assert!(matches!(
             recorded_result(&bad_type, "api"),
@@ -537,7 +558,10 @@ mod tests {
     #[test]
     fn day_and_uptime_texts_add_up_and_reject_garbage() {
         let days = day_uptimes("86400000 10 9,0 5 5,172800000 0 0").unwrap();
-        assert_eq!(days.iter().map(|d| (d.runs, d.up)).collect::<Vec<_>>(), [(5, 5), (10, 9)]);
+        assert_eq!(
+            days.iter().map(|d| (d.runs, d.up)).collect::<Vec<_>>(),
+            [(5, 5), (10, 9)]
+        );
         assert!(day_uptimes("1 2").is_err());
         let uptime = uptime_of_parts([Some("3 2".to_owned()), None, Some("4 4".to_owned())]).unwrap();
         assert_eq!(uptime, Uptime { runs: 7, up: 6 });
