@@ -23,32 +23,9 @@ use crate::read::{delivery_state_str, limit_i64};
 use crate::store::Store;
 use crate::uptime::watermark;
 use pulsecheck_core::storage::encoding::{from_ms, to_ms, DAY_MS};
+use pulsecheck_core::storage::rows;
 
-pub(crate) fn origin_str(origin: Origin) -> &'static str {
-    match origin {
-        Origin::File => "file",
-        Origin::Api => "api",
-    }
-}
-
-fn parse_origin(text: &str) -> Option<Origin> {
-    match text {
-        "file" => Some(Origin::File),
-        "api" => Some(Origin::Api),
-        _ => None,
-    }
-}
-
-fn parse_status(text: &str) -> Option<IncidentStatus> {
-    [
-        IncidentStatus::Investigating,
-        IncidentStatus::Identified,
-        IncidentStatus::Monitoring,
-        IncidentStatus::Resolved,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-}
+pub(crate) use pulsecheck_core::storage::rows::origin_str;
 
 /// A check's row with its open incident, silence (`$1` is now) and outbox counts, each
 /// an indexed lookup: `incidents_open`, the `silences` key, `notifications_pending` and
@@ -145,20 +122,6 @@ fn daily_uptimes_sql(checks: usize) -> String {
     )
 }
 
-/// One `"day runs up"` text of [`daily_uptimes_sql`].
-fn parse_day(text: &str) -> Option<DayUptime> {
-    let mut parts = text.split(' ').map(str::parse::<i64>);
-    let (Some(Ok(day)), Some(Ok(runs)), Some(Ok(up)), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    Some(DayUptime {
-        day: from_ms(day),
-        runs: runs.max(0) as u64,
-        up: up.max(0) as u64,
-    })
-}
-
 fn in_list(first: usize, n: usize) -> String {
     (0..n).map(|i| format!("${}", first + i)).collect::<Vec<_>>().join(", ")
 }
@@ -195,31 +158,7 @@ impl Store {
     }
 
     fn summary(&self, row: &SqliteRow) -> Result<CheckSummary, StoreError> {
-        let origin: String = self.get(row, "origin")?;
-        Ok(CheckSummary {
-            name: self.get(row, "name")?,
-            group: self.get(row, "check_group")?,
-            target: self.get(row, "target")?,
-            origin: parse_origin(&origin).ok_or_else(|| self.corrupt("decode origin", format!("{origin:?}")))?,
-            active: self.get::<i64>(row, "active")? != 0,
-            state: self.state_col(row, "state")?,
-            since: self.get::<Option<i64>>(row, "since")?.map(from_ms),
-            last_result_at: self.get::<Option<i64>>(row, "last_result_at")?.map(from_ms),
-            last_outcome: self
-                .get::<Option<String>>(row, "last_outcome")?
-                .map(|s| self.outcome(&s))
-                .transpose()?,
-            last_reason: self
-                .get::<Option<String>>(row, "last_reason")?
-                .map(|s| self.reason(&s))
-                .transpose()?,
-            last_error: self.get(row, "last_error")?,
-            last_duration_ms: self.get(row, "last_duration_ms")?,
-            open_incident: self.get(row, "open_incident")?,
-            silenced_until: self.get::<Option<i64>>(row, "silenced_until")?.map(from_ms),
-            pending_notifications: self.get::<i64>(row, "pending")?.max(0) as u64,
-            dead_notifications: self.get::<i64>(row, "dead")?.max(0) as u64,
-        })
+        self.decode(row, rows::check_summary)
     }
 
     /// Active checks by group and state, no group first.
@@ -228,24 +167,7 @@ impl Store {
             .fetch_all(&self.inner.read)
             .await
             .map_err(self.query_error("count checks by group"))?;
-        let mut out: Vec<GroupCounts> = Vec::new();
-        for (group, state, n) in rows {
-            if out.last().is_none_or(|last| last.group != group) {
-                out.push(GroupCounts {
-                    group: group.clone(),
-                    ..GroupCounts::default()
-                });
-            }
-            let Some(counts) = out.last_mut() else { continue };
-            let n = n.max(0) as u64;
-            match State::parse(&state) {
-                Some(State::Up) => counts.up += n,
-                Some(State::Down) => counts.down += n,
-                Some(State::Unknown) => counts.unknown += n,
-                None => return Err(self.corrupt("decode state", format!("{state:?}"))),
-            }
-        }
-        Ok(out)
+        rows::group_counts(rows).map_err(|e| self.row_error(e))
     }
 
     /// For each of `checks` (same order), one entry per UTC day in `[since, until)` with
@@ -287,14 +209,7 @@ impl Store {
                 .await
                 .map_err(self.query_error("read daily uptime"))?;
             for (name, days) in rows {
-                let mut parsed = days
-                    .split(',')
-                    .map(|text| parse_day(text).ok_or_else(|| self.corrupt("decode a day's uptime", text.to_owned())))
-                    .collect::<Result<Vec<_>, _>>()?;
-                parsed.retain(|d| d.runs > 0);
-                // group_concat's order is not defined.
-                parsed.sort_by_key(|d| d.day);
-                by_name.insert(name, parsed);
+                by_name.insert(name, rows::day_uptimes(&days).map_err(|e| self.row_error(e))?);
             }
         }
         Ok(checks
@@ -356,16 +271,7 @@ impl Store {
     }
 
     fn incident_update(&self, row: &SqliteRow) -> Result<IncidentUpdate, StoreError> {
-        let id: i64 = self.get(row, "id")?;
-        let status: String = self.get(row, "status")?;
-        Ok(IncidentUpdate {
-            id,
-            incident: self.get(row, "incident_id")?,
-            at: from_ms(self.get(row, "at")?),
-            status: parse_status(&status)
-                .ok_or_else(|| self.corrupt("decode incident status", format!("update {id}: {status:?}")))?,
-            message: self.get(row, "message")?,
-        })
+        self.decode(row, rows::incident_update)
     }
 
     /// Adds an operator's update to an incident; `None` when there is no such incident.
@@ -465,23 +371,11 @@ impl Store {
 
     /// Every API check's stored definition, by name.
     pub async fn api_check_definitions(&self) -> Result<Vec<ApiCheck>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> =
-            sqlx::query_as("SELECT name, definition, created_at, updated_at FROM api_checks ORDER BY name")
-                .fetch_all(&self.inner.read)
-                .await
-                .map_err(self.query_error("read API checks"))?;
-        rows.into_iter()
-            .map(|(name, definition, created_at, updated_at)| {
-                let definition = serde_json::from_str(&definition)
-                    .map_err(|e| self.corrupt("decode an API check", format!("check {name}: {e}")))?;
-                Ok(ApiCheck {
-                    name,
-                    definition,
-                    created_at: from_ms(created_at),
-                    updated_at: from_ms(updated_at),
-                })
-            })
-            .collect()
+        let rows = sqlx::query("SELECT name, definition, created_at, updated_at FROM api_checks ORDER BY name")
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(self.query_error("read API checks"))?;
+        rows.iter().map(|row| self.decode(row, rows::api_check)).collect()
     }
 
     /// Creates or replaces an API check's definition (a replacement keeps `created_at`).
@@ -526,20 +420,12 @@ impl Store {
 
     /// Silences in force at `now`, by check.
     pub async fn silences_at(&self, now: jiff::Timestamp) -> Result<Vec<Silence>, StoreError> {
-        let rows: Vec<(String, i64, Option<String>)> =
-            sqlx::query_as("SELECT check_name, until, reason FROM silences WHERE until > $1 ORDER BY check_name")
-                .bind(to_ms(now))
-                .fetch_all(&self.inner.read)
-                .await
-                .map_err(self.query_error("read silences"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(check, until, reason)| Silence {
-                check,
-                until: from_ms(until),
-                reason,
-            })
-            .collect())
+        let rows = sqlx::query("SELECT check_name, until, reason FROM silences WHERE until > $1 ORDER BY check_name")
+            .bind(to_ms(now))
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(self.query_error("read silences"))?;
+        rows.iter().map(|row| self.decode(row, rows::silence)).collect()
     }
 
     /// Sets a check's silence (an `until` in the past lifts it).
