@@ -1,19 +1,18 @@
-//! [`Console`] for the SQLite store: the check list and its counts, uptime over several
-//! windows, daily bars, latency, incidents with operators' updates, the outbox, and the
-//! operator's writes (API checks, incident updates and acknowledgements, silences,
-//! redelivery). Reads go through the read pool; writes are short `BEGIN IMMEDIATE`
-//! transactions on the one write connection, so they queue behind the batched writer's
-//! commits instead of failing on a busy database.
+//! [`Console`](pulsecheck_core::storage::Console) for the PostgreSQL store: the check
+//! list and its counts, uptime over several windows, daily bars, latency, incidents
+//! with operators' updates, the outbox, and the operator's writes (API checks, incident
+//! updates and acknowledgements, silences, redelivery), each a short transaction on the
+//! pool. Rows are decoded by `pulsecheck_core::storage::rows`, as in SQLite.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use pulsecheck_core::outbox::BoxFuture;
 use pulsecheck_core::storage::console::{
-    ApiCheck, CheckPage, CheckSummary, Console, DayUptime, GroupCounts, IncidentRecord, IncidentStatus, IncidentUpdate,
-    LatencyPercentiles, LatencyPoint, NotificationRecord, OutboxPage, Silence,
+    ApiCheck, CheckPage, CheckSummary, DayUptime, GroupCounts, IncidentRecord, IncidentStatus, IncidentUpdate,
+    NotificationRecord, OutboxPage, Silence,
 };
-use pulsecheck_core::storage::history::{DownSpan, SpanPage, Uptime};
+use pulsecheck_core::storage::history::{DownSpan, SpanPage};
 use pulsecheck_core::storage::StorageError;
 use sqlx::postgres::PgRow;
 
@@ -432,132 +431,13 @@ impl PgStore {
     }
 }
 
-fn storage_error(error: PgError) -> StorageError {
-    StorageError::from(error)
-}
-
-impl Console for PgStore {
+// The Console trait is the inherent methods above; location views are quorum.rs's.
+pulsecheck_core::impl_console!(
+    PgStore,
     fn location_views<'a>(
         &'a self,
         check: &'a str,
     ) -> BoxFuture<'a, Result<Vec<pulsecheck_core::storage::console::LocationView>, StorageError>> {
-        Box::pin(async move { PgStore::location_views(self, check).await.map_err(storage_error) })
+        Box::pin(async move { PgStore::location_views(self, check).await.map_err(StorageError::from) })
     }
-
-    fn check_page<'a>(&'a self, page: &'a CheckPage) -> BoxFuture<'a, Result<Vec<CheckSummary>, StorageError>> {
-        Box::pin(async move { self.check_summaries(page).await.map_err(storage_error) })
-    }
-
-    fn check_summary<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<CheckSummary>, StorageError>> {
-        Box::pin(async move { self.check_summary_of(name).await.map_err(storage_error) })
-    }
-
-    fn group_counts(&self) -> BoxFuture<'_, Result<Vec<GroupCounts>, StorageError>> {
-        Box::pin(async move { self.group_state_counts().await.map_err(storage_error) })
-    }
-
-    fn uptimes<'a>(
-        &'a self,
-        checks: &'a [String],
-        windows: &'a [(jiff::Timestamp, jiff::Timestamp)],
-    ) -> BoxFuture<'a, Result<Vec<Vec<Uptime>>, StorageError>> {
-        Box::pin(async move { self.uptimes_between(checks, windows).await.map_err(storage_error) })
-    }
-
-    fn daily_uptimes<'a>(
-        &'a self,
-        checks: &'a [String],
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Vec<Vec<DayUptime>>, StorageError>> {
-        Box::pin(async move { self.daily_uptimes_of(checks, since, until).await.map_err(storage_error) })
-    }
-
-    fn latency_series<'a>(
-        &'a self,
-        check: &'a str,
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Vec<LatencyPoint>, StorageError>> {
-        Box::pin(async move { self.latency_points(check, since, until).await.map_err(storage_error) })
-    }
-
-    fn latency_percentiles<'a>(
-        &'a self,
-        check: &'a str,
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Option<LatencyPercentiles>, StorageError>> {
-        Box::pin(async move {
-            self.percentiles_between(check, since, until)
-                .await
-                .map_err(storage_error)
-        })
-    }
-
-    fn incident_page<'a>(&'a self, page: &'a SpanPage) -> BoxFuture<'a, Result<Vec<IncidentRecord>, StorageError>> {
-        Box::pin(async move { self.incident_records(page).await.map_err(storage_error) })
-    }
-
-    fn incident<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<IncidentRecord>, StorageError>> {
-        Box::pin(async move { self.incident_record(id).await.map_err(storage_error) })
-    }
-
-    fn add_incident_update<'a>(
-        &'a self,
-        incident: i64,
-        status: IncidentStatus,
-        message: &'a str,
-        at: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Option<IncidentUpdate>, StorageError>> {
-        Box::pin(async move {
-            self.add_update(incident, status, message, at)
-                .await
-                .map_err(storage_error)
-        })
-    }
-
-    fn acknowledge_incident(
-        &self,
-        incident: i64,
-        at: jiff::Timestamp,
-    ) -> BoxFuture<'_, Result<Option<IncidentRecord>, StorageError>> {
-        Box::pin(async move { self.acknowledge(incident, at).await.map_err(storage_error) })
-    }
-
-    fn outbox_page<'a>(&'a self, page: &'a OutboxPage) -> BoxFuture<'a, Result<Vec<NotificationRecord>, StorageError>> {
-        Box::pin(async move { self.outbox_rows(page).await.map_err(storage_error) })
-    }
-
-    fn redeliver(
-        &self,
-        notification: i64,
-        now: jiff::Timestamp,
-    ) -> BoxFuture<'_, Result<Option<NotificationRecord>, StorageError>> {
-        Box::pin(async move {
-            self.redeliver_notification(notification, now)
-                .await
-                .map_err(storage_error)
-        })
-    }
-
-    fn api_checks(&self) -> BoxFuture<'_, Result<Vec<ApiCheck>, StorageError>> {
-        Box::pin(async move { self.api_check_definitions().await.map_err(storage_error) })
-    }
-
-    fn put_api_check<'a>(&'a self, check: &'a ApiCheck) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move { self.put_api_check_definition(check).await.map_err(storage_error) })
-    }
-
-    fn delete_api_check<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StorageError>> {
-        Box::pin(async move { self.delete_api_check_definition(name).await.map_err(storage_error) })
-    }
-
-    fn silences(&self, now: jiff::Timestamp) -> BoxFuture<'_, Result<Vec<Silence>, StorageError>> {
-        Box::pin(async move { self.silences_at(now).await.map_err(storage_error) })
-    }
-
-    fn set_silence<'a>(&'a self, silence: &'a Silence) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move { self.put_silence(silence).await.map_err(storage_error) })
-    }
-}
+);

@@ -1,10 +1,8 @@
-//! Reads of the past for [`History`] (as in the SQLite store): a check's results page by page, down spans page
+//! Reads of the past for [`History`](pulsecheck_core::storage::History) (as in the SQLite store): a check's results page by page, down spans page
 //! by page, uptime over a window. Every query walks a primary key or an index: results
 //! and aggregates by `(check_id, time)`, incidents by id or `(check_name, started_at)`.
 
-use pulsecheck_core::outbox::BoxFuture;
-use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, ResultPage, SpanPage, Uptime};
-use pulsecheck_core::storage::StorageError;
+use pulsecheck_core::storage::history::{DownSpan, RecordedResult, ResultPage, SpanPage, Uptime};
 use sqlx::postgres::PgRow;
 
 use crate::error::PgError;
@@ -116,29 +114,5 @@ impl PgStore {
     }
 }
 
-fn storage_error(error: PgError) -> StorageError {
-    StorageError::from(error)
-}
-
-impl History for PgStore {
-    fn recent_results<'a>(
-        &'a self,
-        check: &'a str,
-        page: ResultPage,
-    ) -> BoxFuture<'a, Result<Vec<RecordedResult>, StorageError>> {
-        Box::pin(async move { self.result_page(check, page).await.map_err(storage_error) })
-    }
-
-    fn down_spans<'a>(&'a self, page: &'a SpanPage) -> BoxFuture<'a, Result<Vec<DownSpan>, StorageError>> {
-        Box::pin(async move { self.down_span_page(page).await.map_err(storage_error) })
-    }
-
-    fn uptime<'a>(
-        &'a self,
-        check: &'a str,
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Uptime, StorageError>> {
-        Box::pin(async move { self.uptime_between(check, since, until).await.map_err(storage_error) })
-    }
-}
+// The History trait is the inherent methods above.
+pulsecheck_core::impl_history!(PgStore);

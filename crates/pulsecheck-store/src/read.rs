@@ -340,12 +340,9 @@ impl Store {
     }
 
     pub(crate) fn row_error(&self, error: RowError) -> StoreError {
-        match error {
-            RowError::Column { column, source } => match source.downcast::<sqlx::Error>() {
-                Ok(source) => self.query_error(column)(*source),
-                Err(source) => self.corrupt(column, source.to_string()),
-            },
-            RowError::Corrupt { context, detail } => self.corrupt(context, detail),
+        match error.split::<sqlx::Error>() {
+            Ok((column, source)) => self.query_error(column)(source),
+            Err((context, detail)) => self.corrupt(context, detail),
         }
     }
 

@@ -76,6 +76,18 @@ pub enum RowError {
 }
 
 impl RowError {
+    /// For a store's error type: `Ok((column, driver error))` when the driver's error
+    /// is an `E` (the store's own), else `Err((context, detail))`.
+    pub fn split<E: std::error::Error + 'static>(self) -> Result<(&'static str, E), (&'static str, String)> {
+        match self {
+            RowError::Column { column, source } => match source.downcast::<E>() {
+                Ok(source) => Ok((column, *source)),
+                Err(source) => Err((column, source.to_string())),
+            },
+            RowError::Corrupt { context, detail } => Err((context, detail)),
+        }
+    }
+
     fn corrupt(context: &'static str, detail: impl Into<String>) -> RowError {
         RowError::Corrupt {
             context,
