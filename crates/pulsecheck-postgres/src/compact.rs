@@ -3,8 +3,9 @@
 //! budget: `set_max_size` is a no-op on PostgreSQL, whose disk is managed by its operator
 //! (the retention tiers bound every table that grows; autovacuum reuses freed space).
 
+use pulsecheck_core::storage::aggregate::HourRow;
 use pulsecheck_core::storage::housekeeping::{CompactReport, Retention};
-use sqlx::Row;
+use pulsecheck_core::storage::rows;
 
 use crate::error::PgError;
 use crate::store::PgStore;
@@ -58,16 +59,6 @@ pub(crate) const AGGREGATE_HOUR_SQL: &str = "WITH hour_results AS (
 pub(crate) const DELETE_UP_RESULTS_SQL: &str =
     "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND kind & 3 <> 1 AND kind & 4 = 0";
 pub(crate) const DELETE_RESULTS_SQL: &str = "DELETE FROM results WHERE check_id = $1 AND started_at < $2";
-
-struct HourRow {
-    check_id: i64,
-    count: i64,
-    up_count: i64,
-    mean_us: Option<i64>,
-    p50_us: Option<i64>,
-    p95_us: Option<i64>,
-    p99_us: Option<i64>,
-}
 
 impl PgStore {
     /// [`PgStore::compact_with`] with `raw_days` and `hourly_days` and the other tiers at
@@ -247,22 +238,7 @@ impl PgStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(self.query_error("aggregate an hour of results"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(HourRow {
-                    check_id: i64::from(
-                        row.try_get::<i32, _>("check_id")
-                            .map_err(self.query_error("check_id"))?,
-                    ),
-                    count: row.try_get("n").map_err(self.query_error("n"))?,
-                    up_count: row.try_get("up_n").map_err(self.query_error("up_n"))?,
-                    mean_us: row.try_get("mean_us").map_err(self.query_error("mean_us"))?,
-                    p50_us: row.try_get("p50").map_err(self.query_error("p50"))?,
-                    p95_us: row.try_get("p95").map_err(self.query_error("p95"))?,
-                    p99_us: row.try_get("p99").map_err(self.query_error("p99"))?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| self.decode(row, rows::hour_row)).collect()
     }
 
     /// Runs `sql` (`$1` = a check id, `$2` = `cutoff`) for every numbered check, a few

@@ -251,3 +251,16 @@ impl WindowBounds {
         ]
     }
 }
+
+/// One check's hour as aggregation computes it from raw results: its counted runs and
+/// up runs, and the mean and nearest-rank percentiles of its up runs' durations (µs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HourRow {
+    pub check_id: i64,
+    pub count: i64,
+    pub up_count: i64,
+    pub mean_us: Option<i64>,
+    pub p50_us: Option<i64>,
+    pub p95_us: Option<i64>,
+    pub p99_us: Option<i64>,
+}

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use crate::outbox::{AlertEvent, CauseResult, DeliveryState};
 use crate::state::{CheckState, State};
-use crate::storage::aggregate::PercentileHour;
+use crate::storage::aggregate::{HourRow, PercentileHour};
 use crate::storage::console::{
     ApiCheck, CheckSummary, DayUptime, GroupCounts, IncidentStatus, IncidentUpdate, LatencyPoint, NotificationRecord,
     Origin, Silence,
@@ -425,6 +425,20 @@ pub fn percentile_hour(row: &(impl Columns + ?Sized)) -> Result<PercentileHour, 
         up: row.required_int("up_count")?,
         raw_up: row.required_int("raw_up")?,
         values: [us("mean_us")?, us("p50_us")?, us("p95_us")?, us("p99_us")?],
+    })
+}
+
+/// A check's hour from the hourly aggregation query, selected as `check_id, n, up_n,
+/// mean_us, p50, p95, p99`.
+pub fn hour_row(row: &(impl Columns + ?Sized)) -> Result<HourRow, RowError> {
+    Ok(HourRow {
+        check_id: row.required_int("check_id")?,
+        count: row.required_int("n")?,
+        up_count: row.required_int("up_n")?,
+        mean_us: row.int("mean_us")?,
+        p50_us: row.int("p50")?,
+        p95_us: row.int("p95")?,
+        p99_us: row.int("p99")?,
     })
 }
 
