@@ -25,13 +25,13 @@ fn run(i: usize, round: usize) -> WriteEvent {
     let name = format!("check-{i:05}");
     // Checks spread over the 6 s interval, as the scheduler spreads them.
     let at = ts(round as i64 * 6) + jiff::SignedDuration::from_micros((i as i64 * 3_000) % 6_000_000);
-    let down = (i + round) % 20 == 0;
+    let down = (i + round).is_multiple_of(20);
     let outcome = if down { Outcome::Down } else { Outcome::Up };
     let spread = ((i * 7 + round * 13) % 400) as u64;
     let mut r = result(&name, outcome, at, 20 + spread);
     r.queue_ms = Duration::from_micros(50 + spread);
     r.ip = Some(IpAddr::V4(Ipv4Addr::new(10, 0, (i / 256) as u8, (i % 256) as u8)));
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         r.probe = ProbeKind::Tcp;
         r.timings.dns_ms = None;
         r.timings.ttfb_ms = None;
@@ -40,7 +40,7 @@ fn run(i: usize, round: usize) -> WriteEvent {
         r.timings.tls_ms = Some(Duration::from_micros(3_000 + spread * 10));
         r.timings.transfer_ms = Some(Duration::from_micros(200 + spread));
         r.http_version = Some("HTTP/1.1".into());
-        if down && round % 2 == 0 {
+        if down && round.is_multiple_of(2) {
             r.reason = Some(Reason::Status);
             r.error = Some("status 503, expected 200".into());
             r.http_status = Some(503);
