@@ -101,15 +101,8 @@ impl PgStore {
             .bind(watermark)
             .fetch(&self.inner.pool);
         while let Some(row) = raw.try_next().await.map_err(self.query_error("read raw latency"))? {
-            let (at, outcome, duration_us) = self.decode(&row, |r| {
-                Ok((
-                    r.required_int("started_at")?,
-                    r.required_int("outcome")?,
-                    r.required_int("duration_us")?,
-                ))
-            })?;
-            let phases = self.decode(&row, rows::phases)?;
-            hours.add(at, outcome == 0, duration_us, phases.as_ref());
+            let (at, up, duration_us) = self.decode(&row, rows::raw_run)?;
+            hours.add(at, up, duration_us, self.decode(&row, rows::phases)?.as_ref());
         }
         points.extend(hours.into_points());
         Ok(points)
@@ -151,11 +144,7 @@ impl PgStore {
             .map_err(self.query_error("read up durations"))?;
         let runs = rows
             .iter()
-            .map(|row| {
-                self.decode(row, |r| {
-                    Ok((r.required_int("started_at")?, r.required_int("duration_us")?))
-                })
-            })
+            .map(|row| self.decode(row, rows::up_duration))
             .collect::<Result<Vec<_>, _>>()?;
         percentiles.add_raw(runs);
         Ok(percentiles.result())

@@ -117,15 +117,8 @@ impl Store {
             .bind(watermark)
             .fetch(&self.inner.read);
         while let Some(row) = raw.try_next().await.map_err(self.query_error("read raw latency"))? {
-            let (at, outcome, duration_us) = self.decode(&row, |r| {
-                Ok((
-                    r.required_int("started_at")?,
-                    r.required_int("outcome")?,
-                    r.required_int("duration_us")?,
-                ))
-            })?;
-            let phases = row_phases(self, &row)?;
-            hours.add(at, outcome == 0, duration_us, phases.as_ref());
+            let (at, up, duration_us) = self.decode(&row, rows::raw_run)?;
+            hours.add(at, up, duration_us, row_phases(self, &row)?.as_ref());
         }
         points.extend(hours.into_points());
         Ok(points)
@@ -167,11 +160,7 @@ impl Store {
             .map_err(self.query_error("read up durations"))?;
         let runs = rows
             .iter()
-            .map(|row| {
-                self.decode(row, |r| {
-                    Ok((r.required_int("started_at")?, r.required_int("duration_us")?))
-                })
-            })
+            .map(|row| self.decode(row, rows::up_duration))
             .collect::<Result<Vec<_>, _>>()?;
         percentiles.add_raw(runs);
         Ok(percentiles.result())

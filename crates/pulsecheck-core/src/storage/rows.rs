@@ -416,6 +416,21 @@ pub fn latency_point(row: &(impl Columns + ?Sized)) -> Result<LatencyPoint, RowE
     })
 }
 
+/// A run of the latency series selected as `started_at, outcome` (`kind & 3`) and
+/// `duration_us`: `(started_at, up, duration_us)`.
+pub fn raw_run(row: &(impl Columns + ?Sized)) -> Result<(i64, bool, i64), RowError> {
+    Ok((
+        row.required_int("started_at")?,
+        row.required_int("outcome")? == codes::outcome(Outcome::Up),
+        row.required_int("duration_us")?,
+    ))
+}
+
+/// An up run selected as `started_at, duration_us`.
+pub fn up_duration(row: &(impl Columns + ?Sized)) -> Result<(i64, i64), RowError> {
+    Ok((row.required_int("started_at")?, row.required_int("duration_us")?))
+}
+
 /// An hourly row for percentiles, selected as `hour, up_count, raw_up` (how many of its
 /// up results are still raw) and `mean_us, p50_us, p95_us, p99_us`.
 pub fn percentile_hour(row: &(impl Columns + ?Sized)) -> Result<PercentileHour, RowError> {
