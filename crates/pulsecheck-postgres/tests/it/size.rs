@@ -96,3 +96,42 @@ async fn bytes_per_result_on_disk() {
     );
     assert!(per(total) <= BUDGET_BYTES, "{:.1} B per result", per(total));
 }
+
+/// How long `0003_compact_results.sql` takes to rewrite a results table of schema 2: one
+/// million rows (1,000 checks, 1,000 runs each, with phases and an address), migrated
+/// by opening the store. A measurement, so ignored by default:
+///
+/// `cargo test -p pulsecheck-postgres --test it size -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement that migrates 1,000,000 results; run it with --ignored"]
+async fn migrating_a_million_results_of_schema_2() {
+    let Some(url) = database().await else { return };
+    pulsecheck_postgres::testing::migrate_up_to(&url, 2).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO check_ids (id, name) SELECT i, 'c' || i FROM generate_series(1, 1000) i")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases, ip,
+                              http_version, redirects)
+         SELECT c, t * 6000 + c, 0, 200, 20000 + c, 100, '\\x0bdc0bd00fac02'::bytea, '\\x0a000001'::bytea, 11, 0
+         FROM generate_series(0, 999) t CROSS JOIN generate_series(1, 1000) c",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let started = std::time::Instant::now();
+    let s = store(&url, "a").await;
+    let elapsed = started.elapsed();
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM results")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 1_000_000);
+    eprintln!(
+        "postgres 0003 migration: 1,000,000 results rewritten in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+}
