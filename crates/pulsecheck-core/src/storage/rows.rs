@@ -101,6 +101,7 @@ fn small_count(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
+/// An outcome stored as its name (`checks.last_outcome`).
 pub fn parse_outcome_text(text: &str) -> Result<Outcome, RowError> {
     [Outcome::Up, Outcome::Down, Outcome::Cancelled]
         .into_iter()
@@ -108,6 +109,7 @@ pub fn parse_outcome_text(text: &str) -> Result<Outcome, RowError> {
         .ok_or_else(|| RowError::corrupt("decode outcome", format!("{text:?}")))
 }
 
+/// A reason stored as its name (`checks.last_reason`).
 pub fn parse_reason_text(text: &str) -> Result<Reason, RowError> {
     Reason::ALL
         .into_iter()
@@ -115,6 +117,7 @@ pub fn parse_reason_text(text: &str) -> Result<Reason, RowError> {
         .ok_or_else(|| RowError::corrupt("decode reason", format!("{text:?}")))
 }
 
+/// How `checks.origin` stores an origin.
 pub fn origin_str(origin: Origin) -> &'static str {
     match origin {
         Origin::File => "file",
@@ -126,6 +129,7 @@ fn parse_origin(text: &str) -> Option<Origin> {
     [Origin::File, Origin::Api].into_iter().find(|o| origin_str(*o) == text)
 }
 
+/// How `notifications.state` stores a delivery state.
 pub fn delivery_state_str(state: DeliveryState) -> &'static str {
     match state {
         DeliveryState::Pending => "pending",
