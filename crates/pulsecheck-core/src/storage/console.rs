@@ -368,7 +368,7 @@ macro_rules! impl_console {
             fn uptimes<'a>(
                 &'a self,
                 checks: &'a [String],
-                windows: &'a [(jiff::Timestamp, jiff::Timestamp)],
+                windows: &'a [($crate::__jiff::Timestamp, $crate::__jiff::Timestamp)],
             ) -> $crate::outbox::BoxFuture<'a, Result<Vec<Vec<$crate::storage::history::Uptime>>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.uptimes_between(checks, windows).await.map_err(Into::into) })
             }
@@ -376,8 +376,8 @@ macro_rules! impl_console {
             fn daily_uptimes<'a>(
                 &'a self,
                 checks: &'a [String],
-                since: jiff::Timestamp,
-                until: jiff::Timestamp,
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'a, Result<Vec<Vec<$crate::storage::console::DayUptime>>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.daily_uptimes_of(checks, since, until).await.map_err(Into::into) })
             }
@@ -385,8 +385,8 @@ macro_rules! impl_console {
             fn latency_series<'a>(
                 &'a self,
                 check: &'a str,
-                since: jiff::Timestamp,
-                until: jiff::Timestamp,
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'a, Result<Vec<$crate::storage::console::LatencyPoint>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.latency_points(check, since, until).await.map_err(Into::into) })
             }
@@ -394,8 +394,8 @@ macro_rules! impl_console {
             fn latency_percentiles<'a>(
                 &'a self,
                 check: &'a str,
-                since: jiff::Timestamp,
-                until: jiff::Timestamp,
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'a, Result<Option<$crate::storage::console::LatencyPercentiles>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.percentiles_between(check, since, until).await.map_err(Into::into) })
             }
@@ -419,7 +419,7 @@ macro_rules! impl_console {
                 incident: i64,
                 status: $crate::storage::console::IncidentStatus,
                 message: &'a str,
-                at: jiff::Timestamp,
+                at: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'a, Result<Option<$crate::storage::console::IncidentUpdate>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.add_update(incident, status, message, at).await.map_err(Into::into) })
             }
@@ -427,7 +427,7 @@ macro_rules! impl_console {
             fn acknowledge_incident(
                 &self,
                 incident: i64,
-                at: jiff::Timestamp,
+                at: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'_, Result<Option<$crate::storage::console::IncidentRecord>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.acknowledge(incident, at).await.map_err(Into::into) })
             }
@@ -442,7 +442,7 @@ macro_rules! impl_console {
             fn redeliver(
                 &self,
                 notification: i64,
-                now: jiff::Timestamp,
+                now: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'_, Result<Option<$crate::storage::console::NotificationRecord>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.redeliver_notification(notification, now).await.map_err(Into::into) })
             }
@@ -469,7 +469,7 @@ macro_rules! impl_console {
 
             fn silences(
                 &self,
-                now: jiff::Timestamp,
+                now: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'_, Result<Vec<$crate::storage::console::Silence>, $crate::storage::StorageError>> {
                 Box::pin(async move { self.silences_at(now).await.map_err(Into::into) })
             }

@@ -144,8 +144,8 @@ macro_rules! impl_history {
             fn uptime<'a>(
                 &'a self,
                 check: &'a str,
-                since: jiff::Timestamp,
-                until: jiff::Timestamp,
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
             ) -> $crate::outbox::BoxFuture<'a, Result<$crate::storage::history::Uptime, $crate::storage::StorageError>>
             {
                 Box::pin(async move { self.uptime_between(check, since, until).await.map_err(Into::into) })
