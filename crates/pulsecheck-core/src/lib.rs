@@ -46,3 +46,8 @@ pub use ledger::LedgerCounts;
 pub use options::{CheckOptions, EngineOptions, StatusMatcher};
 pub use result::{CapturedResponse, CertificateInfo, CheckResult, DnsAnswer, Outcome, ProbeKind, Reason, Timings};
 pub use target::{parse_spec, InvalidTarget, Target, TargetSpec};
+
+/// For the store macros (`impl_console!`, `impl_history!`): their signatures name jiff's
+/// types whatever the calling crate depends on.
+#[doc(hidden)]
+pub use jiff as __jiff;

@@ -13,6 +13,7 @@ pub mod console;
 pub mod encoding;
 pub mod history;
 pub mod housekeeping;
+pub mod rows;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -3,8 +3,9 @@
 //! budget: `set_max_size` is a no-op on PostgreSQL, whose disk is managed by its operator
 //! (the retention tiers bound every table that grows; autovacuum reuses freed space).
 
+use pulsecheck_core::storage::aggregate::HourRow;
 use pulsecheck_core::storage::housekeeping::{CompactReport, Retention};
-use sqlx::Row;
+use pulsecheck_core::storage::rows;
 
 use crate::error::PgError;
 use crate::store::PgStore;
@@ -18,15 +19,46 @@ const GRACE_MS: i64 = 10 * 60 * 1000;
 const DELETE_CHUNK: u64 = 5_000;
 /// Checks visited per write transaction by the per-check deletes.
 const CHECKS_PER_TX: usize = 200;
-struct HourRow {
-    check_id: i64,
-    count: i64,
-    up_count: i64,
-    mean_us: Option<i64>,
-    p50_us: Option<i64>,
-    p95_us: Option<i64>,
-    p99_us: Option<i64>,
-}
+
+// The statements of aggregation and retention, named for the query-plan test.
+/// The first result in `[$1, $2)`. The key leads with the check: one seek per check
+/// instead of a time index.
+pub(crate) const NEXT_HOUR_SQL: &str = "SELECT MIN(m) FROM (
+     SELECT (SELECT MIN(r.started_at) FROM results r
+             WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2) AS m
+     FROM check_ids c) firsts";
+/// One check per row: counts over the results of `[$1, $2)`, percentiles over its up
+/// results.
+pub(crate) const AGGREGATE_HOUR_SQL: &str = "WITH hour_results AS (
+     SELECT r.check_id, r.kind & 3 AS outcome, r.duration_us
+     FROM check_ids c CROSS JOIN results r
+     WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2 AND r.kind & 3 <> 2
+ ),
+ counts AS (
+     SELECT check_id,
+            COUNT(*) AS n,
+            SUM(CASE WHEN outcome = 0 THEN 1 ELSE 0 END)::bigint AS up_n,
+            ROUND(AVG(CASE WHEN outcome = 0 THEN duration_us END))::bigint AS mean_us
+     FROM hour_results GROUP BY check_id
+ ),
+ ranked AS (
+     SELECT check_id, duration_us,
+            ROW_NUMBER() OVER (PARTITION BY check_id ORDER BY duration_us) AS rn,
+            COUNT(*) OVER (PARTITION BY check_id) AS n
+     FROM hour_results WHERE outcome = 0
+ ),
+ percentiles AS (
+     SELECT check_id,
+            MIN(CASE WHEN rn * 100 >= n * 50 THEN duration_us END) AS p50,
+            MIN(CASE WHEN rn * 100 >= n * 95 THEN duration_us END) AS p95,
+            MIN(CASE WHEN rn * 100 >= n * 99 THEN duration_us END) AS p99
+     FROM ranked GROUP BY check_id
+ )
+ SELECT c.check_id, c.n, c.up_n, c.mean_us, p.p50, p.p95, p.p99
+ FROM counts c LEFT JOIN percentiles p ON p.check_id = c.check_id";
+pub(crate) const DELETE_UP_RESULTS_SQL: &str =
+    "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND kind & 3 <> 1 AND kind & 4 = 0";
+pub(crate) const DELETE_RESULTS_SQL: &str = "DELETE FROM results WHERE check_id = $1 AND started_at < $2";
 
 impl PgStore {
     /// [`PgStore::compact_with`] with `raw_days` and `hourly_days` and the other tiers at
@@ -59,20 +91,12 @@ impl PgStore {
         let cutoffs = retention.cutoffs(now, aggregated_through);
         if let Some(cutoff) = cutoffs.up_results {
             report.results_deleted += self
-                .delete_per_check(
-                    "delete old up results",
-                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2 AND kind & 3 <> 1 AND kind & 4 = 0",
-                    cutoff,
-                )
+                .delete_per_check("delete old up results", DELETE_UP_RESULTS_SQL, cutoff)
                 .await?;
         }
         if let Some(cutoff) = cutoffs.results {
             report.results_deleted += self
-                .delete_per_check(
-                    "delete old results",
-                    "DELETE FROM results WHERE check_id = $1 AND started_at < $2",
-                    cutoff,
-                )
+                .delete_per_check("delete old results", DELETE_RESULTS_SQL, cutoff)
                 .await?;
         }
         if let Some(cutoff) = cutoffs.hourly {
@@ -110,18 +134,12 @@ impl PgStore {
             .map_err(self.query_error("read aggregation watermark"))?;
         let mut from = watermark.unwrap_or(i64::MIN);
         while from < complete_end {
-            // The key leads with the check: one seek per check instead of a time index.
-            let next: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(m) FROM (
-                     SELECT (SELECT MIN(r.started_at) FROM results r
-                             WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2) AS m
-                     FROM check_ids c) firsts",
-            )
-            .bind(from)
-            .bind(complete_end)
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(self.query_error("find next hour to aggregate"))?;
+            let next: Option<i64> = sqlx::query_scalar(NEXT_HOUR_SQL)
+                .bind(from)
+                .bind(complete_end)
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(self.query_error("find next hour to aggregate"))?;
             let Some(next) = next else { break };
             let hour = floor_hour(next);
             let rows = self.aggregate_hour(hour).await?;
@@ -214,53 +232,13 @@ impl PgStore {
 
     /// One check per row: counts over the hour's results, percentiles over its up results.
     async fn aggregate_hour(&self, hour: i64) -> Result<Vec<HourRow>, PgError> {
-        let rows = sqlx::query(
-            "WITH hour_results AS (
-                 SELECT r.check_id, r.kind & 3 AS outcome, r.duration_us
-                 FROM check_ids c CROSS JOIN results r
-                 WHERE r.check_id = c.id AND r.started_at >= $1 AND r.started_at < $2 AND r.kind & 3 <> 2
-             ),
-             counts AS (
-                 SELECT check_id,
-                        COUNT(*) AS n,
-                        SUM(CASE WHEN outcome = 0 THEN 1 ELSE 0 END)::bigint AS up_n,
-                        ROUND(AVG(CASE WHEN outcome = 0 THEN duration_us END))::bigint AS mean_us
-                 FROM hour_results GROUP BY check_id
-             ),
-             ranked AS (
-                 SELECT check_id, duration_us,
-                        ROW_NUMBER() OVER (PARTITION BY check_id ORDER BY duration_us) AS rn,
-                        COUNT(*) OVER (PARTITION BY check_id) AS n
-                 FROM hour_results WHERE outcome = 0
-             ),
-             percentiles AS (
-                 SELECT check_id,
-                        MIN(CASE WHEN rn * 100 >= n * 50 THEN duration_us END) AS p50,
-                        MIN(CASE WHEN rn * 100 >= n * 95 THEN duration_us END) AS p95,
-                        MIN(CASE WHEN rn * 100 >= n * 99 THEN duration_us END) AS p99
-                 FROM ranked GROUP BY check_id
-             )
-             SELECT c.check_id, c.n, c.up_n, c.mean_us, p.p50, p.p95, p.p99
-             FROM counts c LEFT JOIN percentiles p ON p.check_id = c.check_id",
-        )
-        .bind(hour)
-        .bind(hour + HOUR_MS)
-        .fetch_all(&self.inner.pool)
-        .await
-        .map_err(self.query_error("aggregate an hour of results"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(HourRow {
-                    check_id: row.try_get("check_id").map_err(self.query_error("check_id"))?,
-                    count: row.try_get("n").map_err(self.query_error("n"))?,
-                    up_count: row.try_get("up_n").map_err(self.query_error("up_n"))?,
-                    mean_us: row.try_get("mean_us").map_err(self.query_error("mean_us"))?,
-                    p50_us: row.try_get("p50").map_err(self.query_error("p50"))?,
-                    p95_us: row.try_get("p95").map_err(self.query_error("p95"))?,
-                    p99_us: row.try_get("p99").map_err(self.query_error("p99"))?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(AGGREGATE_HOUR_SQL)
+            .bind(hour)
+            .bind(hour + HOUR_MS)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(self.query_error("aggregate an hour of results"))?;
+        rows.iter().map(|row| self.decode(row, rows::hour_row)).collect()
     }
 
     /// Runs `sql` (`$1` = a check id, `$2` = `cutoff`) for every numbered check, a few

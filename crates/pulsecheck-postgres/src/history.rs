@@ -1,17 +1,15 @@
-//! Reads of the past for [`History`] (as in the SQLite store): a check's results page by page, down spans page
+//! Reads of the past for [`History`](pulsecheck_core::storage::History) (as in the SQLite store): a check's results page by page, down spans page
 //! by page, uptime over a window. Every query walks a primary key or an index: results
 //! and aggregates by `(check_id, time)`, incidents by id or `(check_name, started_at)`.
 
-use pulsecheck_core::outbox::{BoxFuture, CauseResult};
-use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, ResultPage, SpanPage, Uptime};
-use pulsecheck_core::storage::StorageError;
+use pulsecheck_core::storage::history::{DownSpan, RecordedResult, ResultPage, SpanPage, Uptime};
 use sqlx::postgres::PgRow;
 
 use crate::error::PgError;
 use crate::read::limit_i64;
 use crate::store::PgStore;
-use pulsecheck_core::storage::encoding as codes;
-use pulsecheck_core::storage::encoding::{from_ms, to_ms, us_to_ms};
+use pulsecheck_core::storage::encoding::to_ms;
+use pulsecheck_core::storage::rows;
 
 pub(crate) const RESULT_PAGE_SQL: &str =
     "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
@@ -52,49 +50,7 @@ impl PgStore {
     }
 
     fn recorded_result(&self, check: &str, row: &PgRow) -> Result<RecordedResult, PgError> {
-        let started_at: i64 = self.get(row, "started_at")?;
-        let kind = i64::from(self.get::<i32>(row, "kind")?);
-        let (outcome, probe, reason) =
-            codes::parse_kind(kind).ok_or_else(|| self.corrupt("decode result kind", format!("code {kind}")))?;
-        let phases = match self.get::<Option<Vec<u8>>>(row, "phases")? {
-            Some(bytes) => codes::decode_phases(&bytes),
-            None => Some([None; 6]),
-        }
-        .ok_or_else(|| self.corrupt("decode result phases", format!("started at {started_at}")))?
-        .map(|phase| phase.map(us_to_ms));
-        let ip = self
-            .get::<Option<Vec<u8>>>(row, "ip")?
-            .and_then(|bytes| codes::parse_ip(&bytes).map(|ip| ip.to_string()));
-        let http_version = match self.get::<Option<i16>>(row, "http_version")? {
-            Some(code) => codes::http_version_name(i64::from(code)).map(str::to_owned),
-            None => self.get(row, "http_version_text")?,
-        };
-        Ok(RecordedResult {
-            id: started_at,
-            check: check.to_owned(),
-            started_at: from_ms(started_at),
-            outcome,
-            reason,
-            error: self.get(row, "error")?,
-            probe: codes::probe_name(probe)
-                .ok_or_else(|| self.corrupt("decode probe", format!("code {probe}")))?
-                .to_owned(),
-            http_status: self
-                .get::<Option<i32>>(row, "http_status")?
-                .and_then(|s| u16::try_from(s).ok()),
-            duration_ms: us_to_ms(self.get(row, "duration_us")?),
-            queue_ms: us_to_ms(self.get(row, "queue_us")?),
-            dns_ms: phases[0],
-            connect_ms: phases[1],
-            tls_ms: phases[2],
-            ttfb_ms: phases[3],
-            transfer_ms: phases[4],
-            rtt_ms: phases[5],
-            ip,
-            http_version,
-            redirects: u32::try_from(self.get::<i32>(row, "redirects")?).unwrap_or(0),
-            cert_days_left: self.get(row, "cert_days_left")?,
-        })
+        self.decode(row, |r| rows::recorded_result(r, check))
     }
 
     /// A page of down spans, newest first ([`SpanPage`]), each with the cause of the
@@ -135,22 +91,7 @@ impl PgStore {
     }
 
     fn span_row(&self, row: &PgRow) -> Result<(DownSpan, Option<i64>), PgError> {
-        let id: i64 = self.get(row, "id")?;
-        let cause: Vec<CauseResult> = match self.get::<Option<String>>(row, "cause")? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| self.corrupt("decode transition cause", format!("incident {id}: {e}")))?,
-            None => Vec::new(),
-        };
-        let last = cause.last();
-        let span = DownSpan {
-            id,
-            check: self.get(row, "check_name")?,
-            started_at: from_ms(self.get(row, "started_at")?),
-            ended_at: self.get::<Option<i64>>(row, "ended_at")?.map(from_ms),
-            reason: last.and_then(|c| c.reason),
-            error: last.and_then(|c| c.error.clone()),
-        };
-        Ok((span, self.get(row, "acknowledged_at")?))
+        self.decode(row, rows::down_span)
     }
 
     /// Up and counted runs of one check that started in `[since, until)`: raw results
@@ -173,29 +114,5 @@ impl PgStore {
     }
 }
 
-fn storage_error(error: PgError) -> StorageError {
-    StorageError::from(error)
-}
-
-impl History for PgStore {
-    fn recent_results<'a>(
-        &'a self,
-        check: &'a str,
-        page: ResultPage,
-    ) -> BoxFuture<'a, Result<Vec<RecordedResult>, StorageError>> {
-        Box::pin(async move { self.result_page(check, page).await.map_err(storage_error) })
-    }
-
-    fn down_spans<'a>(&'a self, page: &'a SpanPage) -> BoxFuture<'a, Result<Vec<DownSpan>, StorageError>> {
-        Box::pin(async move { self.down_span_page(page).await.map_err(storage_error) })
-    }
-
-    fn uptime<'a>(
-        &'a self,
-        check: &'a str,
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Uptime, StorageError>> {
-        Box::pin(async move { self.uptime_between(check, since, until).await.map_err(storage_error) })
-    }
-}
+// The History trait is the inherent methods above.
+pulsecheck_core::impl_history!(PgStore);

@@ -1,4 +1,4 @@
-//! `EXPLAIN` of the store's reads and claims, for the test that checks that each one
+//! `EXPLAIN` of the store's reads and claims, and of aggregation and retention, for the test that checks that each one
 //! reaches its rows through an index or a primary key (the API runs them against
 //! 10,000 checks). Sequential scans are disabled while planning, so a plan that still
 //! has one on a large table has no index to use.
@@ -92,6 +92,31 @@ impl PgStore {
                 "up durations".into(),
                 crate::latency::UP_DURATIONS_SQL.into(),
                 vec![Text, Int, Int],
+            ),
+            (
+                "next hour to aggregate".into(),
+                crate::compact::NEXT_HOUR_SQL.into(),
+                vec![Int, Int],
+            ),
+            (
+                "aggregate an hour".into(),
+                crate::compact::AGGREGATE_HOUR_SQL.into(),
+                vec![Int, Int],
+            ),
+            (
+                "phases of an hour".into(),
+                crate::latency::HOUR_PHASES_SQL.into(),
+                vec![Int, Int],
+            ),
+            (
+                "delete old up results".into(),
+                crate::compact::DELETE_UP_RESULTS_SQL.into(),
+                vec![Int, Int],
+            ),
+            (
+                "delete old results".into(),
+                crate::compact::DELETE_RESULTS_SQL.into(),
+                vec![Int, Int],
             ),
             (
                 "states of checks".into(),

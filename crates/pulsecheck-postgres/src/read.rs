@@ -1,17 +1,17 @@
-//! Reading rows back: persisted states, outbox rows, and typed column access.
+//! Reading rows back: PostgreSQL rows as core's [`Columns`], whose decoding into core
+//! types (`pulsecheck_core::storage::rows`) SQLite shares; persisted states.
 
 use std::collections::HashMap;
 
-use pulsecheck_core::outbox::{AlertEvent, DeliveryState};
-use pulsecheck_core::state::{CheckState, State};
+use pulsecheck_core::state::CheckState;
 use pulsecheck_core::storage::console::NotificationRecord;
+use pulsecheck_core::storage::rows::{self, Columns, RowError};
 use pulsecheck_core::{Outcome, Reason};
 use sqlx::postgres::PgRow;
-use sqlx::Row;
+use sqlx::{Column, Row, TypeInfo};
 
 use crate::error::PgError;
 use crate::store::PgStore;
-use pulsecheck_core::storage::encoding::from_ms;
 
 impl PgStore {
     /// The persisted state of every known check, to resume after a restart.
@@ -38,92 +38,76 @@ impl PgStore {
     }
 
     fn states_of_rows(&self, rows: &[PgRow]) -> Result<HashMap<String, CheckState>, PgError> {
-        let mut states = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let name: String = self.get(row, "name")?;
-            let state = self.state_col(row, "state")?;
-            let since: Option<i64> = self.get(row, "since")?;
-            let streak: String = self.get(row, "streak")?;
-            let streak = serde_json::from_str(&streak)
-                .map_err(|e| self.corrupt("decode streak", format!("check {name}: {e}")))?;
-            states.insert(
-                name,
-                CheckState {
-                    state,
-                    since: since.map(from_ms),
-                    streak,
-                },
-            );
-        }
-        Ok(states)
+        rows.iter().map(|row| self.decode(row, rows::check_state)).collect()
     }
 
     pub(crate) fn notification_record(&self, row: &PgRow) -> Result<NotificationRecord, PgError> {
-        let id: i64 = self.get(row, "id")?;
-        let event: String = self.get(row, "event")?;
-        let event: AlertEvent = serde_json::from_str(&event)
-            .map_err(|e| self.corrupt("decode notification event", format!("notification {id}: {e}")))?;
-        let state: String = self.get(row, "state")?;
-        let state = parse_delivery_state(&state)
-            .ok_or_else(|| self.corrupt("decode notification state", format!("notification {id}: {state:?}")))?;
-        Ok(NotificationRecord {
-            id,
-            check: self.get(row, "check_name")?,
-            channel: self.get(row, "channel")?,
-            idempotency_key: self.get(row, "idempotency_key")?,
-            kind: event.kind,
-            event,
-            transition_id: self.get(row, "transition_id")?,
-            state,
-            attempts: u32::try_from(self.get::<i32>(row, "attempts")?).unwrap_or(0),
-            created_at: from_ms(self.get(row, "created_at")?),
-            next_attempt_at: from_ms(self.get(row, "next_attempt_at")?),
-            delivered_at: self.get::<Option<i64>>(row, "delivered_at")?.map(from_ms),
-            last_error: self.get(row, "last_error")?,
-        })
+        self.decode(row, rows::notification_record)
     }
 
-    pub(crate) fn get<'r, T>(&self, row: &'r PgRow, column: &'static str) -> Result<T, PgError>
-    where
-        T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        row.try_get(column).map_err(self.query_error(column))
+    /// Reads `row` into a core type through the shared decoding of [`rows`].
+    pub(crate) fn decode<'r, T>(
+        &self,
+        row: &'r PgRow,
+        decode: impl FnOnce(&PgColumns<'r>) -> Result<T, RowError>,
+    ) -> Result<T, PgError> {
+        decode(&PgColumns(row)).map_err(|e| self.row_error(e))
     }
 
-    pub(crate) fn state_col(&self, row: &PgRow, column: &'static str) -> Result<State, PgError> {
-        let text: String = self.get(row, column)?;
-        State::parse(&text).ok_or_else(|| self.corrupt("decode state", format!("{column} = {text:?}")))
+    pub(crate) fn row_error(&self, error: RowError) -> PgError {
+        match error.split::<sqlx::Error>() {
+            Ok((column, source)) => self.query_error(column)(source),
+            Err((context, detail)) => self.corrupt(context, detail),
+        }
     }
 
     pub(crate) fn outcome(&self, text: &str) -> Result<Outcome, PgError> {
-        [Outcome::Up, Outcome::Down, Outcome::Cancelled]
-            .into_iter()
-            .find(|o| o.as_str() == text)
-            .ok_or_else(|| self.corrupt("decode outcome", format!("{text:?}")))
+        rows::parse_outcome_text(text).map_err(|e| self.row_error(e))
     }
 
     pub(crate) fn reason(&self, text: &str) -> Result<Reason, PgError> {
-        Reason::ALL
-            .into_iter()
-            .find(|r| r.as_str() == text)
-            .ok_or_else(|| self.corrupt("decode reason", format!("{text:?}")))
+        rows::parse_reason_text(text).map_err(|e| self.row_error(e))
     }
 }
 
-pub(crate) fn delivery_state_str(state: DeliveryState) -> &'static str {
-    match state {
-        DeliveryState::Pending => "pending",
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Dead => "dead",
+/// A PostgreSQL row as [`Columns`]: integers of any width (the compact results table
+/// has SMALLINT and INTEGER columns) widen to `i64`.
+pub(crate) struct PgColumns<'r>(pub(crate) &'r PgRow);
+
+fn column_error(column: &'static str) -> impl FnOnce(sqlx::Error) -> RowError {
+    move |source| RowError::Column {
+        column,
+        source: Box::new(source),
     }
 }
 
-fn parse_delivery_state(text: &str) -> Option<DeliveryState> {
-    match text {
-        "pending" => Some(DeliveryState::Pending),
-        "delivered" => Some(DeliveryState::Delivered),
-        "dead" => Some(DeliveryState::Dead),
-        _ => None,
+impl Columns for PgColumns<'_> {
+    fn int(&self, column: &'static str) -> Result<Option<i64>, RowError> {
+        let row = self.0;
+        let width = row.try_column(column).map_err(column_error(column))?.type_info().name();
+        match width {
+            "INT2" => Ok(row
+                .try_get::<Option<i16>, _>(column)
+                .map_err(column_error(column))?
+                .map(i64::from)),
+            "INT4" => Ok(row
+                .try_get::<Option<i32>, _>(column)
+                .map_err(column_error(column))?
+                .map(i64::from)),
+            _ => row.try_get(column).map_err(column_error(column)),
+        }
+    }
+
+    fn float(&self, column: &'static str) -> Result<Option<f64>, RowError> {
+        self.0.try_get(column).map_err(column_error(column))
+    }
+
+    fn text(&self, column: &'static str) -> Result<Option<String>, RowError> {
+        self.0.try_get(column).map_err(column_error(column))
+    }
+
+    fn bytes(&self, column: &'static str) -> Result<Option<Vec<u8>>, RowError> {
+        self.0.try_get(column).map_err(column_error(column))
     }
 }
 

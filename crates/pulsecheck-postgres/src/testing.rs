@@ -211,6 +211,35 @@ pub async fn shared_database() -> Result<Option<String>, String> {
     server.create_database(&name).await.map(Some)
 }
 
+/// Applies the store's migrations numbered up to `version` only, leaving the database
+/// at `url` as a release with that schema left it: for tests that migrate its data.
+pub async fn migrate_up_to(url: &str, version: i64) -> Result<(), String> {
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let dir = tempfile::tempdir().map_err(|e| format!("create a temporary directory: {e}"))?;
+    let entries = std::fs::read_dir(&all).map_err(|e| format!("list {}: {e}", all.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("list {}: {e}", all.display()))?;
+        let name = entry.file_name();
+        let number = name
+            .to_str()
+            .and_then(|n| n.split_once('_'))
+            .and_then(|(n, _)| n.parse::<i64>().ok());
+        if number.is_some_and(|n| n <= version) {
+            std::fs::copy(entry.path(), dir.path().join(&name)).map_err(|e| format!("copy {name:?}: {e}"))?;
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path())
+        .await
+        .map_err(|e| format!("read migrations: {e}"))?;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| format!("connect to {url}: {e}"))?;
+    migrator
+        .run(&mut conn)
+        .await
+        .map_err(|e| format!("migrate to {version}: {e}"))
+}
+
 /// What a test prints when it skips.
 pub const SKIPPED: &str = "skipped: PostgreSQL not installed";
 

@@ -19,7 +19,9 @@ use pulsecheck_core::storage::history::Uptime;
 
 use crate::error::PgError;
 use crate::store::PgStore;
+use pulsecheck_core::storage::aggregate::{WindowBounds, TIME_LIMIT};
 use pulsecheck_core::storage::encoding::{to_ms, DAY_MS};
+use pulsecheck_core::storage::rows;
 
 /// Where compaction has aggregated raw results up to (see `compact.rs`).
 pub(crate) const WATERMARK_KEY: &str = "hourly_aggregated_through";
@@ -28,43 +30,6 @@ pub(crate) const WATERMARK_KEY: &str = "hourly_aggregated_through";
 pub(crate) const FIXED_PARAMS: usize = 2;
 /// Parameters bound per window ([`WindowBounds`]).
 pub(crate) const WINDOW_PARAMS: usize = 6;
-
-/// Where a window's parts start and end, all in unix ms. With `end = min(until,
-/// watermark)`: raw results in `[max(since, watermark), until)`; the hours of the first
-/// partial day `[since, lead_end)`; whole days `[mid_start, mid_end)` from daily rows
-/// (but the hours of a day that the check's oldest hourly row cuts in two); the hours of
-/// the last partial day `[max(mid_end, since), end)` (computed in SQL).
-struct WindowBounds {
-    raw_start: i64,
-    until: i64,
-    since: i64,
-    lead_end: i64,
-    mid_start: i64,
-    mid_end: i64,
-}
-
-/// Far enough from i64's ends that a day can be added or subtracted.
-const TIME_LIMIT: i64 = 1 << 60;
-
-impl WindowBounds {
-    fn new(since: i64, until: i64, watermark: i64) -> WindowBounds {
-        let clamp = |t: i64| t.clamp(-TIME_LIMIT, TIME_LIMIT);
-        let (since, until, watermark) = (clamp(since), clamp(until), clamp(watermark));
-        let end = until.min(watermark);
-        let ceil_day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS + if t.rem_euclid(DAY_MS) == 0 { 0 } else { DAY_MS };
-        let floor_day = |t: i64| t.div_euclid(DAY_MS) * DAY_MS;
-        let mid_start = ceil_day(since);
-        let mid_end = floor_day(end).max(mid_start);
-        WindowBounds {
-            raw_start: since.max(watermark),
-            until,
-            since,
-            lead_end: mid_start.min(end),
-            mid_start,
-            mid_end,
-        }
-    }
-}
 
 /// Per check: `pos`, then per window five `"runs up"` texts (NULL when empty): raw, first
 /// partial day, whole days, the oldest hour's day, last partial day. Each is a sum over
@@ -129,9 +94,9 @@ impl PgStore {
             return Ok(out);
         }
         let watermark = watermark(self).await?;
-        let bounds: Vec<WindowBounds> = windows
+        let bounds: Vec<[i64; WINDOW_PARAMS]> = windows
             .iter()
-            .map(|(s, u)| WindowBounds::new(to_ms(*s), to_ms(*u), watermark))
+            .map(|(s, u)| WindowBounds::new(to_ms(*s), to_ms(*u), watermark).params())
             .collect();
         // Bounded statements: a page of checks is one query, 10,000 checks twenty.
         const CHECKS_PER_QUERY: usize = 500;
@@ -141,14 +106,10 @@ impl PgStore {
                 .bind(watermark.clamp(-TIME_LIMIT, TIME_LIMIT))
                 .bind(DAY_MS)
                 .bind(chunk);
-            for b in &bounds {
-                query = query
-                    .bind(b.raw_start)
-                    .bind(b.until)
-                    .bind(b.since)
-                    .bind(b.lead_end)
-                    .bind(b.mid_start)
-                    .bind(b.mid_end);
+            for window in &bounds {
+                for value in window {
+                    query = query.bind(*value);
+                }
             }
             let rows = query
                 .fetch_all(&self.inner.pool)
@@ -164,23 +125,11 @@ impl PgStore {
                     continue;
                 };
                 for (w, cell) in cells.iter_mut().enumerate() {
-                    let (mut runs, mut up) = (0_i64, 0_i64);
-                    for part in 0..PARTS {
-                        let text: Option<String> = row
-                            .try_get(1 + PARTS * w + part)
-                            .map_err(self.query_error("uptime part"))?;
-                        let Some(text) = text else { continue };
-                        let mut numbers = text.split(' ').map(str::parse::<i64>);
-                        let (Some(Ok(r)), Some(Ok(u))) = (numbers.next(), numbers.next()) else {
-                            return Err(self.corrupt("read uptimes", format!("part {text:?}")));
-                        };
-                        runs += r;
-                        up += u;
-                    }
-                    *cell = Uptime {
-                        runs: u64::try_from(runs).unwrap_or(0),
-                        up: u64::try_from(up).unwrap_or(0),
-                    };
+                    let parts = (0..PARTS)
+                        .map(|part| row.try_get::<Option<String>, _>(1 + PARTS * w + part))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(self.query_error("uptime part"))?;
+                    *cell = rows::uptime_of_parts(parts).map_err(|e| self.row_error(e))?;
                 }
             }
         }

@@ -11,13 +11,14 @@ use std::sync::atomic::Ordering;
 use pulsecheck_core::cluster::Fence;
 use pulsecheck_core::outbox::AlertEvent;
 use pulsecheck_core::state::{State, Transition};
-use pulsecheck_core::storage::{idempotency_key, RunRecord, WriteEvent};
+use pulsecheck_core::storage::rows;
+use pulsecheck_core::storage::{RunRecord, WriteEvent};
 use sqlx::PgConnection;
 
 use crate::error::PgError;
 use crate::store::{PgStore, DB_NOW};
 use pulsecheck_core::storage::encoding as codes;
-use pulsecheck_core::storage::encoding::{duration_ms, duration_us, to_ms};
+use pulsecheck_core::storage::encoding::{duration_ms, to_ms, EncodedResult};
 
 /// Milliseconds tried after a result's own when its key is taken.
 const MAX_KEY_PROBES: i64 = 1_000;
@@ -154,6 +155,22 @@ impl PgStore {
             .ok_or_else(|| self.corrupt("look up a check number", format!("check {name} has none")))
     }
 
+    /// A check's number as `results.check_id` (INTEGER) holds it. check_ids stops
+    /// numbering there, so only a database changed by hand has a larger one: an error
+    /// that says so, never a wrapped number that would file results under another check.
+    fn results_check_id(&self, ids: &HashMap<String, i64>, name: &str) -> Result<i32, PgError> {
+        let id = self.check_id(ids, name)?;
+        i32::try_from(id).map_err(|_| {
+            self.corrupt(
+                "number a result",
+                format!(
+                    "check {name} has number {id}, beyond the {} that results.check_id holds",
+                    i32::MAX
+                ),
+            )
+        })
+    }
+
     async fn register_checks(
         &self,
         conn: &mut PgConnection,
@@ -243,7 +260,7 @@ impl PgStore {
             sqlx::query("UPDATE results SET kind = kind | $3 WHERE check_id = $1 AND started_at = ANY($2)")
                 .bind(id)
                 .bind(&causes)
-                .bind(codes::KEEP_BIT as i32)
+                .bind(codes::KEEP_BIT as i16)
                 .execute(&mut *conn)
                 .await
                 .map_err(self.query_error("keep a transition's cause"))?;
@@ -337,9 +354,9 @@ impl PgStore {
         runs: &[&RunRecord],
     ) -> Result<(), PgError> {
         let mut rows = ResultRows::default();
-        let mut taken: HashSet<(i64, i64)> = HashSet::with_capacity(runs.len());
+        let mut taken: HashSet<(i32, i64)> = HashSet::with_capacity(runs.len());
         for run in runs {
-            let id = self.check_id(ids, &run.check)?;
+            let id = self.results_check_id(ids, &run.check)?;
             let mut started_at = to_ms(run.result.started_at);
             // Within the batch, a duplicate key moves on here; against stored rows, below.
             while !taken.insert((id, started_at)) {
@@ -352,14 +369,14 @@ impl PgStore {
                 run.quorum.as_ref().map(|q| q.location.clone()),
             );
         }
-        let inserted: Vec<(i64, i64)> = rows
+        let inserted: Vec<(i32, i64)> = rows
             .bind(sqlx::query_as(
                 "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases,
                                       ip, http_version, http_version_text, redirects, cert_days_left, error,
                                       location)
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::int[], $5::bigint[],
+                 SELECT * FROM unnest($1::int[], $2::bigint[], $3::smallint[], $4::smallint[], $5::bigint[],
                                       $6::bigint[], $7::bytea[], $8::bytea[], $9::smallint[], $10::text[],
-                                      $11::int[], $12::bigint[], $13::text[], $14::text[])
+                                      $11::smallint[], $12::int[], $13::text[], $14::text[])
                  ON CONFLICT (check_id, started_at) DO NOTHING
                  RETURNING check_id, started_at",
             ))
@@ -369,7 +386,7 @@ impl PgStore {
         if inserted.len() == rows.check_id.len() {
             return Ok(());
         }
-        let inserted: HashSet<(i64, i64)> = inserted.into_iter().collect();
+        let inserted: HashSet<(i32, i64)> = inserted.into_iter().collect();
         for i in 0..rows.check_id.len() {
             if !inserted.contains(&(rows.check_id[i], rows.started_at[i])) {
                 self.insert_result_probing(conn, &rows, i).await?;
@@ -389,7 +406,7 @@ impl PgStore {
         )
         .bind(rows.check_id[i])
         .bind(first)
-        .bind(codes::KEEP_BIT as i32)
+        .bind(codes::KEEP_BIT as i16)
         .bind(rows.kind[i])
         .bind(rows.duration_us[i])
         .bind(rows.queue_us[i])
@@ -508,16 +525,8 @@ impl PgStore {
         transition_id: Option<i64>,
         now: i64,
     ) -> Result<(), PgError> {
-        let keyed;
-        let event = if event.idempotency_key.is_empty() {
-            let mut e = event.clone();
-            e.idempotency_key = idempotency_key(&e, transition_id.and_then(|id| u64::try_from(id).ok()), channel);
-            keyed = e;
-            &keyed
-        } else {
-            event
-        };
-        let json = serde_json::to_string(event).map_err(|e| self.corrupt("encode alert event", e.to_string()))?;
+        let event = rows::keyed_event(event, transition_id, channel);
+        let json = serde_json::to_string(&*event).map_err(|e| self.corrupt("encode alert event", e.to_string()))?;
         sqlx::query(
             "INSERT INTO notifications (check_name, channel, idempotency_key, kind, event, transition_id,
                                         state, attempts, created_at, next_attempt_at)
@@ -541,51 +550,45 @@ impl PgStore {
 /// The columns of a batch of results, one array each, for UNNEST.
 #[derive(Default)]
 struct ResultRows {
-    check_id: Vec<i64>,
+    check_id: Vec<i32>,
     started_at: Vec<i64>,
-    kind: Vec<i32>,
-    http_status: Vec<Option<i32>>,
+    kind: Vec<i16>,
+    http_status: Vec<Option<i16>>,
     duration_us: Vec<i64>,
     queue_us: Vec<i64>,
     phases: Vec<Option<Vec<u8>>>,
     ip: Vec<Option<Vec<u8>>>,
     http_version: Vec<Option<i16>>,
     http_version_text: Vec<Option<String>>,
-    redirects: Vec<i32>,
-    cert_days_left: Vec<Option<i64>>,
+    redirects: Vec<i16>,
+    cert_days_left: Vec<Option<i32>>,
     error: Vec<Option<String>>,
     location: Vec<Option<String>>,
 }
 
 impl ResultRows {
-    fn push(&mut self, check_id: i64, started_at: i64, r: &pulsecheck_core::CheckResult, location: Option<String>) {
-        let t = &r.timings;
+    /// One result, its values narrowed to the compact table's columns (0004): they
+    /// saturate instead of wrapping, and none of them reaches its column's limit
+    /// (a kind has 10 bits, statuses are 100-999, redirects are capped by config).
+    fn push(&mut self, check_id: i32, started_at: i64, r: &pulsecheck_core::CheckResult, location: Option<String>) {
+        let e = EncodedResult::of(r);
+        let small = |v: i64| i16::try_from(v).unwrap_or(if v < 0 { i16::MIN } else { i16::MAX });
         self.check_id.push(check_id);
         self.started_at.push(started_at);
-        self.kind
-            .push(i32::try_from(codes::kind(r.outcome, r.probe, r.reason)).unwrap_or(0));
-        self.http_status.push(r.http_status.map(i32::from));
-        self.duration_us.push(duration_us(r.duration_ms));
-        self.queue_us.push(duration_us(r.queue_ms));
-        self.phases.push(codes::encode_phases(&[
-            t.dns_ms.map(duration_us),
-            t.connect_ms.map(duration_us),
-            t.tls_ms.map(duration_us),
-            t.ttfb_ms.map(duration_us),
-            t.transfer_ms.map(duration_us),
-            r.rtt_ms.map(duration_us),
-        ]));
-        self.ip.push(r.ip.map(codes::ip_bytes));
-        let (code, text) = match r.http_version.as_deref().map(codes::HttpVersion::encode) {
-            Some(codes::HttpVersion::Code(code)) => (i16::try_from(code).ok(), None),
-            Some(codes::HttpVersion::Text(text)) => (None, Some(text.to_owned())),
-            None => (None, None),
-        };
-        self.http_version.push(code);
-        self.http_version_text.push(text);
-        self.redirects.push(i32::try_from(r.redirects).unwrap_or(i32::MAX));
-        self.cert_days_left.push(r.certificate.as_ref().map(|c| c.days_left));
-        self.error.push(r.error.clone());
+        self.kind.push(small(e.kind));
+        self.http_status.push(e.http_status.map(small));
+        self.duration_us.push(e.duration_us);
+        self.queue_us.push(e.queue_us);
+        self.phases.push(e.phases);
+        self.ip.push(e.ip);
+        self.http_version.push(e.http_version.map(small));
+        self.http_version_text.push(e.http_version_text);
+        self.redirects.push(small(e.redirects));
+        self.cert_days_left.push(
+            e.cert_days_left
+                .map(|d| i32::try_from(d).unwrap_or(if d < 0 { i32::MIN } else { i32::MAX })),
+        );
+        self.error.push(e.error);
         self.location.push(location);
     }
 

@@ -1,8 +1,9 @@
 //! Retention: raw results are folded into hourly and daily aggregates, then dropped in
 //! tiers; a size budget prunes the oldest raw results first when the file grows past it.
 
+use pulsecheck_core::storage::aggregate::HourRow;
 use pulsecheck_core::storage::housekeeping::{CompactReport, Retention};
-use sqlx::Row;
+use pulsecheck_core::storage::rows;
 
 use crate::error::StoreError;
 use crate::store::Store;
@@ -22,16 +23,6 @@ const BUDGET_TARGET_PERCENT: u64 = 90;
 
 /// The size budget deletes raw results in slices of this much time.
 const BUDGET_STEP_MS: i64 = 10 * 60 * 1000;
-
-struct HourRow {
-    check_id: i64,
-    count: i64,
-    up_count: i64,
-    mean_us: Option<i64>,
-    p50_us: Option<i64>,
-    p95_us: Option<i64>,
-    p99_us: Option<i64>,
-}
 
 impl Store {
     /// [`Store::compact_with`] with `raw_days` and `hourly_days` and the other tiers at
@@ -245,19 +236,7 @@ impl Store {
         .fetch_all(&self.inner.read)
         .await
         .map_err(self.query_error("aggregate an hour of results"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(HourRow {
-                    check_id: row.try_get("check_id").map_err(self.query_error("check_id"))?,
-                    count: row.try_get("n").map_err(self.query_error("n"))?,
-                    up_count: row.try_get("up_n").map_err(self.query_error("up_n"))?,
-                    mean_us: row.try_get("mean_us").map_err(self.query_error("mean_us"))?,
-                    p50_us: row.try_get("p50").map_err(self.query_error("p50"))?,
-                    p95_us: row.try_get("p95").map_err(self.query_error("p95"))?,
-                    p99_us: row.try_get("p99").map_err(self.query_error("p99"))?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| self.decode(row, rows::hour_row)).collect()
     }
 
     /// Runs `sql` (`$1` = a check id, `$2` = `cutoff`) for every numbered check, a few

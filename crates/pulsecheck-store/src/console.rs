@@ -1,4 +1,4 @@
-//! [`Console`] for the SQLite store: the check list and its counts, uptime over several
+//! [`Console`](pulsecheck_core::storage::Console) for the SQLite store: the check list and its counts, uptime over several
 //! windows, daily bars, latency, incidents with operators' updates, the outbox, and the
 //! operator's writes (API checks, incident updates and acknowledgements, silences,
 //! redelivery). Reads go through the read pool; writes are short `BEGIN IMMEDIATE`
@@ -8,14 +8,13 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use pulsecheck_core::outbox::{BoxFuture, DeliveryState};
+use pulsecheck_core::outbox::DeliveryState;
 use pulsecheck_core::state::State;
 use pulsecheck_core::storage::console::{
-    ApiCheck, CheckPage, CheckSummary, Console, DayUptime, GroupCounts, IncidentRecord, IncidentStatus, IncidentUpdate,
-    LatencyPercentiles, LatencyPoint, NotificationRecord, Origin, OutboxPage, Silence,
+    ApiCheck, CheckPage, CheckSummary, DayUptime, GroupCounts, IncidentRecord, IncidentStatus, IncidentUpdate,
+    NotificationRecord, Origin, OutboxPage, Silence,
 };
-use pulsecheck_core::storage::history::{DownSpan, SpanPage, Uptime};
-use pulsecheck_core::storage::StorageError;
+use pulsecheck_core::storage::history::{DownSpan, SpanPage};
 use sqlx::sqlite::SqliteRow;
 
 use crate::error::StoreError;
@@ -23,32 +22,9 @@ use crate::read::{delivery_state_str, limit_i64};
 use crate::store::Store;
 use crate::uptime::watermark;
 use pulsecheck_core::storage::encoding::{from_ms, to_ms, DAY_MS};
+use pulsecheck_core::storage::rows;
 
-pub(crate) fn origin_str(origin: Origin) -> &'static str {
-    match origin {
-        Origin::File => "file",
-        Origin::Api => "api",
-    }
-}
-
-fn parse_origin(text: &str) -> Option<Origin> {
-    match text {
-        "file" => Some(Origin::File),
-        "api" => Some(Origin::Api),
-        _ => None,
-    }
-}
-
-fn parse_status(text: &str) -> Option<IncidentStatus> {
-    [
-        IncidentStatus::Investigating,
-        IncidentStatus::Identified,
-        IncidentStatus::Monitoring,
-        IncidentStatus::Resolved,
-    ]
-    .into_iter()
-    .find(|s| s.as_str() == text)
-}
+pub(crate) use pulsecheck_core::storage::rows::origin_str;
 
 /// A check's row with its open incident, silence (`$1` is now) and outbox counts, each
 /// an indexed lookup: `incidents_open`, the `silences` key, `notifications_pending` and
@@ -145,20 +121,6 @@ fn daily_uptimes_sql(checks: usize) -> String {
     )
 }
 
-/// One `"day runs up"` text of [`daily_uptimes_sql`].
-fn parse_day(text: &str) -> Option<DayUptime> {
-    let mut parts = text.split(' ').map(str::parse::<i64>);
-    let (Some(Ok(day)), Some(Ok(runs)), Some(Ok(up)), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    Some(DayUptime {
-        day: from_ms(day),
-        runs: runs.max(0) as u64,
-        up: up.max(0) as u64,
-    })
-}
-
 fn in_list(first: usize, n: usize) -> String {
     (0..n).map(|i| format!("${}", first + i)).collect::<Vec<_>>().join(", ")
 }
@@ -195,31 +157,7 @@ impl Store {
     }
 
     fn summary(&self, row: &SqliteRow) -> Result<CheckSummary, StoreError> {
-        let origin: String = self.get(row, "origin")?;
-        Ok(CheckSummary {
-            name: self.get(row, "name")?,
-            group: self.get(row, "check_group")?,
-            target: self.get(row, "target")?,
-            origin: parse_origin(&origin).ok_or_else(|| self.corrupt("decode origin", format!("{origin:?}")))?,
-            active: self.get::<i64>(row, "active")? != 0,
-            state: self.state_col(row, "state")?,
-            since: self.get::<Option<i64>>(row, "since")?.map(from_ms),
-            last_result_at: self.get::<Option<i64>>(row, "last_result_at")?.map(from_ms),
-            last_outcome: self
-                .get::<Option<String>>(row, "last_outcome")?
-                .map(|s| self.outcome(&s))
-                .transpose()?,
-            last_reason: self
-                .get::<Option<String>>(row, "last_reason")?
-                .map(|s| self.reason(&s))
-                .transpose()?,
-            last_error: self.get(row, "last_error")?,
-            last_duration_ms: self.get(row, "last_duration_ms")?,
-            open_incident: self.get(row, "open_incident")?,
-            silenced_until: self.get::<Option<i64>>(row, "silenced_until")?.map(from_ms),
-            pending_notifications: self.get::<i64>(row, "pending")?.max(0) as u64,
-            dead_notifications: self.get::<i64>(row, "dead")?.max(0) as u64,
-        })
+        self.decode(row, rows::check_summary)
     }
 
     /// Active checks by group and state, no group first.
@@ -228,24 +166,7 @@ impl Store {
             .fetch_all(&self.inner.read)
             .await
             .map_err(self.query_error("count checks by group"))?;
-        let mut out: Vec<GroupCounts> = Vec::new();
-        for (group, state, n) in rows {
-            if out.last().is_none_or(|last| last.group != group) {
-                out.push(GroupCounts {
-                    group: group.clone(),
-                    ..GroupCounts::default()
-                });
-            }
-            let Some(counts) = out.last_mut() else { continue };
-            let n = n.max(0) as u64;
-            match State::parse(&state) {
-                Some(State::Up) => counts.up += n,
-                Some(State::Down) => counts.down += n,
-                Some(State::Unknown) => counts.unknown += n,
-                None => return Err(self.corrupt("decode state", format!("{state:?}"))),
-            }
-        }
-        Ok(out)
+        rows::group_counts(rows).map_err(|e| self.row_error(e))
     }
 
     /// For each of `checks` (same order), one entry per UTC day in `[since, until)` with
@@ -287,14 +208,7 @@ impl Store {
                 .await
                 .map_err(self.query_error("read daily uptime"))?;
             for (name, days) in rows {
-                let mut parsed = days
-                    .split(',')
-                    .map(|text| parse_day(text).ok_or_else(|| self.corrupt("decode a day's uptime", text.to_owned())))
-                    .collect::<Result<Vec<_>, _>>()?;
-                parsed.retain(|d| d.runs > 0);
-                // group_concat's order is not defined.
-                parsed.sort_by_key(|d| d.day);
-                by_name.insert(name, parsed);
+                by_name.insert(name, rows::day_uptimes(&days).map_err(|e| self.row_error(e))?);
             }
         }
         Ok(checks
@@ -356,16 +270,7 @@ impl Store {
     }
 
     fn incident_update(&self, row: &SqliteRow) -> Result<IncidentUpdate, StoreError> {
-        let id: i64 = self.get(row, "id")?;
-        let status: String = self.get(row, "status")?;
-        Ok(IncidentUpdate {
-            id,
-            incident: self.get(row, "incident_id")?,
-            at: from_ms(self.get(row, "at")?),
-            status: parse_status(&status)
-                .ok_or_else(|| self.corrupt("decode incident status", format!("update {id}: {status:?}")))?,
-            message: self.get(row, "message")?,
-        })
+        self.decode(row, rows::incident_update)
     }
 
     /// Adds an operator's update to an incident; `None` when there is no such incident.
@@ -465,23 +370,11 @@ impl Store {
 
     /// Every API check's stored definition, by name.
     pub async fn api_check_definitions(&self) -> Result<Vec<ApiCheck>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> =
-            sqlx::query_as("SELECT name, definition, created_at, updated_at FROM api_checks ORDER BY name")
-                .fetch_all(&self.inner.read)
-                .await
-                .map_err(self.query_error("read API checks"))?;
-        rows.into_iter()
-            .map(|(name, definition, created_at, updated_at)| {
-                let definition = serde_json::from_str(&definition)
-                    .map_err(|e| self.corrupt("decode an API check", format!("check {name}: {e}")))?;
-                Ok(ApiCheck {
-                    name,
-                    definition,
-                    created_at: from_ms(created_at),
-                    updated_at: from_ms(updated_at),
-                })
-            })
-            .collect()
+        let rows = sqlx::query("SELECT name, definition, created_at, updated_at FROM api_checks ORDER BY name")
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(self.query_error("read API checks"))?;
+        rows.iter().map(|row| self.decode(row, rows::api_check)).collect()
     }
 
     /// Creates or replaces an API check's definition (a replacement keeps `created_at`).
@@ -526,20 +419,12 @@ impl Store {
 
     /// Silences in force at `now`, by check.
     pub async fn silences_at(&self, now: jiff::Timestamp) -> Result<Vec<Silence>, StoreError> {
-        let rows: Vec<(String, i64, Option<String>)> =
-            sqlx::query_as("SELECT check_name, until, reason FROM silences WHERE until > $1 ORDER BY check_name")
-                .bind(to_ms(now))
-                .fetch_all(&self.inner.read)
-                .await
-                .map_err(self.query_error("read silences"))?;
-        Ok(rows
-            .into_iter()
-            .map(|(check, until, reason)| Silence {
-                check,
-                until: from_ms(until),
-                reason,
-            })
-            .collect())
+        let rows = sqlx::query("SELECT check_name, until, reason FROM silences WHERE until > $1 ORDER BY check_name")
+            .bind(to_ms(now))
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(self.query_error("read silences"))?;
+        rows.iter().map(|row| self.decode(row, rows::silence)).collect()
     }
 
     /// Sets a check's silence (an `until` in the past lifts it).
@@ -629,125 +514,5 @@ impl Store {
     }
 }
 
-fn storage_error(error: StoreError) -> StorageError {
-    StorageError::from(error)
-}
-
-impl Console for Store {
-    fn check_page<'a>(&'a self, page: &'a CheckPage) -> BoxFuture<'a, Result<Vec<CheckSummary>, StorageError>> {
-        Box::pin(async move { self.check_summaries(page).await.map_err(storage_error) })
-    }
-
-    fn check_summary<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<CheckSummary>, StorageError>> {
-        Box::pin(async move { self.check_summary_of(name).await.map_err(storage_error) })
-    }
-
-    fn group_counts(&self) -> BoxFuture<'_, Result<Vec<GroupCounts>, StorageError>> {
-        Box::pin(async move { self.group_state_counts().await.map_err(storage_error) })
-    }
-
-    fn uptimes<'a>(
-        &'a self,
-        checks: &'a [String],
-        windows: &'a [(jiff::Timestamp, jiff::Timestamp)],
-    ) -> BoxFuture<'a, Result<Vec<Vec<Uptime>>, StorageError>> {
-        Box::pin(async move { self.uptimes_between(checks, windows).await.map_err(storage_error) })
-    }
-
-    fn daily_uptimes<'a>(
-        &'a self,
-        checks: &'a [String],
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Vec<Vec<DayUptime>>, StorageError>> {
-        Box::pin(async move { self.daily_uptimes_of(checks, since, until).await.map_err(storage_error) })
-    }
-
-    fn latency_series<'a>(
-        &'a self,
-        check: &'a str,
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Vec<LatencyPoint>, StorageError>> {
-        Box::pin(async move { self.latency_points(check, since, until).await.map_err(storage_error) })
-    }
-
-    fn latency_percentiles<'a>(
-        &'a self,
-        check: &'a str,
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Option<LatencyPercentiles>, StorageError>> {
-        Box::pin(async move {
-            self.percentiles_between(check, since, until)
-                .await
-                .map_err(storage_error)
-        })
-    }
-
-    fn incident_page<'a>(&'a self, page: &'a SpanPage) -> BoxFuture<'a, Result<Vec<IncidentRecord>, StorageError>> {
-        Box::pin(async move { self.incident_records(page).await.map_err(storage_error) })
-    }
-
-    fn incident<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<IncidentRecord>, StorageError>> {
-        Box::pin(async move { self.incident_record(id).await.map_err(storage_error) })
-    }
-
-    fn add_incident_update<'a>(
-        &'a self,
-        incident: i64,
-        status: IncidentStatus,
-        message: &'a str,
-        at: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Option<IncidentUpdate>, StorageError>> {
-        Box::pin(async move {
-            self.add_update(incident, status, message, at)
-                .await
-                .map_err(storage_error)
-        })
-    }
-
-    fn acknowledge_incident(
-        &self,
-        incident: i64,
-        at: jiff::Timestamp,
-    ) -> BoxFuture<'_, Result<Option<IncidentRecord>, StorageError>> {
-        Box::pin(async move { self.acknowledge(incident, at).await.map_err(storage_error) })
-    }
-
-    fn outbox_page<'a>(&'a self, page: &'a OutboxPage) -> BoxFuture<'a, Result<Vec<NotificationRecord>, StorageError>> {
-        Box::pin(async move { self.outbox_rows(page).await.map_err(storage_error) })
-    }
-
-    fn redeliver(
-        &self,
-        notification: i64,
-        now: jiff::Timestamp,
-    ) -> BoxFuture<'_, Result<Option<NotificationRecord>, StorageError>> {
-        Box::pin(async move {
-            self.redeliver_notification(notification, now)
-                .await
-                .map_err(storage_error)
-        })
-    }
-
-    fn api_checks(&self) -> BoxFuture<'_, Result<Vec<ApiCheck>, StorageError>> {
-        Box::pin(async move { self.api_check_definitions().await.map_err(storage_error) })
-    }
-
-    fn put_api_check<'a>(&'a self, check: &'a ApiCheck) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move { self.put_api_check_definition(check).await.map_err(storage_error) })
-    }
-
-    fn delete_api_check<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool, StorageError>> {
-        Box::pin(async move { self.delete_api_check_definition(name).await.map_err(storage_error) })
-    }
-
-    fn silences(&self, now: jiff::Timestamp) -> BoxFuture<'_, Result<Vec<Silence>, StorageError>> {
-        Box::pin(async move { self.silences_at(now).await.map_err(storage_error) })
-    }
-
-    fn set_silence<'a>(&'a self, silence: &'a Silence) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move { self.put_silence(silence).await.map_err(storage_error) })
-    }
-}
+// The Console trait is the inherent methods above.
+pulsecheck_core::impl_console!(Store);

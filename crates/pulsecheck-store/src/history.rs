@@ -1,24 +1,23 @@
-//! Reads of the past for [`History`]: a check's results page by page, down spans page
+//! Reads of the past for [`History`](pulsecheck_core::storage::History): a check's results page by page, down spans page
 //! by page, uptime over a window. Every query walks a primary key or an index: results
 //! and aggregates by `(check_id, time)`, incidents by id or `(check_name, started_at)`.
 
-use pulsecheck_core::outbox::{BoxFuture, CauseResult};
-use pulsecheck_core::storage::history::{DownSpan, History, RecordedResult, ResultPage, SpanPage, Uptime};
-use pulsecheck_core::storage::StorageError;
+use pulsecheck_core::storage::history::{DownSpan, RecordedResult, ResultPage, SpanPage, Uptime};
 use sqlx::sqlite::SqliteRow;
 
 use crate::codes;
 use crate::error::StoreError;
 use crate::read::limit_i64;
 use crate::store::Store;
-use pulsecheck_core::storage::encoding::{from_ms, to_ms, us_to_ms};
+use pulsecheck_core::storage::encoding::to_ms;
+use pulsecheck_core::storage::rows::{self, Columns, RowError};
 
 const RESULT_PAGE_SQL: &str = "SELECT r.started_at, r.kind, r.error, r.http_status, r.duration_us, r.queue_us,
-        CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,
+        CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases,
         CASE typeof(r.phases) WHEN 'text' THEN r.phases END AS phases_text,
-        CASE typeof(r.ip) WHEN 'blob' THEN r.ip END AS ip_bytes,
+        CASE typeof(r.ip) WHEN 'blob' THEN r.ip END AS ip,
         CASE typeof(r.ip) WHEN 'text' THEN r.ip END AS ip_text,
-        CASE typeof(r.http_version) WHEN 'integer' THEN r.http_version END AS http_version_code,
+        CASE typeof(r.http_version) WHEN 'integer' THEN r.http_version END AS http_version,
         CASE typeof(r.http_version) WHEN 'integer' THEN NULL
              ELSE CAST(r.http_version AS TEXT) END AS http_version_text,
         r.redirects, r.cert_days_left
@@ -53,53 +52,22 @@ impl Store {
         rows.iter().map(|row| self.recorded_result(check, row)).collect()
     }
 
+    /// Core's decoding, then what only SQLite has: rows converted from schema 1 keep
+    /// their phases (`phases_text`) and address (`ip_text`) as text.
     fn recorded_result(&self, check: &str, row: &SqliteRow) -> Result<RecordedResult, StoreError> {
-        let started_at: i64 = self.get(row, "started_at")?;
-        let kind: i64 = self.get(row, "kind")?;
-        let (outcome, probe, reason) =
-            codes::parse_kind(kind).ok_or_else(|| self.corrupt("decode result kind", format!("code {kind}")))?;
-        let phases = match self.get::<Option<Vec<u8>>>(row, "phases_bytes")? {
-            Some(bytes) => codes::decode_phases(&bytes),
-            None => match self.get::<Option<String>>(row, "phases_text")? {
-                Some(text) => codes::parse_phases_text(&text),
-                None => Some([None; 6]),
-            },
-        }
-        .ok_or_else(|| self.corrupt("decode result phases", format!("started at {started_at}")))?
-        .map(|phase| phase.map(us_to_ms));
-        let ip = match self.get::<Option<Vec<u8>>>(row, "ip_bytes")? {
-            Some(bytes) => codes::parse_ip(&bytes).map(|ip| ip.to_string()),
-            None => self.get(row, "ip_text")?,
-        };
-        let http_version = match self.get::<Option<i64>>(row, "http_version_code")? {
-            Some(code) => codes::http_version_name(code).map(str::to_owned),
-            None => self.get(row, "http_version_text")?,
-        };
-        Ok(RecordedResult {
-            id: started_at,
-            check: check.to_owned(),
-            started_at: from_ms(started_at),
-            outcome,
-            reason,
-            error: self.get(row, "error")?,
-            probe: codes::probe_name(probe)
-                .ok_or_else(|| self.corrupt("decode probe", format!("code {probe}")))?
-                .to_owned(),
-            http_status: self
-                .get::<Option<i64>>(row, "http_status")?
-                .and_then(|s| u16::try_from(s).ok()),
-            duration_ms: us_to_ms(self.get(row, "duration_us")?),
-            queue_ms: us_to_ms(self.get(row, "queue_us")?),
-            dns_ms: phases[0],
-            connect_ms: phases[1],
-            tls_ms: phases[2],
-            ttfb_ms: phases[3],
-            transfer_ms: phases[4],
-            rtt_ms: phases[5],
-            ip,
-            http_version,
-            redirects: u32::try_from(self.get::<i64>(row, "redirects")?).unwrap_or(u32::MAX),
-            cert_days_left: self.get(row, "cert_days_left")?,
+        self.decode(row, |r| {
+            let mut result = rows::recorded_result(r, check)?;
+            if let Some(text) = r.text("phases_text")? {
+                let phases = codes::parse_phases_text(&text).ok_or_else(|| RowError::Corrupt {
+                    context: "decode result phases",
+                    detail: format!("started at {}", result.id),
+                })?;
+                rows::set_phases(&mut result, &phases);
+            }
+            if let Some(ip) = r.text("ip_text")? {
+                result.ip = Some(ip);
+            }
+            Ok(result)
         })
     }
 
@@ -141,22 +109,7 @@ impl Store {
     }
 
     fn span_row(&self, row: &SqliteRow) -> Result<(DownSpan, Option<i64>), StoreError> {
-        let id: i64 = self.get(row, "id")?;
-        let cause: Vec<CauseResult> = match self.get::<Option<String>>(row, "cause")? {
-            Some(text) => serde_json::from_str(&text)
-                .map_err(|e| self.corrupt("decode transition cause", format!("incident {id}: {e}")))?,
-            None => Vec::new(),
-        };
-        let last = cause.last();
-        let span = DownSpan {
-            id,
-            check: self.get(row, "check_name")?,
-            started_at: from_ms(self.get(row, "started_at")?),
-            ended_at: self.get::<Option<i64>>(row, "ended_at")?.map(from_ms),
-            reason: last.and_then(|c| c.reason),
-            error: last.and_then(|c| c.error.clone()),
-        };
-        Ok((span, self.get(row, "acknowledged_at")?))
+        self.decode(row, rows::down_span)
     }
 
     /// Up and counted runs of one check that started in `[since, until)`: raw results
@@ -217,29 +170,5 @@ impl Store {
     }
 }
 
-fn storage_error(error: StoreError) -> StorageError {
-    StorageError::from(error)
-}
-
-impl History for Store {
-    fn recent_results<'a>(
-        &'a self,
-        check: &'a str,
-        page: ResultPage,
-    ) -> BoxFuture<'a, Result<Vec<RecordedResult>, StorageError>> {
-        Box::pin(async move { self.result_page(check, page).await.map_err(storage_error) })
-    }
-
-    fn down_spans<'a>(&'a self, page: &'a SpanPage) -> BoxFuture<'a, Result<Vec<DownSpan>, StorageError>> {
-        Box::pin(async move { self.down_span_page(page).await.map_err(storage_error) })
-    }
-
-    fn uptime<'a>(
-        &'a self,
-        check: &'a str,
-        since: jiff::Timestamp,
-        until: jiff::Timestamp,
-    ) -> BoxFuture<'a, Result<Uptime, StorageError>> {
-        Box::pin(async move { self.uptime_between(check, since, until).await.map_err(storage_error) })
-    }
-}
+// The History trait is the inherent methods above.
+pulsecheck_core::impl_history!(Store);

@@ -1,47 +1,35 @@
 //! Latency by phase and percentiles: the per-phase means compaction keeps in each hourly
 //! row, the hourly series the latency chart draws, and percentiles over a window.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
 use pulsecheck_core::storage::console::{LatencyPercentiles, LatencyPoint};
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 
 use crate::codes::{self, Phases};
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::uptime::watermark;
-use pulsecheck_core::storage::aggregate::{nearest_rank, Weighted};
 pub(crate) use pulsecheck_core::storage::aggregate::{PhaseSums, MEAN_PHASES};
-use pulsecheck_core::storage::encoding::{floor_hour, from_ms, to_ms, us_to_ms, HOUR_MS};
+use pulsecheck_core::storage::aggregate::{RawHours, WindowPercentiles};
+use pulsecheck_core::storage::encoding::{to_ms, HOUR_MS};
+use pulsecheck_core::storage::rows::{self, Columns};
 
-/// The `phases` column of a result selected as `phases_bytes` / `phases_text` (see
-/// `history.rs`): a blob, or the text of a row converted from schema 1.
-pub(crate) fn row_phases(store: &Store, row: &SqliteRow) -> Result<Option<Phases>, StoreError> {
-    Ok(match store.get::<Option<Vec<u8>>>(row, "phases_bytes")? {
-        Some(bytes) => codes::decode_phases(&bytes),
-        None => match store.get::<Option<String>>(row, "phases_text")? {
-            Some(text) => codes::parse_phases_text(&text),
-            None => Some([None; 6]),
-        },
+/// The phases of a result selected as `phases` (the blob) and `phases_text` (the text
+/// of a row converted from schema 1); `None` when malformed.
+fn row_phases(store: &Store, row: &SqliteRow) -> Result<Option<Phases>, StoreError> {
+    store.decode(row, |r| match r.text("phases_text")? {
+        Some(text) => Ok(codes::parse_phases_text(&text)),
+        None => rows::phases(r),
     })
 }
 
-const PHASE_COLUMNS: &str = "CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,
+const PHASE_COLUMNS: &str = "CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases,
         CASE typeof(r.phases) WHEN 'text' THEN r.phases END AS phases_text";
 
-/// One hour of one check being summed from raw results.
-#[derive(Default)]
-struct HourSums {
-    runs: u64,
-    up: u64,
-    duration_us: i128,
-    phases: PhaseSums,
-}
-
 const RAW_SERIES_SQL: &str = "SELECT r.started_at, r.kind & 3 AS outcome, r.duration_us,
-        CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases_bytes,
+        CASE typeof(r.phases) WHEN 'blob' THEN r.phases END AS phases,
         CASE typeof(r.phases) WHEN 'text' THEN r.phases END AS phases_text
  FROM check_ids k JOIN results r ON r.check_id = k.id
  WHERE k.name = $1 AND r.started_at >= MAX($2, $4) AND r.started_at < $3 AND r.kind & 3 <> 2
@@ -90,7 +78,7 @@ impl Store {
             .await
             .map_err(self.query_error("read phases of an hour"))?
         {
-            let check_id: i64 = self.get(&row, "check_id")?;
+            let check_id = self.decode(&row, |r| r.required_int("check_id"))?;
             // A malformed blob (only corruption makes one) leaves its run out of the means.
             if let Some(phases) = row_phases(self, &row)? {
                 sums.entry(check_id).or_default().add(&phases);
@@ -117,25 +105,11 @@ impl Store {
             .fetch_all(&self.inner.read)
             .await
             .map_err(self.query_error("read hourly latency"))?;
-        let ms = |row: &SqliteRow, column: &'static str| -> Result<Option<f64>, StoreError> {
-            Ok(self.get::<Option<i64>>(row, column)?.map(us_to_ms))
-        };
-        let mut points = Vec::with_capacity(hourly.len() + 2);
-        for row in &hourly {
-            points.push(LatencyPoint {
-                hour: from_ms(self.get(row, "hour")?),
-                runs: count(self.get(row, "count")?),
-                up: count(self.get(row, "up_count")?),
-                mean_ms: ms(row, "mean_us")?,
-                dns_ms: ms(row, "dns_us")?,
-                connect_ms: ms(row, "connect_us")?,
-                tls_ms: ms(row, "tls_us")?,
-                ttfb_ms: ms(row, "ttfb_us")?,
-                transfer_ms: ms(row, "transfer_us")?,
-            });
-        }
-
-        let mut hours: BTreeMap<i64, HourSums> = BTreeMap::new();
+        let mut points = hourly
+            .iter()
+            .map(|row| self.decode(row, rows::latency_point))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut hours = RawHours::default();
         let mut raw = sqlx::query(RAW_SERIES_SQL)
             .bind(check)
             .bind(since)
@@ -143,30 +117,10 @@ impl Store {
             .bind(watermark)
             .fetch(&self.inner.read);
         while let Some(row) = raw.try_next().await.map_err(self.query_error("read raw latency"))? {
-            let hour = hours.entry(floor_hour(self.get(&row, "started_at")?)).or_default();
-            hour.runs += 1;
-            if self.get::<i64>(&row, "outcome")? == 0 {
-                hour.up += 1;
-                hour.duration_us += i128::from(self.get::<i64>(&row, "duration_us")?);
-                if let Some(phases) = row_phases(self, &row)? {
-                    hour.phases.add(&phases);
-                }
-            }
+            let (at, up, duration_us) = self.decode(&row, rows::raw_run)?;
+            hours.add(at, up, duration_us, row_phases(self, &row)?.as_ref());
         }
-        for (hour, sums) in hours {
-            let phases = sums.phases.means().map(|p| p.map(us_to_ms));
-            points.push(LatencyPoint {
-                hour: from_ms(hour),
-                runs: sums.runs,
-                up: sums.up,
-                mean_ms: (sums.up > 0).then(|| sums.duration_us as f64 / sums.up as f64 / 1000.0),
-                dns_ms: phases[0],
-                connect_ms: phases[1],
-                tls_ms: phases[2],
-                ttfb_ms: phases[3],
-                transfer_ms: phases[4],
-            });
-        }
+        points.extend(hours.into_points());
         Ok(points)
     }
 
@@ -193,64 +147,23 @@ impl Store {
             .fetch_all(&self.inner.read)
             .await
             .map_err(self.query_error("read hourly percentiles"))?;
-        // Hours read raw (by start), and the weighted sums of the others.
-        let mut raw_hours = std::collections::HashSet::new();
-        let mut weighted = Weighted::default();
+        let mut percentiles = WindowPercentiles::new(since, watermark);
         for row in &hours {
-            let hour: i64 = self.get(row, "hour")?;
-            let up: i64 = self.get(row, "up_count")?;
-            let raw_up: i64 = self.get(row, "raw_up")?;
-            if up <= 0 {
-                continue;
-            }
-            if raw_up == up {
-                raw_hours.insert(hour);
-                continue;
-            }
-            let us = |column: &'static str| -> Result<f64, StoreError> {
-                Ok(self.get::<Option<i64>>(row, column)?.unwrap_or(0) as f64)
-            };
-            weighted.add(up as f64, [us("mean_us")?, us("p50_us")?, us("p95_us")?, us("p99_us")?]);
+            percentiles.add_hour(&self.decode(row, rows::percentile_hour)?);
         }
-
-        // Raw durations: from the first raw hour (or the watermark) to the end.
-        let raw_from = raw_hours
-            .iter()
-            .min()
-            .copied()
-            .unwrap_or(i64::MAX)
-            .min(since.max(watermark));
         let rows = sqlx::query(UP_DURATIONS_SQL)
             .bind(check)
-            .bind(raw_from)
+            .bind(percentiles.raw_from())
             .bind(until)
             .fetch_all(&self.inner.read)
             .await
             .map_err(self.query_error("read up durations"))?;
-        let mut durations = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let at: i64 = row.try_get(0).map_err(self.query_error("started_at"))?;
-            let in_raw_part = at >= since.max(watermark) || raw_hours.contains(&floor_hour(at));
-            if in_raw_part {
-                durations.push(row.try_get::<i64, _>(1).map_err(self.query_error("duration_us"))?);
-            }
-        }
-        if !durations.is_empty() {
-            durations.sort_unstable();
-            let n = durations.len();
-            let sum: i128 = durations.iter().map(|d| i128::from(*d)).sum();
-            let mean = sum as f64 / n as f64;
-            weighted.add(
-                n as f64,
-                [
-                    mean,
-                    nearest_rank(&durations, 50),
-                    nearest_rank(&durations, 95),
-                    nearest_rank(&durations, 99),
-                ],
-            );
-        }
-        Ok(weighted.result())
+        let runs = rows
+            .iter()
+            .map(|row| self.decode(row, rows::up_duration))
+            .collect::<Result<Vec<_>, _>>()?;
+        percentiles.add_raw(runs);
+        Ok(percentiles.result())
     }
 
     /// `(name, sql, parameters)` of the latency reads, for the query-plan test.
@@ -262,8 +175,4 @@ impl Store {
             ("up durations", UP_DURATIONS_SQL.to_owned(), 3),
         ]
     }
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use pulsecheck_core::outbox::{AlertEvent, CauseResult, DeliveryState};
+use pulsecheck_core::outbox::{CauseResult, DeliveryState};
 use pulsecheck_core::state::{CheckState, State};
 use pulsecheck_core::storage::console::NotificationRecord;
-use pulsecheck_core::{Outcome, Reason};
+use pulsecheck_core::storage::rows::{self, Columns, RowError};
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -89,24 +89,7 @@ impl Store {
             .fetch_all(&self.inner.read)
             .await
             .map_err(self.query_error("load states"))?;
-        let mut states = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let name: String = self.get(&row, "name")?;
-            let state = self.state_col(&row, "state")?;
-            let since: Option<i64> = self.get(&row, "since")?;
-            let streak: String = self.get(&row, "streak")?;
-            let streak = serde_json::from_str(&streak)
-                .map_err(|e| self.corrupt("decode streak", format!("check {name}: {e}")))?;
-            states.insert(
-                name,
-                CheckState {
-                    state,
-                    since: since.map(from_ms),
-                    streak,
-                },
-            );
-        }
-        Ok(states)
+        rows.iter().map(|row| self.decode(row, rows::check_state)).collect()
     }
 
     /// Outbox rows matching `filter`, oldest first, with their delivery records.
@@ -276,28 +259,23 @@ impl Store {
     }
 
     pub(crate) fn notification_record(&self, row: &SqliteRow) -> Result<NotificationRecord, StoreError> {
-        let id: i64 = self.get(row, "id")?;
-        let event: String = self.get(row, "event")?;
-        let event: AlertEvent = serde_json::from_str(&event)
-            .map_err(|e| self.corrupt("decode notification event", format!("notification {id}: {e}")))?;
-        let state: String = self.get(row, "state")?;
-        let state = parse_delivery_state(&state)
-            .ok_or_else(|| self.corrupt("decode notification state", format!("notification {id}: {state:?}")))?;
-        Ok(NotificationRecord {
-            id,
-            check: self.get(row, "check_name")?,
-            channel: self.get(row, "channel")?,
-            idempotency_key: self.get(row, "idempotency_key")?,
-            kind: event.kind,
-            event,
-            transition_id: self.get(row, "transition_id")?,
-            state,
-            attempts: u32::try_from(self.get::<i64>(row, "attempts")?).unwrap_or(u32::MAX),
-            created_at: from_ms(self.get(row, "created_at")?),
-            next_attempt_at: from_ms(self.get(row, "next_attempt_at")?),
-            delivered_at: self.get::<Option<i64>>(row, "delivered_at")?.map(from_ms),
-            last_error: self.get(row, "last_error")?,
-        })
+        self.decode(row, rows::notification_record)
+    }
+
+    /// Reads `row` into a core type through the shared decoding of [`rows`].
+    pub(crate) fn decode<'r, T>(
+        &self,
+        row: &'r SqliteRow,
+        decode: impl FnOnce(&SqliteColumns<'r>) -> Result<T, RowError>,
+    ) -> Result<T, StoreError> {
+        decode(&SqliteColumns(row)).map_err(|e| self.row_error(e))
+    }
+
+    pub(crate) fn row_error(&self, error: RowError) -> StoreError {
+        match error.split::<sqlx::Error>() {
+            Ok((column, source)) => self.query_error(column)(source),
+            Err((context, detail)) => self.corrupt(context, detail),
+        }
     }
 
     pub(crate) fn get<'r, T>(&self, row: &'r SqliteRow, column: &'static str) -> Result<T, StoreError>
@@ -311,36 +289,35 @@ impl Store {
         let text: String = self.get(row, column)?;
         State::parse(&text).ok_or_else(|| self.corrupt("decode state", format!("{column} = {text:?}")))
     }
+}
 
-    pub(crate) fn outcome(&self, text: &str) -> Result<Outcome, StoreError> {
-        [Outcome::Up, Outcome::Down, Outcome::Cancelled]
-            .into_iter()
-            .find(|o| o.as_str() == text)
-            .ok_or_else(|| self.corrupt("decode outcome", format!("{text:?}")))
-    }
+pub(crate) use pulsecheck_core::storage::rows::delivery_state_str;
 
-    pub(crate) fn reason(&self, text: &str) -> Result<Reason, StoreError> {
-        Reason::ALL
-            .into_iter()
-            .find(|r| r.as_str() == text)
-            .ok_or_else(|| self.corrupt("decode reason", format!("{text:?}")))
+/// A SQLite row as core's [`Columns`].
+pub(crate) struct SqliteColumns<'r>(pub(crate) &'r SqliteRow);
+
+fn column_error(column: &'static str) -> impl FnOnce(sqlx::Error) -> RowError {
+    move |source| RowError::Column {
+        column,
+        source: Box::new(source),
     }
 }
 
-pub(crate) fn delivery_state_str(state: DeliveryState) -> &'static str {
-    match state {
-        DeliveryState::Pending => "pending",
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Dead => "dead",
+impl Columns for SqliteColumns<'_> {
+    fn int(&self, column: &'static str) -> Result<Option<i64>, RowError> {
+        self.0.try_get(column).map_err(column_error(column))
     }
-}
 
-fn parse_delivery_state(text: &str) -> Option<DeliveryState> {
-    match text {
-        "pending" => Some(DeliveryState::Pending),
-        "delivered" => Some(DeliveryState::Delivered),
-        "dead" => Some(DeliveryState::Dead),
-        _ => None,
+    fn float(&self, column: &'static str) -> Result<Option<f64>, RowError> {
+        self.0.try_get(column).map_err(column_error(column))
+    }
+
+    fn text(&self, column: &'static str) -> Result<Option<String>, RowError> {
+        self.0.try_get(column).map_err(column_error(column))
+    }
+
+    fn bytes(&self, column: &'static str) -> Result<Option<Vec<u8>>, RowError> {
+        self.0.try_get(column).map_err(column_error(column))
     }
 }
 

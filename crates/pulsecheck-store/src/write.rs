@@ -2,14 +2,15 @@
 
 use pulsecheck_core::outbox::AlertEvent;
 use pulsecheck_core::state::{CheckState, State, Transition};
-use pulsecheck_core::storage::{idempotency_key, WriteEvent};
+use pulsecheck_core::storage::rows;
+use pulsecheck_core::storage::WriteEvent;
 use pulsecheck_core::CheckResult;
 use sqlx::SqliteConnection;
 
 use crate::codes;
 use crate::error::StoreError;
 use crate::store::Store;
-use pulsecheck_core::storage::encoding::{duration_ms, duration_us, to_ms};
+use pulsecheck_core::storage::encoding::{duration_ms, to_ms, EncodedResult};
 
 /// Milliseconds tried after a result's own when its key is taken.
 const MAX_KEY_PROBES: usize = 1_000;
@@ -165,7 +166,13 @@ impl Store {
 
     async fn insert_result(&self, conn: &mut SqliteConnection, check: &str, r: &CheckResult) -> Result<(), StoreError> {
         let id = self.check_id(conn, check).await?;
-        let t = &r.timings;
+        let e = EncodedResult::of(r);
+        // One column holds the version's code, or its text when it has none.
+        let http_version = match (e.http_version, e.http_version_text.as_deref()) {
+            (Some(code), _) => Some(codes::SqlHttpVersion(codes::HttpVersion::Code(code))),
+            (None, Some(text)) => Some(codes::SqlHttpVersion(codes::HttpVersion::Text(text))),
+            (None, None) => None,
+        };
         let mut started_at = to_ms(r.started_at);
         // The key is (check, millisecond): a second result of one check in the same
         // millisecond (only a clock step backwards makes one) moves to the next free one.
@@ -178,27 +185,16 @@ impl Store {
             )
             .bind(id)
             .bind(started_at)
-            .bind(codes::kind(r.outcome, r.probe, r.reason))
-            .bind(r.http_status.map(i64::from))
-            .bind(duration_us(r.duration_ms))
-            .bind(duration_us(r.queue_ms))
-            .bind(codes::encode_phases(&[
-                t.dns_ms.map(duration_us),
-                t.connect_ms.map(duration_us),
-                t.tls_ms.map(duration_us),
-                t.ttfb_ms.map(duration_us),
-                t.transfer_ms.map(duration_us),
-                r.rtt_ms.map(duration_us),
-            ]))
-            .bind(r.ip.map(codes::ip_bytes))
-            .bind(
-                r.http_version
-                    .as_deref()
-                    .map(|v| codes::SqlHttpVersion(codes::HttpVersion::encode(v))),
-            )
-            .bind(i64::from(r.redirects))
-            .bind(r.certificate.as_ref().map(|c| c.days_left))
-            .bind(&r.error)
+            .bind(e.kind)
+            .bind(e.http_status)
+            .bind(e.duration_us)
+            .bind(e.queue_us)
+            .bind(&e.phases)
+            .bind(&e.ip)
+            .bind(&http_version)
+            .bind(e.redirects)
+            .bind(e.cert_days_left)
+            .bind(&e.error)
             .execute(&mut *conn)
             .await
             .map_err(self.query_error("insert result"))?;
@@ -322,16 +318,8 @@ impl Store {
         transition_id: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let keyed;
-        let event = if event.idempotency_key.is_empty() {
-            let mut e = event.clone();
-            e.idempotency_key = idempotency_key(&e, transition_id.and_then(|id| u64::try_from(id).ok()), channel);
-            keyed = e;
-            &keyed
-        } else {
-            event
-        };
-        let json = serde_json::to_string(event).map_err(|e| self.corrupt("encode alert event", e.to_string()))?;
+        let event = rows::keyed_event(event, transition_id, channel);
+        let json = serde_json::to_string(&*event).map_err(|e| self.corrupt("encode alert event", e.to_string()))?;
         sqlx::query(
             "INSERT INTO notifications (check_name, channel, idempotency_key, kind, event, transition_id,
                                         state, attempts, created_at, next_attempt_at)

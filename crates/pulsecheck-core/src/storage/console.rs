@@ -350,3 +350,152 @@ pub struct LocationView {
     /// Its state differs from the check-level one (neither unknown).
     pub disagrees: bool,
 }
+
+/// Implements [`Console`] for a store type whose inherent methods do the work under
+/// these names (each returning the store's own error, which converts into
+/// [`StorageError`]), as the SQLite and PostgreSQL stores have them. Items after the
+/// type (`impl_console!(Store, fn location_views(...) {...})`) are added to the impl.
+#[macro_export]
+macro_rules! impl_console {
+    ($store:ty $(, $($extra:tt)*)?) => {
+        impl $crate::storage::console::Console for $store {
+            fn check_page<'a>(
+                &'a self,
+                page: &'a $crate::storage::console::CheckPage,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Vec<$crate::storage::console::CheckSummary>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.check_summaries(page).await.map_err(Into::into) })
+            }
+
+            fn check_summary<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Option<$crate::storage::console::CheckSummary>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.check_summary_of(name).await.map_err(Into::into) })
+            }
+
+            fn group_counts(
+                &self,
+            ) -> $crate::outbox::BoxFuture<'_, Result<Vec<$crate::storage::console::GroupCounts>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.group_state_counts().await.map_err(Into::into) })
+            }
+
+            fn uptimes<'a>(
+                &'a self,
+                checks: &'a [String],
+                windows: &'a [($crate::__jiff::Timestamp, $crate::__jiff::Timestamp)],
+            ) -> $crate::outbox::BoxFuture<'a, Result<Vec<Vec<$crate::storage::history::Uptime>>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.uptimes_between(checks, windows).await.map_err(Into::into) })
+            }
+
+            fn daily_uptimes<'a>(
+                &'a self,
+                checks: &'a [String],
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Vec<Vec<$crate::storage::console::DayUptime>>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.daily_uptimes_of(checks, since, until).await.map_err(Into::into) })
+            }
+
+            fn latency_series<'a>(
+                &'a self,
+                check: &'a str,
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Vec<$crate::storage::console::LatencyPoint>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.latency_points(check, since, until).await.map_err(Into::into) })
+            }
+
+            fn latency_percentiles<'a>(
+                &'a self,
+                check: &'a str,
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Option<$crate::storage::console::LatencyPercentiles>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.percentiles_between(check, since, until).await.map_err(Into::into) })
+            }
+
+            fn incident_page<'a>(
+                &'a self,
+                page: &'a $crate::storage::history::SpanPage,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Vec<$crate::storage::console::IncidentRecord>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.incident_records(page).await.map_err(Into::into) })
+            }
+
+            fn incident<'a>(
+                &'a self,
+                id: i64,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Option<$crate::storage::console::IncidentRecord>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.incident_record(id).await.map_err(Into::into) })
+            }
+
+            fn add_incident_update<'a>(
+                &'a self,
+                incident: i64,
+                status: $crate::storage::console::IncidentStatus,
+                message: &'a str,
+                at: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Option<$crate::storage::console::IncidentUpdate>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.add_update(incident, status, message, at).await.map_err(Into::into) })
+            }
+
+            fn acknowledge_incident(
+                &self,
+                incident: i64,
+                at: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'_, Result<Option<$crate::storage::console::IncidentRecord>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.acknowledge(incident, at).await.map_err(Into::into) })
+            }
+
+            fn outbox_page<'a>(
+                &'a self,
+                page: &'a $crate::storage::console::OutboxPage,
+            ) -> $crate::outbox::BoxFuture<'a, Result<Vec<$crate::storage::console::NotificationRecord>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.outbox_rows(page).await.map_err(Into::into) })
+            }
+
+            fn redeliver(
+                &self,
+                notification: i64,
+                now: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'_, Result<Option<$crate::storage::console::NotificationRecord>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.redeliver_notification(notification, now).await.map_err(Into::into) })
+            }
+
+            fn api_checks(
+                &self,
+            ) -> $crate::outbox::BoxFuture<'_, Result<Vec<$crate::storage::console::ApiCheck>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.api_check_definitions().await.map_err(Into::into) })
+            }
+
+            fn put_api_check<'a>(
+                &'a self,
+                check: &'a $crate::storage::console::ApiCheck,
+            ) -> $crate::outbox::BoxFuture<'a, Result<(), $crate::storage::StorageError>> {
+                Box::pin(async move { self.put_api_check_definition(check).await.map_err(Into::into) })
+            }
+
+            fn delete_api_check<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> $crate::outbox::BoxFuture<'a, Result<bool, $crate::storage::StorageError>> {
+                Box::pin(async move { self.delete_api_check_definition(name).await.map_err(Into::into) })
+            }
+
+            fn silences(
+                &self,
+                now: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'_, Result<Vec<$crate::storage::console::Silence>, $crate::storage::StorageError>> {
+                Box::pin(async move { self.silences_at(now).await.map_err(Into::into) })
+            }
+
+            fn set_silence<'a>(
+                &'a self,
+                silence: &'a $crate::storage::console::Silence,
+            ) -> $crate::outbox::BoxFuture<'a, Result<(), $crate::storage::StorageError>> {
+                Box::pin(async move { self.put_silence(silence).await.map_err(Into::into) })
+            }
+
+            $($($extra)*)?
+        }
+    };
+}

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::{Outcome, ProbeKind, Reason};
+use crate::{CheckResult, Outcome, ProbeKind, Reason};
 
 pub fn outcome(outcome: Outcome) -> i64 {
     match outcome {
@@ -182,6 +182,55 @@ pub fn decode_phases(bytes: &[u8]) -> Option<Phases> {
         *phase = Some(i64::try_from(value).ok()?);
     }
     rest.is_empty().then_some(phases)
+}
+
+/// A result's columns in the stored format, as every store writes them (PostgreSQL
+/// narrows some integers to its column types; the values are the same).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedResult {
+    pub kind: i64,
+    pub http_status: Option<i64>,
+    pub duration_us: i64,
+    pub queue_us: i64,
+    pub phases: Option<Vec<u8>>,
+    pub ip: Option<Vec<u8>>,
+    /// The HTTP version's code; a version without one is `http_version_text`.
+    pub http_version: Option<i64>,
+    pub http_version_text: Option<String>,
+    pub redirects: i64,
+    pub cert_days_left: Option<i64>,
+    pub error: Option<String>,
+}
+
+impl EncodedResult {
+    pub fn of(r: &CheckResult) -> EncodedResult {
+        let t = &r.timings;
+        let (http_version, http_version_text) = match r.http_version.as_deref().map(HttpVersion::encode) {
+            Some(HttpVersion::Code(code)) => (Some(code), None),
+            Some(HttpVersion::Text(text)) => (None, Some(text.to_owned())),
+            None => (None, None),
+        };
+        EncodedResult {
+            kind: kind(r.outcome, r.probe, r.reason),
+            http_status: r.http_status.map(i64::from),
+            duration_us: duration_us(r.duration_ms),
+            queue_us: duration_us(r.queue_ms),
+            phases: encode_phases(&[
+                t.dns_ms.map(duration_us),
+                t.connect_ms.map(duration_us),
+                t.tls_ms.map(duration_us),
+                t.ttfb_ms.map(duration_us),
+                t.transfer_ms.map(duration_us),
+                r.rtt_ms.map(duration_us),
+            ]),
+            ip: r.ip.map(ip_bytes),
+            http_version,
+            http_version_text,
+            redirects: i64::from(r.redirects),
+            cert_days_left: r.certificate.as_ref().map(|c| c.days_left),
+            error: r.error.clone(),
+        }
+    }
 }
 
 // Time.

@@ -112,3 +112,44 @@ pub trait History: Send + Sync + 'static {
         until: jiff::Timestamp,
     ) -> BoxFuture<'a, Result<Uptime, StorageError>>;
 }
+
+/// Implements [`History`] for a store type whose inherent `result_page`,
+/// `down_span_page` and `uptime_between` do the work (returning the store's own error,
+/// which converts into [`StorageError`]), as the SQLite and PostgreSQL stores have them.
+#[macro_export]
+macro_rules! impl_history {
+    ($store:ty) => {
+        impl $crate::storage::history::History for $store {
+            fn recent_results<'a>(
+                &'a self,
+                check: &'a str,
+                page: $crate::storage::history::ResultPage,
+            ) -> $crate::outbox::BoxFuture<
+                'a,
+                Result<Vec<$crate::storage::history::RecordedResult>, $crate::storage::StorageError>,
+            > {
+                Box::pin(async move { self.result_page(check, page).await.map_err(Into::into) })
+            }
+
+            fn down_spans<'a>(
+                &'a self,
+                page: &'a $crate::storage::history::SpanPage,
+            ) -> $crate::outbox::BoxFuture<
+                'a,
+                Result<Vec<$crate::storage::history::DownSpan>, $crate::storage::StorageError>,
+            > {
+                Box::pin(async move { self.down_span_page(page).await.map_err(Into::into) })
+            }
+
+            fn uptime<'a>(
+                &'a self,
+                check: &'a str,
+                since: $crate::__jiff::Timestamp,
+                until: $crate::__jiff::Timestamp,
+            ) -> $crate::outbox::BoxFuture<'a, Result<$crate::storage::history::Uptime, $crate::storage::StorageError>>
+            {
+                Box::pin(async move { self.uptime_between(check, since, until).await.map_err(Into::into) })
+            }
+        }
+    };
+}

@@ -8,5 +8,6 @@ mod common;
 mod open;
 mod plans;
 mod quorum;
+mod size;
 mod suite;
 mod throughput;

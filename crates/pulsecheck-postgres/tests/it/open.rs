@@ -3,7 +3,11 @@
 use pulsecheck_core::storage::StorageError;
 use pulsecheck_postgres::{PgError, PgStore};
 
-use crate::common::{database, options, store};
+use pulsecheck_core::storage::history::ResultPage;
+use pulsecheck_core::{Outcome, Reason};
+use pulsecheck_postgres::testing::migrate_up_to;
+
+use crate::common::{database, options, result_event, store, ts};
 
 #[tokio::test]
 async fn two_nodes_migrate_one_database_at_once() {
@@ -81,4 +85,123 @@ async fn location_hides_the_password_and_errors_say_what_to_fix() {
         .await
         .unwrap_err();
     assert!(error.is_transient(), "{error}");
+}
+
+/// A database that schema 2 filled (wide results, btree time index) migrates to the
+/// compact layout of 0004 with every value intact, and the store then writes to it.
+#[tokio::test]
+async fn results_of_schema_2_migrate_to_the_compact_layout() {
+    let Some(url) = database().await else { return };
+    migrate_up_to(&url, 2).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("INSERT INTO check_ids (id, name) VALUES (7, 'api'), (8, 'db')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Out of time order, every nullable column both set and NULL. kind 1 | 7 << 6: down
+    // over HTTP for a status; 8: up over TCP. Phases: dns 1,500 µs and ttfb 300 µs.
+    sqlx::query(
+        "INSERT INTO results (check_id, started_at, kind, http_status, duration_us, queue_us, phases, ip,
+                              http_version, http_version_text, redirects, cert_days_left, error, location)
+         VALUES (7, $1, 449, 503, 12500, 250, '\\x09dc0bac02'::bytea, '\\x0a000001'::bytea,
+                 NULL, 'HTTP/0.8', 2, 30, 'status 503', 'eu'),
+                (8, $2, 8, NULL, 900, 0, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL),
+                (7, $2, 0, 200, 3000, 10, NULL, NULL, 11, NULL, 0, -5, NULL, NULL)",
+    )
+    .bind(ts(60).as_millisecond())
+    .bind(ts(0).as_millisecond())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let s = store(&url, "a").await;
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns
+         WHERE table_name = 'results' AND column_name IN ('check_id', 'kind', 'http_status', 'redirects')
+         ORDER BY column_name",
+    )
+    .fetch_all(s.pool())
+    .await
+    .unwrap();
+    let expected = [
+        ("check_id", "integer"),
+        ("http_status", "smallint"),
+        ("kind", "smallint"),
+        ("redirects", "smallint"),
+    ];
+    assert_eq!(columns, expected.map(|(c, t)| (c.to_owned(), t.to_owned())).to_vec());
+    let time_index: String = sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE indexname = 'results_by_time'")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert!(time_index.contains("USING brin"), "{time_index}");
+
+    let page = ResultPage {
+        before: None,
+        limit: 10,
+    };
+    let api = s.result_page("api", page).await.unwrap();
+    assert_eq!(api.len(), 2);
+    let down = &api[0];
+    assert_eq!(
+        (down.started_at, down.outcome, down.reason),
+        (ts(60), Outcome::Down, Some(Reason::Status))
+    );
+    assert_eq!((down.probe.as_str(), down.http_status), ("http", Some(503)));
+    assert_eq!((down.duration_ms, down.queue_ms), (12.5, 0.25));
+    assert_eq!(
+        (down.dns_ms, down.ttfb_ms, down.connect_ms),
+        (Some(1.5), Some(0.3), None)
+    );
+    assert_eq!(down.ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(down.http_version.as_deref(), Some("HTTP/0.8"));
+    assert_eq!((down.redirects, down.cert_days_left), (2, Some(30)));
+    assert_eq!(down.error.as_deref(), Some("status 503"));
+    let up = &api[1];
+    assert_eq!(
+        (up.outcome, up.http_version.as_deref(), up.cert_days_left),
+        (Outcome::Up, Some("HTTP/1.1"), Some(-5))
+    );
+    let db = s.result_page("db", page).await.unwrap();
+    assert_eq!((db.len(), db[0].probe.as_str(), db[0].ip.clone()), (1, "tcp", None));
+    let located: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM results WHERE location = 'eu'")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(located, 1);
+
+    // The migrated table takes new results, and a retried batch is stored once.
+    let event = [result_event("db", Outcome::Up, ts(120), 30)];
+    s.write(&event, ts(120)).await.unwrap();
+    s.write(&event, ts(120)).await.unwrap();
+    assert_eq!(s.result_page("db", page).await.unwrap().len(), 2);
+}
+
+/// A check numbered beyond what `results.check_id` (INTEGER) holds: the write fails and
+/// says so, rather than filing the result under a wrapped number.
+#[tokio::test]
+async fn a_check_number_beyond_integer_is_an_error_not_a_wrap() {
+    let Some(url) = database().await else { return };
+    let s = store(&url, "a").await;
+    sqlx::query("INSERT INTO check_ids (id, name) VALUES (2147483648, 'huge')")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let error = s
+        .write(&[result_event("huge", Outcome::Up, ts(0), 10)], ts(0))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("beyond the 2147483647"), "{error}");
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM results")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+    // check_ids stops numbering where results.check_id ends.
+    let max: i64 = sqlx::query_scalar("SELECT seqmax FROM pg_sequence WHERE seqrelid = 'check_ids_id_seq'::regclass")
+        .fetch_one(s.pool())
+        .await
+        .unwrap();
+    assert_eq!(max, i64::from(i32::MAX));
 }
