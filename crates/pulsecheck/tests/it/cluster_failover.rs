@@ -173,30 +173,71 @@ async fn three_nodes_own_300_checks_once_and_take_over_a_killed_node_within_the_
     }
 }
 
+/// The three delivery tests' setup: `nodes` nodes running `count` [`FLIPPING`] checks
+/// on `target` with alerts to `hook`, every check held once and up, every alert in.
+struct Flipping {
+    url: String,
+    pool: sqlx::PgPool,
+    target: Receiver,
+    hook: Hook,
+    names: Vec<String>,
+    keys: Vec<String>,
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Flipping {
+    /// `None` (the test passes, saying why) without PostgreSQL when `CI` is unset.
+    async fn start(database_name: &str, count: usize, node_names: &[&str]) -> Option<Flipping> {
+        let (url, pool) = database(database_name).await?;
+        let target = Receiver::start(0).await.unwrap();
+        let hook = Hook::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (names, yaml) = checks(count, &target.url("/health"));
+        let keys = with_housekeeping(&names);
+        let mut nodes = Vec::new();
+        for name in node_names {
+            let text = config(name, FLIPPING, &yaml, &hook_channel(&hook.url, name));
+            nodes.push(Node::start(dir.path(), name, &url, &text, &[]).await);
+        }
+        let all: Vec<&Node> = nodes.iter().collect();
+        eventually(
+            Duration::from_secs(90),
+            &format!("{count} checks owned once by {} nodes", nodes.len()),
+            || async { settled(&views(&all).await?, &keys, all.len()).then_some(()) },
+        )
+        .await;
+        settle_deliveries(&pool, &hook, &names, "up", Duration::from_secs(60)).await;
+        Some(Flipping {
+            url,
+            pool,
+            target,
+            hook,
+            names,
+            keys,
+            nodes,
+            _dir: dir,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_paused_past_its_leases_writes_nothing_and_sends_nothing_when_it_wakes() {
     let _serial = serial().await;
-    let Some((url, pool)) = database("failover_pause").await else {
+    let Some(Flipping {
+        pool,
+        target,
+        hook,
+        names,
+        keys,
+        nodes,
+        _dir,
+        ..
+    }) = Flipping::start("failover_pause", 60, &["n1", "n2", "n3"]).await
+    else {
         return;
     };
-    let target = Receiver::start(0).await.unwrap();
-    let hook = Hook::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (names, yaml) = checks(60, &target.url("/health"));
-    let keys = with_housekeeping(&names);
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2", "n3"] {
-        let text = config(name, FLIPPING, &yaml, &hook_channel(&hook.url, name));
-        nodes.push(Node::start(dir.path(), name, &url, &text, &[]).await);
-    }
     let all: Vec<&Node> = nodes.iter().collect();
-    eventually(
-        Duration::from_secs(90),
-        "60 checks owned once by three nodes",
-        || async { settled(&views(&all).await?, &keys, 3).then_some(()) },
-    )
-    .await;
-    settle_deliveries(&pool, &hook, &names, "up", Duration::from_secs(60)).await;
     let downs_before = transitions_to(&pool, "down").await;
     assert!(downs_before.is_empty(), "{downs_before:?}");
 
@@ -289,27 +330,18 @@ async fn a_node_paused_past_its_leases_writes_nothing_and_sends_nothing_when_it_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_notification_is_delivered_once_cluster_wide_and_survives_a_node_killed_mid_delivery() {
     let _serial = serial().await;
-    let Some((url, pool)) = database("failover_notify").await else {
+    let Some(Flipping {
+        pool,
+        target,
+        hook,
+        names,
+        mut nodes,
+        _dir,
+        ..
+    }) = Flipping::start("failover_notify", 30, &["n1", "n2", "n3"]).await
+    else {
         return;
     };
-    let target = Receiver::start(0).await.unwrap();
-    let hook = Hook::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (names, yaml) = checks(30, &target.url("/health"));
-    let keys = with_housekeeping(&names);
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2", "n3"] {
-        let text = config(name, FLIPPING, &yaml, &hook_channel(&hook.url, name));
-        nodes.push(Node::start(dir.path(), name, &url, &text, &[]).await);
-    }
-    let all: Vec<&Node> = nodes.iter().collect();
-    eventually(
-        Duration::from_secs(90),
-        "30 checks owned once by three nodes",
-        || async { settled(&views(&all).await?, &keys, 3).then_some(()) },
-    )
-    .await;
-    settle_deliveries(&pool, &hook, &names, "up", Duration::from_secs(60)).await;
 
     // Four state changes of every check, each alerted once, by whichever node owns it.
     let base_down = transitions_to(&pool, "down").await;
@@ -381,25 +413,20 @@ async fn each_notification_is_delivered_once_cluster_wide_and_survives_a_node_ki
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_reconnect_after_a_postgresql_restart_and_lose_no_notification() {
     let _serial = serial().await;
-    let Some((url, pool)) = database("failover_restart").await else {
+    let Some(Flipping {
+        url,
+        pool,
+        target,
+        hook,
+        names,
+        keys,
+        nodes,
+        _dir,
+    }) = Flipping::start("failover_restart", 20, &["n1", "n2"]).await
+    else {
         return;
     };
-    let target = Receiver::start(0).await.unwrap();
-    let hook = Hook::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (names, yaml) = checks(20, &target.url("/health"));
-    let keys = with_housekeeping(&names);
-    let mut nodes = Vec::new();
-    for name in ["n1", "n2"] {
-        let text = config(name, FLIPPING, &yaml, &hook_channel(&hook.url, name));
-        nodes.push(Node::start(dir.path(), name, &url, &text, &[]).await);
-    }
     let all: Vec<&Node> = nodes.iter().collect();
-    eventually(Duration::from_secs(90), "20 checks owned once by two nodes", || async {
-        settled(&views(&all).await?, &keys, 2).then_some(())
-    })
-    .await;
-    settle_deliveries(&pool, &hook, &names, "up", Duration::from_secs(60)).await;
     let base_up = transitions_to(&pool, "up").await;
     target.set_status(500);
     settle_deliveries(&pool, &hook, &names, "down", Duration::from_secs(60)).await;
