@@ -81,11 +81,24 @@ impl Node {
     /// Writes `config` to `DIR/NAME.yaml` and starts `serve` on it with `--store url`;
     /// returns once it listens.
     pub async fn start(dir: &Path, name: &str, url: &str, config: &str, env: &[(&str, &str)]) -> Node {
+        Node::start_with_args(dir, name, url, config, env, &[]).await
+    }
+
+    /// [`Node::start`] with more arguments for `serve` (such as `--nameserver`).
+    pub async fn start_with_args(
+        dir: &Path,
+        name: &str,
+        url: &str,
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Node {
         let path = dir.join(format!("{name}.yaml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
         let child = Command::new(BIN)
             .args(["serve", path.to_str().unwrap(), "--store", url])
+            .args(args)
             .env("RUST_LOG", "info")
             .env("PULSECHECK_CLUSTER_TEST_TOKEN", TOKEN)
             .envs(env.iter().copied())

@@ -7,30 +7,20 @@
 //! `twice` stays down the cluster reminds once per interval. Skipped without PostgreSQL
 //! unless `CI` is set.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use pulsecheck_sim::{SimConfig, SimHandle};
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 use crate::cluster::{database, TOKEN, TTL};
-use crate::daemon::{eventually, listening};
-
-const BIN: &str = env!("CARGO_BIN_EXE_pulsecheck");
+use crate::cluster_nodes::Node;
+use crate::daemon::eventually;
 const LOCATIONS: [&str; 3] = ["eu", "us", "ap"];
 /// Twice the checks' interval (4 s): three nodes write `twice` about six times per reminder.
 const REMINDER: Duration = Duration::from_secs(4);
 
-/// One node: its process (killed by this test's handle on drop), log and base URL.
-struct Node {
-    _child: Child,
-    log: PathBuf,
-    base: String,
-}
-
-async fn start_node(dir: &Path, location: &str, port: u16, dns: std::net::SocketAddr, store: &str) -> Node {
+/// The config of the node at `location`: the two quorum checks on the simulators' port.
+fn node_config(location: &str, port: u16) -> String {
     let mut text = format!(
         "server:\n  listen: 127.0.0.1:0\n  tokens: [\"${{PULSECHECK_CLUSTER_TEST_TOKEN}}\"]\n\
          cluster:\n  node: {location}\n  location: {location}\n  lease_ttl: {}s\n\
@@ -45,48 +35,15 @@ async fn start_node(dir: &Path, location: &str, port: u16, dns: std::net::Socket
             REMINDER.as_secs()
         ));
     }
-    let config = dir.join(format!("{location}.yaml"));
-    std::fs::write(&config, text).unwrap();
-    let log = dir.join(format!("{location}.log"));
-    let child = Command::new(BIN)
-        .args(["serve", config.to_str().unwrap(), "--nameserver", &dns.to_string()])
-        .env("RUST_LOG", "info")
-        .env("PULSECHECK_STORE", store)
-        .env("PULSECHECK_CLUSTER_TEST_TOKEN", TOKEN)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pulsecheck serve starts");
-    let base = format!("http://{}", listening(&log).await);
-    Node {
-        _child: child,
-        log,
-        base,
-    }
-}
-
-impl Node {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+    text
 }
 
 /// `GET /api/v1/checks/NAME`, if the node answers.
 async fn check(node: &Node, name: &str) -> Option<Value> {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let response = client
-        .get(format!("{}/api/v1/checks/{name}", node.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .ok()?;
-    response.json().await.ok()
+    let (status, body) = node
+        .call(reqwest::Method::GET, &format!("/api/v1/checks/{name}"), None)
+        .await;
+    (status == 200).then_some(body)
 }
 
 /// The check's state and `location → (state, disagrees)` of its locations.
@@ -145,7 +102,9 @@ async fn two_locations_down_declare_down_one_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     for (location, sim) in LOCATIONS.iter().zip(&sims) {
-        nodes.push(start_node(dir.path(), location, port, sim.info.dns, &url).await);
+        let text = node_config(location, port);
+        let dns = sim.info.dns.to_string();
+        nodes.push(Node::start_with_args(dir.path(), location, &url, &text, &[], &["--nameserver", &dns]).await);
     }
     let logs = |nodes: &[Node]| -> String { nodes.iter().map(Node::log_text).collect::<Vec<_>>().join("\n") };
 
@@ -185,7 +144,7 @@ async fn two_locations_down_declare_down_one_does_not() {
         .no_proxy()
         .build()
         .unwrap()
-        .get(format!("{}/checks/once", nodes[0].base))
+        .get(format!("http://{}/checks/once", nodes[0].addr))
         .bearer_auth(TOKEN)
         .send()
         .await
