@@ -5,6 +5,7 @@
 //! the store every heartbeat and hands them to the serve loop, which applies what
 //! differs.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +72,18 @@ pub async fn run(
 /// acknowledgements there).
 async fn reminded_down(console: &dyn Console, config: &MonitorConfig, owned: &Owned) -> Result<Vec<String>, String> {
     const PAGE: usize = 1_000;
+    let reminding: HashSet<&str> = config
+        .checks
+        .iter()
+        .filter(|c| c.reminder.is_some() && c.quorum.is_none() && owned.owns(&lease_key(&c.name, None)))
+        .map(|c| c.name.as_str())
+        .collect();
     let mut reminded = Vec::new();
+    // Without a check that reminds, there is no acknowledgement to look for: skip the
+    // pages of down checks (thousands in a wide outage) every heartbeat.
+    if reminding.is_empty() {
+        return Ok(reminded);
+    }
     let mut after = None;
     loop {
         let page = CheckPage {
@@ -85,11 +97,11 @@ async fn reminded_down(console: &dyn Console, config: &MonitorConfig, owned: &Ow
         let down = console.check_page(&page).await.map_err(|e| e.to_string())?;
         let last_page = down.len() < PAGE;
         after = down.last().map(|c| c.name.clone());
-        reminded.extend(down.into_iter().map(|summary| summary.name).filter(|name| {
-            config
-                .check(name)
-                .is_some_and(|c| c.reminder.is_some() && c.quorum.is_none() && owned.owns(&lease_key(name, None)))
-        }));
+        reminded.extend(
+            down.into_iter()
+                .map(|summary| summary.name)
+                .filter(|name| reminding.contains(name.as_str())),
+        );
         if last_page {
             return Ok(reminded);
         }
