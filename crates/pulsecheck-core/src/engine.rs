@@ -107,7 +107,7 @@ impl Engine {
                 result.error = Some("cancelled before it started".into());
                 return result;
             }
-            permits = self.limiter.acquire(&host_key, kind == ProbeKind::Http) => permits,
+            permits = self.limiter.acquire(&host_key, crate::limiter::http_weight(spec, options)) => permits,
         };
         // Boxed so that a check still waiting for its slots is a small task: the probe's
         // state is allocated only once it may run, not by every queued check (10,000

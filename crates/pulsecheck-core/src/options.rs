@@ -191,13 +191,14 @@ pub struct EngineOptions {
 /// hanging endpoints on one host ends in about one timeout rather than several.
 pub const DEFAULT_CONCURRENCY: usize = 10_000;
 pub const DEFAULT_PER_HOST: usize = 1000;
-/// HTTP(S) checks in flight at once by default (never more than the concurrency). Each
-/// holds a hyper connection whose read and write buffers and request channel are 8 KiB
-/// each, so 10,000 at once peak near 150 MB resident; with 2,500 a 10,000-target scan
-/// runs in four waves and stays under 100 MB (README, "Benchmark"). 3,000 still takes
-/// four waves, with more memory; 3,334 takes three and passes 100 MB. Other probes are
-/// not counted here.
-pub const DEFAULT_HTTP_IN_FLIGHT: usize = 2_500;
+/// HTTP slots by default (never more than the concurrency): a plain HTTP check takes one,
+/// an HTTPS or pooled one two ([`crate::limiter::http_weight`]). A plain HTTP/1 check waits
+/// for its response holding only its socket, and hyper's buffers (about 24 KiB) only
+/// while the response is read, so 5,000 keep a 10,000-target scan to two waves at about
+/// 65 MB resident (README, "Benchmark"); 2,500 HTTPS checks hold about what 2,500 did
+/// before plain HTTP stopped holding hyper's buffers while it waits. Other probes are not
+/// counted here.
+pub const DEFAULT_HTTP_IN_FLIGHT: usize = 5_000;
 
 impl Default for EngineOptions {
     fn default() -> Self {

@@ -222,8 +222,9 @@ pub struct ScanArgs {
     #[arg(long, default_value_t = pulsecheck_core::options::DEFAULT_PER_HOST)]
     pub per_host: usize,
 
-    /// HTTP(S) checks in flight at once, at most --concurrency; each holds a connection's
-    /// buffers (about 24 KiB reserved). [default: 2500]
+    /// HTTP slots, at most --concurrency: a plain HTTP check in flight takes one, an HTTPS
+    /// check two (it holds TLS and hyper's buffers, about 24 KiB, the whole time).
+    /// [default: 5000]
     #[arg(long, value_name = "N")]
     pub http_in_flight: Option<usize>,
 

@@ -5,6 +5,10 @@
 //! check's conditions do). The body is always read up to `max_body_bytes` (that is the
 //! transfer phase, and what lets a pooled connection be reused), but its bytes are kept
 //! only when a condition needs them ([`CheckOptions::needs_response`]).
+//!
+//! A plain HTTP/1 check writes its request itself and starts hyper only once the response
+//! begins to arrive ([`super::prewritten`]), so that waiting for a slow server costs a
+//! socket, not hyper's buffers.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -19,12 +23,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::Instant;
 use url::Url;
 
 use super::informational::{InformationalCap, InformationalCount};
 use super::pool::{PoolKey, PooledConnection, Sender};
+use super::prewritten::{encode_head, AlreadySent};
 use super::{connect, handshake, resolve, Attempt, Failure, Phase, ProbeContext, Redirected, TrackedExecutor};
 use crate::options::CheckOptions;
 use crate::result::{Reason, Timings};
@@ -175,12 +180,69 @@ async fn hop(
     let addrs = resolve(ctx, &host, attempt).await?;
     let stream = connect(&addrs, port, attempt).await?;
     if https {
+        no_delay(&stream);
         let tls = handshake(ctx, stream, &host, options.insecure, attempt).await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         Box::pin(exchange(ctx, tls, h2, url, method, options, attempt)).await
     } else {
-        Box::pin(exchange(ctx, stream, false, url, method, options, attempt)).await
+        Box::pin(exchange_plain(ctx, stream, url, method, options, attempt)).await
     }
+}
+
+/// Says that this HTTP/1 connection carries one request and is dropped after it, so hyper
+/// closes it when the response ends instead of reserving a fresh 8 KiB read buffer to
+/// wait for a next response that never comes, and the server can let go at once.
+pub(crate) fn close_after(request: &mut Request<Empty<Bytes>>) {
+    request
+        .headers_mut()
+        .entry(CONNECTION)
+        .or_insert(HeaderValue::from_static("close"));
+}
+
+/// Turns Nagle off where a small write can follow unacknowledged data: the request right
+/// after TLS's Finished, or a second request on a kept connection, would otherwise wait
+/// for the server's delayed ACK. The plain one-shot request below is a single write.
+fn no_delay(stream: &tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
+}
+
+/// Plain HTTP/1 over a fresh connection, written here and handed to hyper only once the
+/// response has begun to arrive. hyper reserves about 24 KiB per connection (read and
+/// write buffers, its dispatch channel) from its first poll; a check spends most of its
+/// life waiting for the server, and waits here holding only the socket. hyper still
+/// parses every byte the server sends; the request it encodes is discarded
+/// ([`AlreadySent`]), since the same request is on the wire.
+async fn exchange_plain(
+    ctx: &ProbeContext,
+    mut stream: tokio::net::TcpStream,
+    url: &Url,
+    method: &Method,
+    options: &CheckOptions,
+    attempt: &mut Attempt,
+) -> Result<Exchange, Failure> {
+    let mut request = build_request(url, method, options, false)?;
+    close_after(&mut request);
+    attempt.phase = Phase::WaitingForResponse;
+    let started = Instant::now();
+    let head = encode_head(&request);
+    let waited = async {
+        stream.write_all(&head).await?;
+        drop(head);
+        stream.readable().await
+    }
+    .await;
+    Timings::add(&mut attempt.result.timings.ttfb_ms, started.elapsed());
+    if let Err(e) = waited {
+        return Err(Failure::new(
+            super::classify_io_error(&e),
+            format!("sending the request failed: {e}"),
+        ));
+    }
+    let (mut sender, conn, informational) = open(ctx, AlreadySent::new(stream), false).await?;
+    informational.watch(&mut request);
+    let conn = pin!(conn);
+    let send = pin!(sender.send_request(request));
+    drive(conn, send, options.max_body_bytes, options.needs_response(), attempt).await
 }
 
 /// A hop with `--reuse-connections`: an idle pooled connection if there is one, else a
@@ -307,6 +369,7 @@ async fn head_on_fresh(
 ) -> Result<PooledHead, Failure> {
     let addrs = resolve(ctx, host, attempt).await?;
     let stream = connect(&addrs, key.port, attempt).await?;
+    no_delay(&stream);
     let ip = attempt.result.ip.unwrap_or(addrs[0]);
     let connection = if key.https {
         let tls = handshake(ctx, stream, host, options.insecure, attempt).await?;
@@ -410,13 +473,7 @@ where
     let mut request = build_request(url, method, options, h2)?;
     informational.watch(&mut request);
     if !h2 {
-        // This connection carries one request and is dropped after it. Saying so lets
-        // hyper close it when the response ends, instead of reserving a fresh 8 KiB read
-        // buffer to wait for a next response that never comes, and lets the server go.
-        request
-            .headers_mut()
-            .entry(CONNECTION)
-            .or_insert(HeaderValue::from_static("close"));
+        close_after(&mut request);
     }
     // Pinned here and lent to `drive`, so their state is stored once, not again in
     // `drive`'s future (async parameters are never overlapped with later state).
@@ -511,7 +568,7 @@ async fn read_capped(body: &mut Incoming, cap: usize, keep: bool) -> hyper::Resu
     Ok((kept, read))
 }
 
-fn build_request(
+pub(crate) fn build_request(
     url: &Url,
     method: &Method,
     options: &CheckOptions,
@@ -710,6 +767,20 @@ mod tests {
         assert!(
             exchange_size <= 3 * 1024,
             "the exchange future is {exchange_size} bytes"
+        );
+        let plain_size = std::mem::size_of_val(&exchange_plain(
+            &ctx,
+            tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap(),
+            &url,
+            &Method::GET,
+            &options,
+            &mut attempt,
+        ));
+        assert!(
+            plain_size <= 3 * 1024,
+            "the plain exchange future is {plain_size} bytes"
         );
     }
 }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod icmp;
 pub mod informational;
 pub mod pool;
+pub mod prewritten;
 pub mod tcp;
 pub mod tls;
 
@@ -230,8 +231,6 @@ pub async fn connect(addrs: &[IpAddr], port: u16, attempt: &mut Attempt) -> Resu
         match Box::pin(TcpStream::connect(addr)).await {
             Ok(stream) => {
                 Timings::add(&mut attempt.result.timings.connect_ms, started.elapsed());
-                // Health checks are tiny request/response exchanges: Nagle only adds latency.
-                let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
             Err(e) => last_error = Some((addr, e)),
