@@ -29,7 +29,7 @@ use url::Url;
 
 use super::informational::{InformationalCap, InformationalCount};
 use super::pool::{PoolKey, PooledConnection, Sender};
-use super::prewritten::{encode_head, AlreadySent};
+use super::prewritten::{encode_head, AlreadySent, FirstPollTwice};
 use super::{connect, handshake, resolve, Attempt, Failure, Phase, ProbeContext, Redirected, TrackedExecutor};
 use crate::options::CheckOptions;
 use crate::result::{Reason, Timings};
@@ -240,7 +240,7 @@ async fn exchange_plain(
     }
     let (mut sender, conn, informational) = open(ctx, AlreadySent::new(stream), false).await?;
     informational.watch(&mut request);
-    let conn = pin!(conn);
+    let conn = pin!(FirstPollTwice::new(conn));
     let send = pin!(sender.send_request(request));
     drive(conn, send, options.max_body_bytes, options.needs_response(), attempt).await
 }

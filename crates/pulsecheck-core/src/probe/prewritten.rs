@@ -8,6 +8,7 @@
 //! hyper still parses every byte the server sends. [`encode_head`] must write what hyper
 //! would: a test compares the two byte for byte.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -46,9 +47,12 @@ pub fn encode_head(request: &Request<Empty<Bytes>>) -> Vec<u8> {
 ///
 /// Reads wait until hyper has written its request: hyper treats bytes that arrive on a
 /// connection with no request in flight as an error, and it polls its read side first.
+/// The first read held back does not wake the task: [`FirstPollTwice`] polls hyper again
+/// at once.
 pub struct AlreadySent {
     stream: TcpStream,
     request_written: bool,
+    read_held_back: bool,
 }
 
 impl AlreadySent {
@@ -56,6 +60,7 @@ impl AlreadySent {
         AlreadySent {
             stream,
             request_written: false,
+            read_held_back: false,
         }
     }
 }
@@ -63,11 +68,41 @@ impl AlreadySent {
 impl AsyncRead for AlreadySent {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.request_written {
-            // hyper writes in this same poll; come back once it has.
-            cx.waker().wake_by_ref();
+            if std::mem::replace(&mut self.read_held_back, true) {
+                // Not expected (hyper writes in the poll that first reads), but never
+                // left without a wake-up.
+                cx.waker().wake_by_ref();
+            }
             return Poll::Pending;
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+/// hyper's connection future over an [`AlreadySent`] stream: its first poll polls hyper
+/// twice, once to take the request (its read held back) and once to read the response,
+/// which is already there. Waking the task instead would cost a trip through the
+/// scheduler, and on an idle runtime a parked worker woken for nothing.
+pub struct FirstPollTwice<C> {
+    conn: C,
+    first: bool,
+}
+
+impl<C> FirstPollTwice<C> {
+    pub fn new(conn: C) -> FirstPollTwice<C> {
+        FirstPollTwice { conn, first: true }
+    }
+}
+
+impl<C: Future + Unpin> Future for FirstPollTwice<C> {
+    type Output = C::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let first = std::mem::replace(&mut self.first, false);
+        match Pin::new(&mut self.conn).poll(cx) {
+            Poll::Pending if first => Pin::new(&mut self.conn).poll(cx),
+            polled => polled,
+        }
     }
 }
 
