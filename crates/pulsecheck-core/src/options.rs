@@ -195,7 +195,7 @@ pub const DEFAULT_PER_HOST: usize = 1000;
 /// an HTTPS or pooled one two ([`crate::limiter::http_weight`]). A plain HTTP/1 check waits
 /// for its response holding only its socket, and hyper's buffers (about 24 KiB) only
 /// while the response is read, so 5,000 keep a 10,000-target scan to two waves at about
-/// 65 MB resident (README, "Benchmark"); 2,500 HTTPS checks hold about what 2,500 did
+/// 52 MB resident (README, "Benchmark"); 2,500 HTTPS checks hold about what 2,500 did
 /// before plain HTTP stopped holding hyper's buffers while it waits. Other probes are not
 /// counted here.
 pub const DEFAULT_HTTP_IN_FLIGHT: usize = 5_000;
