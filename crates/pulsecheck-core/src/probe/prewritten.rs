@@ -195,4 +195,53 @@ mod tests {
             tasks.abort_all();
         }
     }
+
+    /// Until hyper has written, reads are held back: the first without a wake-up
+    /// ([`FirstPollTwice`] polls again), any later one with a wake-up, so that a read
+    /// held back outside the first poll can never leave the check waiting for nothing.
+    #[tokio::test]
+    async fn reads_wait_for_the_request_and_never_without_a_wake_up() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use tokio::io::AsyncWriteExt as _;
+
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        client.readable().await.unwrap();
+
+        let wakes = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut stream = AlreadySent::new(client);
+        let mut storage = [0u8; 64];
+        let mut read = |stream: &mut AlreadySent, cx: &mut Context<'_>| {
+            let mut buf = ReadBuf::new(&mut storage);
+            let polled = Pin::new(stream).poll_read(cx, &mut buf);
+            (polled.is_ready(), buf.filled().len())
+        };
+        assert_eq!(
+            read(&mut stream, &mut cx),
+            (false, 0),
+            "the response is there, but no request yet"
+        );
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "the first read held back wakes nobody"
+        );
+        assert_eq!(read(&mut stream, &mut cx), (false, 0));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "a second one does");
+
+        let written = Pin::new(&mut stream).poll_write(&mut cx, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(written, Poll::Ready(Ok(18))), "hyper's copy is taken whole");
+        assert_eq!(read(&mut stream, &mut cx), (true, 19), "then the response is read");
+    }
 }
